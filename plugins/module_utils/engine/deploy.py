@@ -1,0 +1,312 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The target-agnostic deploy engine (PRODUCT.md §4).
+
+validate → read current → decide → snapshot → apply → verify → (rollback) → report
+
+The engine knows neither Ansible nor any cloud SDK: it drives a
+:class:`~.target.Target` and reports a :class:`~.model.DeployResult`.  A
+module, an action plugin or a plain script can run it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import errors, model, tags
+from ..material import certificate as cert_material
+
+NOTHING = 'none'
+UPDATE = 'update'
+IMPORT = 'import'
+
+_DIFF_FACTS = ('thumbprint', 'serial', 'subject', 'sans', 'not_before', 'expires')
+
+
+def decide(current, request, wanted_tags):
+    """Pure decision: what must happen to make ``current`` match ``request``."""
+    if current is None:
+        return IMPORT
+    if not tags.is_managed(current.tags) and not request.take_ownership:
+        raise errors.DeployError(
+            errors.NOT_OWNED,
+            'The certificate already exists (version %s) without the tag %s=%s, so this module does not own it. '
+            'Nothing was changed. Set take_ownership: true to manage it from now on.'
+            % (current.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE),
+        )
+    if request.force or current.thumbprint != request.material.thumbprint:
+        return IMPORT
+    if tags.comparable(current.tags) != tags.comparable(wanted_tags) or bool(current.enabled) != bool(request.enabled):
+        return UPDATE
+    return NOTHING
+
+
+def state_diff(current, after_facts, after_tags, after_enabled, after_version):
+    """Before/after facts for diff mode; public facts only, never key material."""
+    before = {}
+    if current is not None:
+        before = dict((k, current.facts.get(k)) for k in _DIFF_FACTS)
+        before.update({'version': current.version, 'thumbprint': current.thumbprint,
+                       'enabled': current.enabled, 'tags': dict(current.tags)})
+    after = dict((k, after_facts.get(k)) for k in _DIFF_FACTS)
+    after.update({'version': after_version, 'enabled': after_enabled, 'tags': dict(after_tags)})
+    return {'before': before, 'after': after}
+
+
+class _Unknown(object):
+    """Marker: in check mode the current state could not be read."""
+
+
+UNKNOWN = _Unknown()
+
+
+class DeployEngine(object):
+    """Runs one deploy of ``request`` against ``target``."""
+
+    def __init__(self, target, verify_attempts=3, verify_delay=2.0, sleep=time.sleep):
+        self.target = target
+        self.verify_attempts = verify_attempts
+        self.verify_delay = verify_delay
+        self._sleep = sleep
+
+    # -- phases ------------------------------------------------------------
+
+    def validate(self, request):
+        """Offline checks that need no target: key and validity rules, tag rules."""
+        warnings = cert_material.check_rules(request.material, allow_expired=request.allow_expired)
+        request.user_tags = tags.normalise_user_tags(request.user_tags)
+        return warnings
+
+    def run(self, request):
+        """Run all phases; a DeployError raised on the way carries the warnings gathered so far."""
+        result = model.DeployResult()
+        try:
+            return self._run(request, result)
+        except errors.DeployError as exc:
+            exc.details.setdefault('warnings', list(result.warnings))
+            raise
+
+    def _run(self, request, result):
+        result.warnings.extend(self.validate(request))
+        wanted_tags = tags.desired_tags(request.user_tags, request.certificate_id)
+        local_facts = cert_material.certificate_facts(request.material.leaf)
+
+        current = self._read_current(request, result)
+        if current is UNKNOWN:
+            result.changed = True
+            result.certificate = self._predicted(None, local_facts, wanted_tags, request)
+            result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None)
+            return result
+
+        action = decide(current, request, wanted_tags)
+        if current is not None:
+            result.previous = current.summary()
+        new_version = current.version if action in (NOTHING, UPDATE) else None
+        result.diff = state_diff(current, local_facts, wanted_tags, request.enabled, new_version)
+
+        if action == NOTHING:
+            result.outcome = model.UNCHANGED
+            result.certificate = current.describe()
+            return result
+
+        if request.check_mode:
+            result.changed = True
+            result.outcome = {UPDATE: model.UPDATED}.get(action, model.ROTATED if current else model.CREATED)
+            result.certificate = self._predicted(current if action == UPDATE else None, local_facts, wanted_tags, request)
+            return result
+
+        if action == UPDATE:
+            try:
+                state = self.target.update_properties(current, wanted_tags, request.enabled)
+            except errors.DeployError as exc:
+                if exc.code != errors.FORBIDDEN:
+                    raise
+                result.warnings.append(
+                    'Updating tags/enabled on version %s was forbidden (%s); importing a new version with the '
+                    'wanted tags instead. Grant certificates/update to avoid the extra version.' % (current.version, exc.message))
+            else:
+                result.changed = True
+                result.outcome = model.UPDATED
+                result.certificate = state.describe()
+                return result
+
+        snapshot = self._snapshot(current, request, result)
+        imported = self._import(current, request, wanted_tags, result)
+        result.changed = True
+        self._verify(current, imported, snapshot, request, result)
+        return result
+
+    # -- read ----------------------------------------------------------------
+
+    def _read_current(self, request, result):
+        try:
+            return self.target.read_latest()
+        except errors.DeployError as exc:
+            if exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover':
+                if request.check_mode:
+                    result.warnings.append('The certificate is soft-deleted; it would be recovered first and then compared.')
+                    return UNKNOWN
+                self.target.recover_deleted()
+                result.changed = True
+                result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
+                return self.target.read_latest()
+            if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
+                result.warnings.append(
+                    'Check mode could not read the current certificate (%s: %s); predicting changed=true. '
+                    'The configuration and material were validated offline.' % (exc.code, exc.message))
+                return UNKNOWN
+            raise
+
+    # -- snapshot ------------------------------------------------------------
+
+    def _snapshot(self, current, request, result):
+        if current is None:
+            return model.Snapshot(None, reason='there was no previous version')
+        if request.rollback == 'disabled':
+            return model.Snapshot(current, reason='rollback is disabled')
+        try:
+            return model.Snapshot(current, self.target.read_rollback_material(current), 'backing_secret')
+        except errors.DeployError as exc:
+            cause = exc
+        leaf = current.leaf
+        if leaf is not None and cert_material.public_key_matches(leaf, request.material.key):
+            chain, unrelated = cert_material.order_chain(leaf, request.material.chain)
+            material = cert_material.Material(leaf, request.material.key, [c for c in chain if c not in unrelated])
+            result.warnings.append(
+                'The previous private key could not be read (%s); rollback would re-pair the previous certificate '
+                'with the new key, which is valid because both share one public key.' % cause.message)
+            return model.Snapshot(current, material, 're_pair')
+        reason = ('the previous private key could not be read (%s: %s) and the previous certificate has a different '
+                  'public key, so it cannot be re-paired' % (cause.code, cause.message))
+        if request.rollback == 'required':
+            raise errors.DeployError(
+                cause.code if cause.code != errors.INVALID_MATERIAL else errors.ROLLBACK_FAILED,
+                'rollback is required but no rollback material exists: %s. Nothing was written. Grant '
+                'Microsoft.KeyVault/vaults/secrets/getSecret/action on the certificate (role Key Vault Secrets User) '
+                'or set rollback: auto.' % reason,
+                result=result.as_dict(),
+            )
+        result.warnings.append('Rollback is unavailable for this deploy: %s.' % reason)
+        return model.Snapshot(current, reason=reason)
+
+    # -- apply ---------------------------------------------------------------
+
+    def _import(self, current, request, wanted_tags, result):
+        try:
+            return self.target.import_material(request.material, wanted_tags, request.enabled)
+        except errors.DeployError as exc:
+            if exc.code not in errors.TRANSIENT_CODES:
+                raise
+            failure = exc
+        # The request may have been committed before the failure reached us
+        # (connection cut, gateway timeout).  Look before reporting failure.
+        try:
+            latest = self.target.read_latest()
+        except errors.DeployError:
+            latest = None
+        committed = (latest is not None and latest.thumbprint == request.material.thumbprint
+                     and (current is None or latest.version != current.version))
+        if not committed:
+            raise failure
+        result.warnings.append(
+            'The import reported "%s" but the target holds the new certificate as version %s; continuing.'
+            % (failure.message, latest.version))
+        return latest
+
+    # -- verify and rollback ------------------------------------------------
+
+    def _read_latest_with_retries(self):
+        last = None
+        for attempt in range(self.verify_attempts):
+            if attempt:
+                self._sleep(self.verify_delay * attempt)
+            try:
+                return self.target.read_latest(), None
+            except errors.DeployError as exc:
+                last = exc
+                if exc.code not in errors.TRANSIENT_CODES and exc.code != errors.AUTH_FAILED:
+                    break
+        return None, last
+
+    def _verify(self, current, imported, snapshot, request, result):
+        local = request.material.thumbprint
+        result.certificate = imported.describe()
+        if imported.thumbprint != local:
+            self._rollback(snapshot, imported, request, result,
+                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local))
+        latest, failure = self._read_latest_with_retries()
+        if latest is None:
+            result.outcome = model.UNVERIFIED
+            result.warnings.append(
+                'Version %s was imported and the import response matched, but reading it back failed (%s); '
+                'no rollback was attempted. Check the target before relying on it.'
+                % (imported.version, failure.message if failure else 'the certificate was not found'))
+            return
+        if latest.version == imported.version:
+            if latest.thumbprint != local:
+                self._rollback(snapshot, imported, request, result,
+                               'Reading version %s back returned thumbprint %s, not %s.' % (latest.version, latest.thumbprint, local))
+            result.outcome = model.ROTATED if current is not None else model.CREATED
+            result.certificate = latest.describe()
+            return
+        result.outcome = model.CONCURRENT_WRITER
+        result.certificate = imported.describe()
+        raise errors.DeployError(
+            errors.CONFLICT,
+            'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
+            'concurrently. It was not rolled back over. Coordinate writers and run again.'
+            % (imported.version, latest.version, latest.thumbprint),
+            result=dict(result.as_dict(), outcome=model.CONCURRENT_WRITER),
+        )
+
+    def _rollback(self, snapshot, imported, request, result, cause):
+        rb = result.rollback
+        if request.rollback == 'disabled':
+            rb['reason'] = 'rollback is disabled'
+            raise errors.DeployError(errors.SERVICE_ERROR, cause + ' Rollback is disabled; the faulty version %s is latest.' % imported.version,
+                                     result=result.as_dict())
+        if not snapshot.available:
+            rb['reason'] = snapshot.reason
+            result.outcome = model.ROLLBACK_FAILED
+            raise errors.DeployError(
+                errors.ROLLBACK_FAILED,
+                '%s Rollback was not possible because %s. Manual step: import the previous certificate again '
+                '(or deploy a correct one); do not disable versions, consumers follow the versionless id.' % (cause, snapshot.reason),
+                result=result.as_dict())
+        rb['attempted'] = True
+        previous = snapshot.state
+        try:
+            restored = self.target.import_material(snapshot.material, tags.rollback_tags(previous.tags, imported.version),
+                                                   previous.enabled, content_type=previous.content_type)
+        except errors.DeployError as exc:
+            rb['reason'] = '%s: %s' % (exc.code, exc.message)
+            result.outcome = model.ROLLBACK_FAILED
+            raise errors.DeployError(
+                errors.ROLLBACK_FAILED,
+                '%s Rolling back failed too (%s). Manual step: re-import the previous certificate (version %s, '
+                'thumbprint %s) as a new version; do not disable versions.' % (cause, exc.message, previous.version, previous.thumbprint),
+                result=result.as_dict())
+        rb.update({'succeeded': True, 'version': restored.version, 'reason': cause})
+        result.outcome = model.ROLLED_BACK
+        result.certificate = restored.describe()
+        raise errors.DeployError(
+            errors.SERVICE_ERROR,
+            '%s Rolled back: the previous certificate (thumbprint %s) was re-imported as version %s.'
+            % (cause, previous.thumbprint, restored.version),
+            result=result.as_dict())
+
+    # -- report helpers -----------------------------------------------------
+
+    def _predicted(self, current, local_facts, wanted_tags, request):
+        out = dict(self.target.predicted_ids())
+        if current is not None:
+            out.update(current.ids)
+        out.update(local_facts)
+        out.update({
+            'version': current.version if current is not None else None,
+            'tags': dict(wanted_tags),
+            'enabled': request.enabled,
+        })
+        return out

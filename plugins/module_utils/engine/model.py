@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Value objects shared by the engine and its target adapters."""
+
+from __future__ import annotations
+
+# Outcomes (PRODUCT.md §4).  Stable strings: playbooks match on them.
+CREATED = 'created'
+ROTATED = 'rotated'
+UNCHANGED = 'unchanged'
+UPDATED = 'updated'
+CONCURRENT_WRITER = 'concurrent_writer'
+UNVERIFIED = 'unverified'
+ROLLED_BACK = 'rolled_back'
+ROLLBACK_FAILED = 'rollback_failed'
+OUTCOMES = (CREATED, ROTATED, UNCHANGED, UPDATED, CONCURRENT_WRITER, UNVERIFIED, ROLLED_BACK, ROLLBACK_FAILED)
+
+ROLLBACK_MODES = ('auto', 'required', 'disabled')
+ON_SOFT_DELETED = ('fail', 'recover')
+
+
+class VersionState(object):
+    """What a target reports about one stored version of a certificate.
+
+    ``facts`` is the public description of the leaf (see
+    ``material.certificate.certificate_facts``), ``ids`` the target's own
+    identifiers (for Key Vault: id, secret id, versionless ids...), ``leaf``
+    the parsed leaf certificate when the target returned it.
+    """
+
+    def __init__(self, version, thumbprint, tags=None, enabled=True, facts=None, ids=None,
+                 created_on=None, content_type=None, leaf=None):
+        self.version = version
+        self.thumbprint = thumbprint.upper() if thumbprint else thumbprint
+        self.tags = dict(tags or {})
+        self.enabled = enabled
+        self.facts = dict(facts or {})
+        self.ids = dict(ids or {})
+        self.created_on = created_on
+        self.content_type = content_type
+        self.leaf = leaf
+
+    def summary(self):
+        """The short form used for ``previous`` in results."""
+        return {
+            'version': self.version,
+            'thumbprint': self.thumbprint,
+            'serial': self.facts.get('serial'),
+            'expires': self.facts.get('expires'),
+        }
+
+    def describe(self):
+        """The long form used for ``certificate`` in results."""
+        out = dict(self.ids)
+        out.update(self.facts)
+        out.update({
+            'version': self.version,
+            'thumbprint': self.thumbprint,
+            'tags': dict(self.tags),
+            'enabled': self.enabled,
+            'content_type': self.content_type,
+        })
+        return out
+
+
+class Snapshot(object):
+    """Rollback material for the version that was current before an import.
+
+    ``material`` is None when rollback is unavailable; ``reason`` then says why.
+    ``source`` is 'backing_secret' (the previous private key was read back) or
+    're_pair' (old certificate with the new key, only when the public keys are equal).
+    """
+
+    def __init__(self, state, material=None, source=None, reason=None):
+        self.state = state
+        self.material = material
+        self.source = source
+        self.reason = reason
+
+    @property
+    def available(self):
+        return self.material is not None
+
+
+class DeployRequest(object):
+    """Everything the engine needs to know about one deploy, already validated."""
+
+    def __init__(self, material, certificate_id, user_tags=None, enabled=True, force=False,
+                 take_ownership=False, rollback='auto', on_soft_deleted='fail', allow_expired=False, check_mode=False):
+        self.material = material
+        self.certificate_id = certificate_id
+        self.user_tags = dict(user_tags or {})
+        self.enabled = enabled
+        self.force = force
+        self.take_ownership = take_ownership
+        self.rollback = rollback
+        self.on_soft_deleted = on_soft_deleted
+        self.allow_expired = allow_expired
+        self.check_mode = check_mode
+
+
+class DeployResult(object):
+    """The report of one engine run; ``as_dict`` is the module's return shape."""
+
+    def __init__(self):
+        self.changed = False
+        self.outcome = None
+        self.certificate = None
+        self.previous = None
+        self.rollback = {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
+        self.diff = None
+        self.warnings = []
+
+    def as_dict(self):
+        out = {'changed': self.changed, 'rollback': dict(self.rollback)}
+        if self.outcome is not None:
+            out['outcome'] = self.outcome
+        if self.certificate is not None:
+            out['certificate'] = self.certificate
+        if self.previous is not None:
+            out['previous'] = self.previous
+        return out

@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The port every deploy target implements (Azure Key Vault today; AWS ACM or files later).
+
+Adapters translate their service's failures into ``errors.DeployError`` with
+the stable codes; the engine never sees an SDK exception.
+"""
+
+from __future__ import annotations
+
+
+class Target(object):
+    """Abstract deploy target holding versions of one named certificate."""
+
+    #: Labels identifying the target in metrics and messages, e.g. {'vault': ..., 'name': ...}.
+    labels = {}
+
+    def read_latest(self):
+        """Return the current ``VersionState``, or None when the name does not exist.
+
+        Raises DeployError(SOFT_DELETED) when the name exists only as a
+        deleted, recoverable object, and DeployError(BEING_DELETED) while a
+        deletion is still in progress.
+        """
+        raise NotImplementedError
+
+    def recover_deleted(self):
+        """Recover a soft-deleted name and wait until it is readable again."""
+        raise NotImplementedError
+
+    def update_properties(self, state, tags, enabled):
+        """Set tags and enabled on an existing version without a new import; return the new VersionState."""
+        raise NotImplementedError
+
+    def read_rollback_material(self, state):
+        """Return the full material (private key included) of ``state`` as ``material.certificate.Material``.
+
+        Raises DeployError when it cannot be read (forbidden, not exportable...).
+        """
+        raise NotImplementedError
+
+    def import_material(self, material, tags, enabled, content_type=None):
+        """Import ``material`` as a new version; return the VersionState from the import response.
+
+        ``content_type`` overrides the target's configured content type (a rollback
+        re-imports in the previous version's format).
+        """
+        raise NotImplementedError
+
+    def predicted_ids(self):
+        """Version-independent identifiers known before any write (check mode), e.g. versionless ids."""
+        return {}
+
+    def close(self):
+        """Release connections and temporary resources."""

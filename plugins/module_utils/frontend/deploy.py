@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""azure_kv_certificate_deploy: from module options to an engine run and back."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from ..engine import errors, metrics
+from ..engine.deploy import DeployEngine
+from ..engine.model import DeployRequest
+from ..material import certificate as cert_material
+from ..targets.azure_kv.target import KeyVaultTarget
+from .ansible_module import keyvault_settings
+
+
+def read_file(path, option):
+    """Read a material file on the host the module runs on; unreadable paths are config errors."""
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read()
+    except (IOError, OSError) as exc:
+        raise errors.DeployError(errors.INVALID_CONFIG, '%s %s cannot be read: %s.' % (option, path, exc.strerror or exc))
+
+
+def _content_or_file(params, option):
+    if params.get(option) is not None:
+        return params[option]
+    path = params.get(option + '_path')
+    return read_file(path, option + '_path') if path else None
+
+
+def load_material(params):
+    """Build the Material from exactly one way of giving it: PEM parts, or a PFX."""
+    preserve = params.get('preserve_chain_order', False)
+    if params.get('pfx') is not None or params.get('pfx_path'):
+        if params.get('pfx') is not None:
+            return cert_material.load_pfx_material(params['pfx'], params.get('pfx_password'), preserve)
+        return cert_material.load_pfx_material(read_file(params['pfx_path'], 'pfx_path'), params.get('pfx_password'), preserve)
+    certificate = _content_or_file(params, 'certificate')
+    key = _content_or_file(params, 'private_key')
+    if certificate is None or key is None:
+        raise errors.DeployError(
+            errors.INVALID_CONFIG,
+            'Give the certificate (certificate or certificate_path) together with its private key '
+            '(private_key or private_key_path), or a PFX (pfx or pfx_path).')
+    return cert_material.load_pem_material(
+        certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), preserve)
+
+
+def _expiry_timestamp(result):
+    expires = (result.get('certificate') or {}).get('expires')
+    if not expires:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(expires).timestamp()
+    except ValueError:
+        return None
+
+
+def _record_metrics(module, target, result, error_code=None):
+    path = module.params.get('metrics_file')
+    if not path or module.check_mode or target is None:
+        return
+    try:
+        metrics.write(path, target.labels, result, error_code=error_code, expires=_expiry_timestamp(result))
+    except (IOError, OSError) as exc:
+        module.warn('metrics_file %s could not be written: %s' % (path, exc))
+
+
+def run_deploy(module, env=None):
+    """Run one deploy for an AnsibleModule built with the deploy argument spec; exits the module."""
+    params = module.params
+    env = os.environ if env is None else env
+    target = None
+    try:
+        settings = keyvault_settings(params, env)
+        request = DeployRequest(
+            material=load_material(params),
+            certificate_id=params.get('certificate_id') or settings.certificate_name,
+            user_tags=params.get('tags'),
+            enabled=params['enabled'],
+            force=params['force'],
+            take_ownership=params['take_ownership'],
+            rollback=params['rollback'],
+            on_soft_deleted=params['on_soft_deleted'],
+            allow_expired=params['allow_expired'],
+            check_mode=module.check_mode,
+        )
+        target = KeyVaultTarget(settings, env=env)
+        report = DeployEngine(target).run(request)
+    except errors.DeployError as exc:
+        partial = exc.details.get('result') or {}
+        _record_metrics(module, target, partial, error_code=exc.code)
+        if target is not None:
+            target.close()
+        module.fail_deploy(exc)
+        return
+    target.close()
+    result = report.as_dict()
+    if module._diff and report.diff is not None:
+        result['diff'] = report.diff
+    for warning in report.warnings:
+        module.warn(warning)
+    _record_metrics(module, target, result)
+    module.exit_json(**result)

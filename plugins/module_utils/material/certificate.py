@@ -1,0 +1,492 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Certificate material: parsing, rules and serialisation.
+
+Pure functions over ``cryptography``.  Nothing here touches the network, the
+file system or Ansible; callers hand in bytes and get back a
+:class:`Material` (leaf, private key, ordered chain) or a
+:class:`~..engine.errors.DeployError` that says what is wrong.  Key bytes are
+only ever held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import re
+import secrets
+
+from ..engine import errors
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import ExtensionOID, NameOID
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover - exercised by the sanity import test
+    HAS_CRYPTOGRAPHY = False
+
+MIN_RSA_BITS = 2048
+SUPPORTED_CURVES = {'secp256r1': 'P-256', 'secp384r1': 'P-384', 'secp521r1': 'P-521'}
+
+_PEM_BLOCK = re.compile(
+    rb'-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----',
+    re.DOTALL,
+)
+_PEM_BEGIN = re.compile(rb'-----BEGIN ([A-Z0-9 ]+)-----')
+_CERTIFICATE_LABELS = (b'CERTIFICATE', b'X509 CERTIFICATE', b'TRUSTED CERTIFICATE')
+
+
+def require_cryptography():
+    if not HAS_CRYPTOGRAPHY:
+        raise errors.DeployError(
+            errors.MISSING_DEPENDENCY,
+            'The Python library cryptography is required to parse certificates; install it where the module runs.',
+            package='cryptography',
+        )
+
+
+class Material(object):
+    """A leaf certificate, its private key and the chain that signs it (leaf excluded)."""
+
+    def __init__(self, leaf, key, chain):
+        self.leaf = leaf
+        self.key = key
+        self.chain = list(chain)
+
+    @property
+    def thumbprint(self):
+        return thumbprint(self.leaf)
+
+    @property
+    def key_description(self):
+        return describe_key(self.key)
+
+
+# --------------------------------------------------------------------------
+# Facts about a certificate
+# --------------------------------------------------------------------------
+
+def leaf_der(cert):
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def thumbprint(cert):
+    """Uppercase hex SHA-1 of the DER certificate: what Key Vault calls x5t, in hex."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # nosec - SHA-1 is the x5t definition, not a security control
+
+
+def x5t(cert):
+    """Base64url (unpadded) SHA-1 of the DER certificate, as in JOSE ``x5t`` and Key Vault responses."""
+    return base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b'=').decode('ascii')  # nosec
+
+
+def thumbprint_from_x5t(value):
+    """Key Vault returns x5t as raw bytes (SDK) or base64url text (REST); normalise both to uppercase hex."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex().upper()
+    padded = value + '=' * (-len(value) % 4)
+    return base64.urlsafe_b64decode(padded.encode('ascii')).hex().upper()
+
+
+def x5t_from_thumbprint(hex_thumbprint):
+    return base64.urlsafe_b64encode(bytes.fromhex(hex_thumbprint)).rstrip(b'=').decode('ascii')
+
+
+def _utc(cert, attribute):
+    value = getattr(cert, attribute + '_utc', None)
+    if value is None:  # cryptography < 42
+        value = getattr(cert, attribute).replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def not_before(cert):
+    return _utc(cert, 'not_valid_before')
+
+
+def not_after(cert):
+    return _utc(cert, 'not_valid_after')
+
+
+def subject_alternative_names(cert):
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return []
+    names = []
+    for name in ext:
+        if isinstance(name, x509.DNSName):
+            names.append('DNS:' + name.value)
+        elif isinstance(name, x509.IPAddress):
+            names.append('IP:' + str(name.value))
+        elif isinstance(name, x509.RFC822Name):
+            names.append('email:' + name.value)
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            names.append('URI:' + name.value)
+    return names
+
+
+def certificate_facts(cert):
+    """The public, non-secret description of a certificate used in results and diffs."""
+    return {
+        'thumbprint': thumbprint(cert),
+        'x5t': x5t(cert),
+        'serial': '%X' % cert.serial_number,
+        'subject': cert.subject.rfc4514_string(),
+        'issuer': cert.issuer.rfc4514_string(),
+        'sans': subject_alternative_names(cert),
+        'not_before': not_before(cert).isoformat(),
+        'expires': not_after(cert).isoformat(),
+    }
+
+
+def common_name(cert):
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return attrs[0].value if attrs else None
+
+
+def describe_key(key):
+    """('RSA', 2048) / ('EC', 'P-256'); raises for key types Key Vault cannot hold."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return 'RSA', key.key_size
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        curve = SUPPORTED_CURVES.get(key.curve.name)
+        if curve is None:
+            raise errors.DeployError(
+                errors.UNSUPPORTED_KEY,
+                'The private key uses the elliptic curve %s; Key Vault certificates support P-256, P-384 and P-521.' % key.curve.name,
+            )
+        return 'EC', curve
+    raise errors.DeployError(
+        errors.UNSUPPORTED_KEY,
+        'The private key is of type %s; Key Vault certificates need an RSA (2048 bits or more) '
+        'or EC (P-256, P-384, P-521) key.' % _key_type_name(key),
+    )
+
+
+def _key_type_name(key):
+    name = type(key).__name__.lstrip('_')
+    for prefix in ('Ed25519', 'Ed448', 'X25519', 'X448', 'DSA', 'DH'):
+        if name.startswith(prefix):
+            return prefix
+    return name
+
+
+def public_key_matches(cert, key):
+    """True when ``cert`` carries the public half of ``key``."""
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.DER
+    return cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+def _to_bytes(data):
+    if isinstance(data, bytes):
+        return data
+    return data.encode('utf-8')
+
+
+def split_pem(data, what):
+    """Return ``[(label, block_bytes)]`` for every PEM block in ``data``.
+
+    Text between blocks (for example ``subject=`` lines written by openssl) is
+    allowed; a ``BEGIN`` line without its matching ``END`` line is an error.
+    """
+    data = _to_bytes(data)
+    blocks = [(m.group('label'), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+    if len(_PEM_BEGIN.findall(data)) != len(blocks):
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The %s contains a PEM block without a matching END line (truncated or mangled); provide complete PEM blocks.' % what,
+        )
+    return blocks
+
+
+def parse_certificates(data, what):
+    """Parse every certificate block of a PEM bundle; any unparseable block is an error, never skipped."""
+    require_cryptography()
+    blocks = split_pem(data, what)
+    if not blocks:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The %s contains no PEM block; expected "-----BEGIN CERTIFICATE-----".' % what)
+    certs = []
+    for index, (label, block) in enumerate(blocks, start=1):
+        if label not in _CERTIFICATE_LABELS:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'PEM block %d of the %s is a "%s", not a certificate; keep keys and certificates in their own options.'
+                % (index, what, label.decode('ascii')),
+            )
+        if label == b'TRUSTED CERTIFICATE':
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'PEM block %d of the %s is an OpenSSL "TRUSTED CERTIFICATE"; convert it with "openssl x509" to a plain CERTIFICATE.' % (index, what),
+            )
+        try:
+            certs.append(x509.load_pem_x509_certificate(block.replace(b'X509 CERTIFICATE', b'CERTIFICATE')))
+        except ValueError as exc:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'PEM block %d of the %s is not a valid X.509 certificate (%s).' % (index, what, exc),
+            )
+    return certs
+
+
+def load_der_certificate(der):
+    """Parse a DER certificate as returned by a target (Key Vault's ``cer``); None when unparseable."""
+    require_cryptography()
+    try:
+        return x509.load_der_x509_certificate(bytes(der))
+    except ValueError:
+        return None
+
+
+def parse_private_key(data, passphrase=None):
+    """Load a PEM private key (PKCS#8, PKCS#1 or SEC1; encrypted or not)."""
+    require_cryptography()
+    blocks = split_pem(data, 'private key')
+    keys = [block for label, block in blocks if label.endswith(b'PRIVATE KEY')]
+    if len(keys) != 1:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The private key must hold exactly one PEM private key block (found %d); '
+            'accepted are PKCS#8 ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") and SEC1 ("EC PRIVATE KEY").'
+            % len(keys),
+        )
+    password = _to_bytes(passphrase) if passphrase not in (None, '') else None
+    try:
+        key = serialization.load_pem_private_key(keys[0], password=password)
+    except TypeError as exc:
+        if password is None:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The private key is encrypted; give its passphrase in private_key_passphrase.',
+            )
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'A passphrase was given but the private key is not encrypted; remove private_key_passphrase.'
+            if 'not encrypted' in str(exc) else 'The private key could not be decrypted: %s' % _first_line(exc),
+        )
+    except ValueError as exc:
+        if password is not None:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The private key could not be decrypted with the given passphrase; check private_key_passphrase.',
+            )
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The private key could not be parsed: %s' % _first_line(exc))
+    except errors.DeployError:
+        raise
+    except Exception as exc:  # cryptography raises UnsupportedAlgorithm for DSA/unknown encodings on some versions
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The private key could not be loaded: %s' % _first_line(exc))
+    return key
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def select_leaf(certs, key, what):
+    """Split a bundle into (leaf, rest): the leaf is the first certificate whose public key is the key's."""
+    for index, cert in enumerate(certs):
+        if public_key_matches(cert, key):
+            return cert, certs[:index] + certs[index + 1:]
+    raise errors.DeployError(
+        errors.KEY_MISMATCH,
+        'No certificate in the %s matches the private key (compared %d certificate(s) by public key); '
+        'check that the key and certificate belong to the same request.' % (what, len(certs)),
+    )
+
+
+def order_chain(leaf, candidates, preserve_order=False):
+    """De-duplicate the chain and order it leaf-first.
+
+    Returns ``(chain, unrelated)``.  Duplicates (by DER) and copies of the leaf
+    are dropped.  Unless ``preserve_order`` is set, the chain is rebuilt as the
+    issuer path starting at the leaf, followed by any certificates that are not
+    on that path (``unrelated``, in the order given) so nothing the user sent
+    is silently dropped.
+    """
+    seen = {leaf_der(leaf)}
+    unique = []
+    for cert in candidates:
+        der = leaf_der(cert)
+        if der not in seen:
+            seen.add(der)
+            unique.append(cert)
+    if preserve_order:
+        return unique, []
+
+    path = []
+    remaining = list(unique)
+    current = leaf
+    while remaining and not _is_self_issued(current):
+        issuer = next((c for c in remaining if _issued_by(current, c)), None)
+        if issuer is None:
+            break
+        path.append(issuer)
+        remaining.remove(issuer)
+        current = issuer
+    return path + remaining, remaining
+
+
+def _is_self_issued(cert):
+    return cert.issuer == cert.subject
+
+
+def _issued_by(cert, candidate):
+    if cert.issuer != candidate.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(candidate)
+        return True
+    except (AttributeError, TypeError):  # cryptography < 40: name match only
+        return True
+    except Exception:
+        return False
+
+
+def load_pem_material(certificate, private_key, passphrase=None, chain=None, preserve_chain_order=False):
+    """Build :class:`Material` from PEM inputs (certificate may be a bundle)."""
+    require_cryptography()
+    key = parse_private_key(private_key, passphrase)
+    describe_key(key)
+    certs = parse_certificates(certificate, 'certificate')
+    leaf, extra = select_leaf(certs, key, 'certificate')
+    chain_certs = extra + (parse_certificates(chain, 'chain') if chain else [])
+    ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
+    return Material(leaf, key, ordered)
+
+
+def load_pfx_material(pfx, password=None, preserve_chain_order=False):
+    """Build :class:`Material` from PKCS#12 bytes (or base64 text of them)."""
+    require_cryptography()
+    data = pfx
+    if isinstance(pfx, str):
+        try:
+            data = base64.b64decode(''.join(pfx.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.DeployError(errors.INVALID_MATERIAL, 'pfx must be the base64 text of a PKCS#12 file; it is not valid base64.')
+    pw = _to_bytes(password) if password not in (None, '') else None
+    try:
+        bundle = pkcs12.load_pkcs12(data, pw)
+    except ValueError:
+        if pw is None:
+            # Some tools write PFX files with an empty (not absent) password.
+            try:
+                bundle = pkcs12.load_pkcs12(data, b'')
+            except ValueError:
+                raise errors.DeployError(
+                    errors.INVALID_MATERIAL,
+                    'The PFX could not be opened: it is not PKCS#12 data, or it is encrypted and pfx_password is missing.',
+                )
+        else:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The PFX could not be opened with the given pfx_password (wrong password, or not PKCS#12 data).',
+            )
+    except Exception as exc:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX could not be read: %s' % _first_line(exc))
+    if bundle.key is None:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The PFX holds no private key; Key Vault imports need the certificate together with its private key.',
+        )
+    describe_key(bundle.key)
+    certs = ([bundle.cert.certificate] if bundle.cert else []) + [c.certificate for c in bundle.additional_certs]
+    if not certs:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX holds a private key but no certificate.')
+    leaf, extra = select_leaf(certs, bundle.key, 'PFX')
+    ordered, _unrelated = order_chain(leaf, extra, preserve_chain_order)
+    return Material(leaf, bundle.key, ordered)
+
+
+# --------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------
+
+def check_rules(material, now=None, allow_expired=False):
+    """Key strength and validity period.  Returns a list of warnings; raises on violations."""
+    warnings = []
+    kind, size = describe_key(material.key)
+    if kind == 'RSA' and size < MIN_RSA_BITS:
+        raise errors.DeployError(
+            errors.UNSUPPORTED_KEY,
+            'The RSA key has %d bits; at least %d are required.' % (size, MIN_RSA_BITS),
+        )
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    expires = not_after(material.leaf)
+    starts = not_before(material.leaf)
+    if expires <= now:
+        if not allow_expired:
+            raise errors.DeployError(
+                errors.EXPIRED,
+                'The certificate expired on %s; deploy a renewed certificate (or set allow_expired: true to deploy it anyway).'
+                % expires.isoformat(),
+            )
+        warnings.append('The certificate expired on %s and is deployed because allow_expired is true.' % expires.isoformat())
+    elif starts > now:
+        if not allow_expired:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The certificate is not valid before %s; clients would reject it until then. '
+                'Deploy it after that time (or set allow_expired: true).' % starts.isoformat(),
+            )
+        warnings.append('The certificate is not valid before %s and is deployed because allow_expired is true.' % starts.isoformat())
+    return warnings
+
+
+# --------------------------------------------------------------------------
+# Serialisation (in memory only)
+# --------------------------------------------------------------------------
+
+def new_transport_password():
+    """A random, single-use password protecting a PFX on its way to the target."""
+    return secrets.token_urlsafe(24)
+
+
+def build_pkcs12(material, password, friendly_name=None):
+    """Serialise to PKCS#12 bytes in memory: AES-256-CBC + SHA-256 MAC under ``password``."""
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(10000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(_to_bytes(password))
+    )
+    name = _to_bytes(friendly_name) if friendly_name else None
+    return pkcs12.serialize_key_and_certificates(name, material.key, material.leaf, material.chain or None, encryption)
+
+
+def build_pem(material):
+    """Serialise to a PEM bundle: leaf, chain, then the key as unencrypted PKCS#8 (what Key Vault requires)."""
+    parts = [material.leaf.public_bytes(serialization.Encoding.PEM)]
+    parts.extend(c.public_bytes(serialization.Encoding.PEM) for c in material.chain)
+    parts.append(material.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return b''.join(parts)
+
+
+def load_exported_secret(value, content_type):
+    """Parse the value of a certificate's backing secret (as exported by Key Vault) into Material.
+
+    ``value`` is PEM text for ``application/x-pem-file`` and base64 PKCS#12
+    without a password otherwise.  Raises DeployError when the secret holds no
+    private key (for example a non-exportable certificate).
+    """
+    if content_type == 'application/x-pem-file':
+        text = _to_bytes(value)
+        cert_blocks = [block for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
+        key = parse_private_key(text)
+        leaf, rest = select_leaf(parse_certificates(b'\n'.join(cert_blocks), 'exported secret'), key, 'exported secret')
+        return Material(leaf, key, rest)
+    return load_pfx_material(value if isinstance(value, str) else value.decode('ascii'), None, preserve_chain_order=True)

@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Which azure-identity credential to build, from options and the environment.
+
+Secrets are never module options: the client secret comes from
+``AZURE_CLIENT_SECRET`` (or AWX's ``AZURE_SECRET``).  Resolution is pure and
+unit-tested; :func:`build_credential` takes the ``azure.identity`` module as an
+argument so tests can observe exactly what is constructed.
+"""
+
+from __future__ import annotations
+
+from ...engine import errors
+
+MODES = ('default', 'managed_identity', 'client_secret', 'workload_identity')
+
+# (azure-identity's name, AWX's Azure credential name) in order of precedence.
+ENV_TENANT = ('AZURE_TENANT_ID', 'AZURE_TENANT')
+ENV_CLIENT_ID = ('AZURE_CLIENT_ID',)
+ENV_SECRET = ('AZURE_CLIENT_SECRET', 'AZURE_SECRET')
+ENV_TOKEN_FILE = ('AZURE_FEDERATED_TOKEN_FILE',)
+
+
+def _first(env, names):
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+class CredentialSettings(object):
+    """Resolved identity settings.  ``repr`` never shows the secret."""
+
+    def __init__(self, mode, authority_host, tenant_id=None, client_id=None, client_secret=None, token_file=None):
+        self.mode = mode
+        self.authority_host = authority_host
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_file = token_file
+
+    @property
+    def has_client_secret(self):
+        return bool(self.tenant_id and self.client_id and self.client_secret)
+
+    def __repr__(self):
+        return 'CredentialSettings(mode=%r, authority_host=%r, tenant_id=%r, client_id=%r, client_secret=%s, token_file=%r)' % (
+            self.mode, self.authority_host, self.tenant_id, self.client_id,
+            '<set>' if self.client_secret else None, self.token_file)
+
+
+def resolve(mode, authority_host, tenant_id=None, client_id=None, env=None):
+    """Combine options with environment fallbacks and check the mode has what it needs."""
+    env = env or {}
+    if mode not in MODES:
+        raise errors.DeployError(errors.INVALID_CONFIG, 'credential_mode must be one of %s.' % ', '.join(MODES))
+    settings = CredentialSettings(
+        mode=mode,
+        authority_host=authority_host,
+        tenant_id=tenant_id or _first(env, ENV_TENANT),
+        client_id=client_id or _first(env, ENV_CLIENT_ID),
+        client_secret=_first(env, ENV_SECRET),
+        token_file=_first(env, ENV_TOKEN_FILE),
+    )
+    missing = []
+    if mode in ('client_secret', 'workload_identity'):
+        if not settings.tenant_id:
+            missing.append('tenant_id (option, or AZURE_TENANT_ID / AZURE_TENANT)')
+        if not settings.client_id:
+            missing.append('client_id (option, or AZURE_CLIENT_ID)')
+    if mode == 'client_secret' and not settings.client_secret:
+        missing.append('the client secret (environment AZURE_CLIENT_SECRET or AZURE_SECRET; never a module option)')
+    if mode == 'workload_identity' and not settings.token_file:
+        missing.append('the federated token file (environment AZURE_FEDERATED_TOKEN_FILE)')
+    if missing:
+        # auth_failed, not invalid_config: no identity can be had.  Check mode turns this
+        # into a warning, so playbooks can be validated where no credentials exist.
+        raise errors.DeployError(errors.AUTH_FAILED, 'credential_mode %s needs %s.' % (mode, '; '.join(missing)))
+    return settings
+
+
+def build_credential(settings, identity, **transport):
+    """Construct the azure-identity credential for ``settings``.
+
+    ``identity`` is the ``azure.identity`` module; ``transport`` carries
+    pipeline options shared with the vault clients (``connection_verify``,
+    timeouts).
+
+    ``default`` uses a complete client-secret configuration from the
+    environment when there is one (so AWX's variable names work), and
+    azure-identity's DefaultAzureCredential chain otherwise.
+    """
+    mode = settings.mode
+    if mode == 'client_secret' or (mode == 'default' and settings.has_client_secret):
+        return identity.ClientSecretCredential(
+            settings.tenant_id, settings.client_id, settings.client_secret,
+            authority=settings.authority_host, **transport)
+    if mode == 'workload_identity':
+        return identity.WorkloadIdentityCredential(
+            tenant_id=settings.tenant_id, client_id=settings.client_id, token_file_path=settings.token_file,
+            authority=settings.authority_host, **transport)
+    if mode == 'managed_identity':
+        if settings.client_id:
+            return identity.ManagedIdentityCredential(client_id=settings.client_id, **transport)
+        return identity.ManagedIdentityCredential(**transport)
+    options = dict(transport)
+    options['authority'] = settings.authority_host
+    options['exclude_interactive_browser_credential'] = True
+    if settings.client_id:
+        options['managed_identity_client_id'] = settings.client_id
+        options['workload_identity_client_id'] = settings.client_id
+    if settings.tenant_id:
+        options['workload_identity_tenant_id'] = settings.tenant_id
+    return identity.DefaultAzureCredential(**options)

@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Lazy, guarded imports of the Azure SDK.
+
+Nothing is imported until a target actually talks to Key Vault, so check
+mode can validate configuration on a host without the SDK, and a missing
+package becomes a ``missing_dependency`` error naming what to install.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ...engine import errors
+
+PACKAGES = {
+    'azure.identity': 'azure-identity',
+    'azure.keyvault.certificates': 'azure-keyvault-certificates',
+    'azure.keyvault.secrets': 'azure-keyvault-secrets',
+    'azure.core.exceptions': 'azure-core',
+}
+
+_CACHE = {}
+
+
+class Sdk(object):
+    """The SDK modules the adapter uses, imported once."""
+
+    def __init__(self, identity, certificates, secrets, core_exceptions):
+        self.identity = identity
+        self.certificates = certificates
+        self.secrets = secrets
+        self.core_exceptions = core_exceptions
+
+
+def _import(module):
+    try:
+        return __import__(module, fromlist=['_'])
+    except ImportError:
+        raise errors.DeployError(
+            errors.MISSING_DEPENDENCY,
+            'The Python package %s is required to talk to Azure Key Vault; install it where the module runs '
+            '(see the collection requirements.txt).' % PACKAGES[module],
+            package=PACKAGES[module], exception=traceback.format_exc())
+
+
+def load():
+    if 'sdk' not in _CACHE:
+        _CACHE['sdk'] = Sdk(
+            identity=_import('azure.identity'),
+            certificates=_import('azure.keyvault.certificates'),
+            secrets=_import('azure.keyvault.secrets'),
+            core_exceptions=_import('azure.core.exceptions'),
+        )
+    return _CACHE['sdk']

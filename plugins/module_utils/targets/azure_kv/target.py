@@ -1,0 +1,262 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Azure Key Vault as a deploy target of the engine."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+
+from ...engine import errors
+from ...engine.model import VersionState
+from ...engine.target import Target
+from ...material import certificate as cert_material
+from . import credentials, faults, sdk as azure_sdk
+
+CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
+_CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
+
+# azure-core's RetryPolicy honours Retry-After on 429/503; these bound how long one call may retry.
+RETRY = {'retry_total': 4, 'retry_backoff_factor': 0.8, 'retry_backoff_max': 30}
+
+
+class KeyVaultSettings(object):
+    """Everything the adapter needs, validated (see frontend for how options map here)."""
+
+    def __init__(self, address, certificate_name, authority_host, credential_mode='default', tenant_id=None, client_id=None,
+                 content_type='pkcs12', exportable=True, preserve_chain_order=False, api_version=None, ca_path=None,
+                 verify_challenge_resource=True, timeout=60):
+        self.address = address
+        self.certificate_name = certificate_name
+        self.authority_host = authority_host
+        self.credential_mode = credential_mode
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.content_type = content_type
+        self.exportable = exportable
+        self.preserve_chain_order = preserve_chain_order
+        self.api_version = api_version
+        self.ca_path = ca_path
+        self.verify_challenge_resource = verify_challenge_resource
+        self.timeout = timeout
+
+
+def combined_ca_bundle(extra_path):
+    """Write the default trust store plus ``extra_path`` to a temporary file; return its path.
+
+    ``ca_path`` *adds* trust anchors: requests' ``verify=<file>`` would replace
+    the public roots, which would break a vault behind a public CA.
+    """
+    try:
+        with open(extra_path, 'rb') as handle:
+            extra = handle.read()
+    except (IOError, OSError) as exc:
+        raise errors.DeployError(errors.INVALID_CONFIG, 'ca_path %s cannot be read: %s' % (extra_path, exc.strerror or exc))
+    try:
+        cert_material.parse_certificates(extra, 'ca_path file')
+    except errors.DeployError as exc:
+        raise errors.DeployError(errors.INVALID_CONFIG, 'ca_path %s: %s' % (extra_path, exc.message))
+    default = b''
+    try:
+        import certifi  # requests' own trust store
+        bundle = certifi.where()
+    except ImportError:
+        bundle = ssl.get_default_verify_paths().cafile
+    if bundle and os.path.exists(bundle):
+        with open(bundle, 'rb') as handle:
+            default = handle.read()
+    fd, path = tempfile.mkstemp(prefix='certdeploy-ca-', suffix='.pem')
+    with os.fdopen(fd, 'wb') as handle:
+        handle.write(default + b'\n' + extra + b'\n')
+    return path
+
+
+class KeyVaultTarget(Target):
+    """One certificate name in one vault.  Clients are created on first use."""
+
+    def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, clients=None):
+        self.settings = settings
+        self.name = settings.certificate_name
+        self.labels = {'target': 'azure_kv', 'vault': settings.address.url, 'name': self.name}
+        self._env = env or {}
+        self._sdk_loader = sdk_loader
+        self._clients = clients
+        self._sdk = None
+        self._ca_file = None
+        self._where = '%s/certificates/%s' % (settings.address.url, self.name)
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _connect(self):
+        if self._sdk is None:
+            self._sdk = self._sdk_loader()
+        if self._clients is not None:
+            return self._clients
+        sdk = self._sdk
+        transport = {'connection_timeout': self.settings.timeout, 'read_timeout': self.settings.timeout}
+        if self.settings.ca_path:
+            self._ca_file = combined_ca_bundle(self.settings.ca_path)
+            transport['connection_verify'] = self._ca_file
+        resolved = credentials.resolve(self.settings.credential_mode, self.settings.authority_host,
+                                       tenant_id=self.settings.tenant_id, client_id=self.settings.client_id, env=self._env)
+        credential = credentials.build_credential(resolved, sdk.identity, **transport)
+        options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource, **RETRY)
+        if self.settings.api_version:
+            options['api_version'] = self.settings.api_version
+        try:
+            certs = sdk.certificates.CertificateClient(self.settings.address.url, credential, **options)
+            secrets = sdk.secrets.SecretClient(self.settings.address.url, credential, **options)
+        except (ValueError, NotImplementedError) as exc:
+            raise faults.classify(exc, 'connect', self._where)
+        self._clients = (certs, secrets)
+        return self._clients
+
+    def _call(self, operation, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except errors.DeployError:
+            raise
+        except Exception as exc:  # every SDK/transport failure is classified, none escapes raw
+            raise faults.classify(exc, operation, self._where)
+
+    @staticmethod
+    def _status(exc):
+        return getattr(exc, 'status_code', None)
+
+    def close(self):
+        if self._clients is not None:
+            for client in self._clients:
+                try:
+                    client.close()
+                except Exception:
+                    pass
+        if self._ca_file and os.path.exists(self._ca_file):
+            os.unlink(self._ca_file)
+            self._ca_file = None
+
+    # -- Target port ---------------------------------------------------------
+
+    def predicted_ids(self):
+        base = self.settings.address.url
+        return {
+            'versionless_id': '%s/certificates/%s' % (base, self.name),
+            'versionless_secret_id': '%s/secrets/%s' % (base, self.name),
+        }
+
+    def read_latest(self):
+        certs = self._connect()[0]
+        try:
+            bundle = certs.get_certificate(self.name)
+        except Exception as exc:
+            if self._status(exc) != 404:
+                raise faults.classify(exc, 'read', self._where)
+            self._raise_if_soft_deleted(certs)
+            return None
+        return self._state(bundle)
+
+    def _raise_if_soft_deleted(self, certs):
+        try:
+            deleted = certs.get_deleted_certificate(self.name)
+        except Exception as exc:
+            if self._status(exc) in (404, 403, 400):
+                # 400: soft delete is off on this vault.  403: cannot tell; an import would answer 409.
+                return
+            raise faults.classify(exc, 'read_deleted', self._where)
+        raise errors.DeployError(
+            errors.SOFT_DELETED,
+            'The certificate name %s is soft-deleted (deleted on %s, purge scheduled %s). Recover it with '
+            'on_soft_deleted: recover, or purge it, before deploying.'
+            % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)))
+
+    def recover_deleted(self):
+        certs = self._connect()[0]
+        poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
+        self._call('recover', poller.result)
+
+    def update_properties(self, state, tags, enabled):
+        certs = self._connect()[0]
+        props = self._call('update', certs.update_certificate_properties, self.name, state.version, enabled=enabled, tags=tags)
+        return VersionState(
+            version=props.version or state.version,
+            thumbprint=cert_material.thumbprint_from_x5t(props.x509_thumbprint) or state.thumbprint,
+            tags=props.tags or {}, enabled=props.enabled, facts=state.facts, ids=state.ids,
+            created_on=props.created_on, content_type=state.content_type, leaf=state.leaf)
+
+    def read_rollback_material(self, state):
+        secrets = self._connect()[1]
+        secret = self._call('get_secret', secrets.get_secret, self.name, state.version)
+        content_type = getattr(secret.properties, 'content_type', None) or CONTENT_TYPES['pkcs12']
+        try:
+            material = cert_material.load_exported_secret(secret.value or '', content_type)
+        except errors.DeployError as exc:
+            raise errors.DeployError(
+                exc.code, 'The backing secret of version %s holds no usable private key (%s); is the certificate '
+                'exportable?' % (state.version, exc.message))
+        if material.thumbprint != state.thumbprint:
+            raise errors.DeployError(
+                errors.SERVICE_ERROR,
+                'The backing secret of version %s holds thumbprint %s, not the certificate\'s %s.'
+                % (state.version, material.thumbprint, state.thumbprint))
+        return material
+
+    def import_material(self, material, tags, enabled, content_type=None):
+        certs = self._connect()[0]
+        kind = content_type or self.settings.content_type
+        if kind == 'pem':
+            payload, password = cert_material.build_pem(material), None
+        else:
+            password = cert_material.new_transport_password()
+            payload = cert_material.build_pkcs12(material, password)
+        policy = self._policy(material, kind)
+        extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
+        bundle = self._call('import', certs.import_certificate, self.name, payload,
+                            enabled=enabled, tags=tags, password=password, policy=policy, **extra)
+        del payload
+        state = self._state(bundle)
+        if state.content_type is None:
+            state.content_type = kind
+        return state
+
+    def _policy(self, material, kind):
+        """The explicit import policy: issuer Unknown, content type, exportability, and no auto-renew."""
+        kv = self._sdk.certificates
+        key_kind, size = material.key_description
+        key_options = {'key_type': kv.KeyType.rsa, 'key_size': size} if key_kind == 'RSA' else \
+            {'key_type': kv.KeyType.ec, 'key_curve_name': kv.KeyCurveName(size)}
+        return kv.CertificatePolicy(
+            issuer_name='Unknown',
+            content_type=kv.CertificateContentType.pem if kind == 'pem' else kv.CertificateContentType.pkcs12,
+            exportable=self.settings.exportable,
+            reuse_key=False,
+            lifetime_actions=[kv.LifetimeAction(action=kv.CertificatePolicyAction.email_contacts, lifetime_percentage=80)],
+            **key_options)
+
+    # -- mapping -------------------------------------------------------------
+
+    def _state(self, bundle):
+        props = bundle.properties
+        leaf = None
+        facts = {}
+        if getattr(bundle, 'cer', None):
+            leaf = cert_material.load_der_certificate(bundle.cer)
+            facts = cert_material.certificate_facts(leaf) if leaf is not None else {}
+        thumb = cert_material.thumbprint_from_x5t(props.x509_thumbprint) or facts.get('thumbprint')
+        ids = {
+            'id': bundle.id,
+            'versionless_id': bundle.id.rsplit('/', 1)[0] if bundle.id else None,
+            'secret_id': bundle.secret_id,
+            'versionless_secret_id': bundle.secret_id.rsplit('/', 1)[0] if bundle.secret_id else None,
+            'key_id': bundle.key_id,
+        }
+        policy = getattr(bundle, 'policy', None)
+        content_type = getattr(policy, 'content_type', None) if policy is not None else None
+        if content_type is not None:
+            content_type = _CONTENT_TYPE_NAMES.get(getattr(content_type, 'value', content_type))
+        if thumb and not facts.get('x5t'):
+            facts['x5t'] = cert_material.x5t_from_thumbprint(thumb)
+        return VersionState(
+            version=props.version, thumbprint=thumb, tags=props.tags or {}, enabled=props.enabled,
+            facts=facts, ids=ids, created_on=props.created_on, content_type=content_type, leaf=leaf)

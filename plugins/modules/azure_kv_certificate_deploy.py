@@ -1,0 +1,406 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: azure_kv_certificate_deploy
+short_description: Deploy a TLS certificate and its private key into Azure Key Vault, idempotently and with rollback
+version_added: 0.1.0
+description:
+  - Imports a certificate (leaf, private key and chain) into Azure Key Vault as a new version of O(certificate_name),
+    so that consumers that follow the versionless secret id (Application Gateway, Front Door, App Service) rotate to it.
+  - Idempotent. When the latest version already holds the same certificate (same thumbprint) with the same tags and
+    enabled flag nothing is written (RV(outcome=unchanged)). When only tags or the enabled flag differ, the latest
+    version's properties are updated instead of importing (RV(outcome=updated)).
+  - Every write carries the provenance tags C(certdeploy-managed-by=certdeploy) and
+    C(certdeploy-certificate-id=<certificate_id>). Key Vault tags are per version and not inherited, so the full set is
+    sent each time. A certificate that exists without C(certdeploy-managed-by) is not touched unless O(take_ownership=true).
+  - Before importing over an existing version the module takes a snapshot for rollback by reading the previous version's
+    private key from its backing secret. After importing it verifies the stored thumbprint. If Key Vault stored something
+    else, the snapshot is re-imported as a new version (Key Vault cannot restore versions; versions are never disabled
+    as a rollback).
+  - The certificate is validated offline first. The key must match the certificate. RSA keys need 2048 bits or more;
+    EC keys must use P-256, P-384 or P-521; Ed25519 and DSA keys are rejected. Expired certificates are refused.
+    Chain blocks must all parse, and the chain is de-duplicated and ordered leaf-first.
+  - The PKCS#12 or PEM payload is built in memory and never written to disk by the module.
+author:
+  - certdeploy.cloud contributors
+extends_documentation_fragment:
+  - certdeploy.cloud.azure_kv
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Validates options and material offline, then, if credentials resolve, reads the current version to predict
+        RV(changed) and RV(outcome). Never writes. If the read is impossible, a warning says why and C(changed=true) is predicted.
+  diff_mode:
+    support: full
+    description:
+      - Returns the before and after facts (version, thumbprint, serial, subject, SANs, validity, tags, enabled).
+        Key material is never part of the diff.
+  platform:
+    support: full
+    platforms: posix
+    description:
+      - Runs where the Azure SDK is installed, usually the controller or an execution environment (C(delegate_to=localhost)).
+options:
+  certificate:
+    description:
+      - PEM text of the leaf certificate. A PEM bundle is accepted; the first certificate whose public key matches the
+        private key is the leaf and the others are added to the chain.
+      - Mutually exclusive with O(certificate_path), O(pfx) and O(pfx_path).
+    type: str
+  certificate_path:
+    description:
+      - Path of a PEM file holding the leaf certificate (or a bundle, see O(certificate)), on the host the module runs on.
+    type: path
+  private_key:
+    description:
+      - PEM text of the private key, PKCS#8, PKCS#1 or SEC1, encrypted or not.
+      - Prefer O(private_key_path). Key content given as a module argument is part of the module's arguments
+        and travels with them. See the notes.
+    type: str
+  private_key_path:
+    description:
+      - Path of the PEM private key file on the host the module runs on.
+    type: path
+  private_key_passphrase:
+    description:
+      - Passphrase of an encrypted private key.
+    type: str
+  chain:
+    description:
+      - PEM text of the intermediate certificates (and optionally the root). Duplicates and copies of the leaf are dropped.
+    type: str
+  chain_path:
+    description:
+      - Path of a PEM file with the chain.
+    type: path
+  pfx:
+    description:
+      - Base64 text of a PKCS#12 (PFX) file holding exactly one private key, its certificate and optionally the chain.
+      - Mutually exclusive with O(pfx_path) and the PEM options.
+    type: str
+  pfx_path:
+    description:
+      - Path of a PKCS#12 (PFX) file on the host the module runs on.
+    type: path
+  pfx_password:
+    description:
+      - Password of the PFX.
+    type: str
+  content_type:
+    description:
+      - How Key Vault stores the certificate's backing secret.
+      - V(pkcs12) is what Application Gateway and most Azure consumers need.
+      - V(pem) stores PEM text; the key is converted to PKCS#8 in memory, which Key Vault requires.
+    type: str
+    default: pkcs12
+    choices: [pkcs12, pem]
+  exportable:
+    description:
+      - Whether the private key can be read back from the backing secret. Rollback of a later deploy needs it.
+    type: bool
+    default: true
+  enabled:
+    description:
+      - Whether the new version is enabled.
+    type: bool
+    default: true
+  tags:
+    description:
+      - Tags to set on the version, in addition to the provenance tags. Values are converted to strings.
+      - Keys starting with C(certdeploy-) are reserved and rejected.
+    type: dict
+    default: {}
+  preserve_chain_order:
+    description:
+      - Keep the chain in the order given instead of ordering it leaf-first by issuer.
+    type: bool
+    default: false
+  certificate_id:
+    description:
+      - Provenance id written to the C(certdeploy-certificate-id) tag, for example the id of the certificate in your
+        inventory or CA. Defaults to O(certificate_name).
+    type: str
+  take_ownership:
+    description:
+      - Manage a certificate that already exists without the C(certdeploy-managed-by) tag. Without it the module fails with
+        C(error_code=not_owned) and changes nothing.
+    type: bool
+    default: false
+  rollback:
+    description:
+      - V(auto) takes a rollback snapshot when possible and warns when it is not.
+      - V(required) fails before importing anything when no rollback material exists (for example without
+        C(Microsoft.KeyVault/vaults/secrets/getSecret/action)).
+      - V(disabled) takes no snapshot and never rolls back.
+    type: str
+    default: auto
+    choices: [auto, required, disabled]
+  on_soft_deleted:
+    description:
+      - What to do when the name exists only as a soft-deleted certificate. V(fail) (error C(soft_deleted)) or V(recover)
+        it first (needs C(certificates/recover/action)) and then deploy as usual.
+    type: str
+    default: fail
+    choices: [fail, recover]
+  force:
+    description:
+      - Import a new version even when the latest version already holds the same certificate.
+      - Needed to push a changed chain for an unchanged leaf, because idempotency compares the leaf thumbprint.
+    type: bool
+    default: false
+  allow_expired:
+    description:
+      - Deploy a certificate that has expired or is not yet valid. A warning is still returned.
+    type: bool
+    default: false
+  metrics_file:
+    description:
+      - Write Prometheus text-format metrics for node_exporter's textfile collector to this path on the host the module
+        runs on. The file is updated atomically and may be shared by many certificates.
+      - Not written in check mode.
+    type: path
+notes:
+  - Key Vault permissions (RBAC data actions) by operation are read C(Microsoft.KeyVault/vaults/certificates/read),
+    import C(.../certificates/import/action), tags-only update C(.../certificates/update/action), recover
+    C(.../certificates/recover/action), and the rollback snapshot C(Microsoft.KeyVault/vaults/secrets/getSecret/action).
+    The built-in roles Key Vault Certificates Officer plus Key Vault Secrets User cover everything, and can be scoped to one certificate.
+  - Key material given as content (O(private_key), O(pfx)) is a module argument. With Ansible's default settings module
+    arguments are written into the temporary module file on the target host for the duration of the task. Give keys by
+    path (O(private_key_path), O(pfx_path)), or enable pipelining, to keep key bytes off disk.
+  - Idempotency compares the leaf certificate only. A chain-only change needs O(force=true).
+  - Failures return a stable RV(error_code) that playbooks can match on.
+seealso:
+  - name: Azure Key Vault certificate import
+    description: The Key Vault operation this module uses.
+    link: https://learn.microsoft.com/en-us/rest/api/keyvault/certificates/import-certificate/import-certificate
+'''
+
+EXAMPLES = r'''
+- name: Deploy a certificate issued by the internal CA
+  certdeploy.cloud.azure_kv_certificate_deploy:
+    vault_url: https://contoso-tls.vault.azure.net
+    certificate_name: www-contoso-com
+    certificate_path: /etc/pki/tls/certs/www.contoso.com.crt
+    private_key_path: /etc/pki/tls/private/www.contoso.com.key
+    chain_path: /etc/pki/tls/certs/contoso-intermediate.crt
+    tags:
+      owner: platform-team
+  delegate_to: localhost
+  register: deploy
+
+- name: Show what Application Gateway should reference
+  ansible.builtin.debug:
+    msg: "{{ deploy.outcome }}: {{ deploy.certificate.versionless_secret_id }}"
+
+- name: Deploy a PFX with a user-assigned managed identity, refusing to run without rollback material
+  certdeploy.cloud.azure_kv_certificate_deploy:
+    vault_url: https://contoso-tls.vault.azure.net/
+    certificate_name: api-contoso-com
+    pfx_path: /srv/certs/api.pfx
+    pfx_password: "{{ vault_pfx_password }}"
+    credential_mode: managed_identity
+    client_id: 00000000-0000-0000-0000-000000000000
+    rollback: required
+
+- name: Predict the change without writing (check and diff mode)
+  certdeploy.cloud.azure_kv_certificate_deploy:
+    vault_url: https://contoso-tls.vault.usgovcloudapi.net
+    certificate_name: portal
+    certificate_path: portal.crt
+    private_key_path: portal.key
+  check_mode: true
+  diff: true
+
+- name: Fail the play on ownership problems only
+  certdeploy.cloud.azure_kv_certificate_deploy:
+    vault_url: https://contoso-tls.vault.azure.net
+    certificate_name: legacy-site
+    certificate_path: legacy.crt
+    private_key_path: legacy.key
+  register: legacy
+  failed_when: legacy.failed and legacy.error_code != 'not_owned'
+'''
+
+RETURN = r'''
+outcome:
+  description:
+    - What happened (in check mode, what would happen).
+    - V(created) first version of the name; V(rotated) new version over an older one; V(unchanged) nothing written;
+      V(updated) tags or enabled changed on the latest version; V(concurrent_writer) another writer's version became
+      latest after ours and was left alone; V(unverified) imported but the read-back failed, so nothing was rolled back;
+      V(rolled_back) the previous certificate was re-imported after a bad import; V(rollback_failed) it could not be.
+    - Absent in check mode when the current state could not be read, and on failures before a decision was made.
+  returned: when known
+  type: str
+  sample: rotated
+certificate:
+  description:
+    - Facts of the version the name points to after the run (in check mode, the predicted facts).
+  returned: when known
+  type: dict
+  contains:
+    id:
+      description: Versioned certificate id.
+      type: str
+      sample: https://contoso-tls.vault.azure.net/certificates/www-contoso-com/5f0a7c0e8c7b4d5e9a1b2c3d4e5f6a7b
+    versionless_id:
+      description: Certificate id without version.
+      type: str
+      sample: https://contoso-tls.vault.azure.net/certificates/www-contoso-com
+    version:
+      description: Version of the certificate (null in check mode when a new version would be created).
+      type: str
+      sample: 5f0a7c0e8c7b4d5e9a1b2c3d4e5f6a7b
+    secret_id:
+      description: Versioned id of the backing secret.
+      type: str
+    versionless_secret_id:
+      description: Versionless id of the backing secret. Reference this from Application Gateway and Front Door so they follow rotations.
+      type: str
+      sample: https://contoso-tls.vault.azure.net/secrets/www-contoso-com
+    key_id:
+      description: Id of the backing key.
+      type: str
+    thumbprint:
+      description: Upper-case hex SHA-1 of the leaf certificate.
+      type: str
+      sample: 6A3F0C1E9B8D7A6F5E4D3C2B1A0F9E8D7C6B5A49
+    x5t:
+      description: Base64url SHA-1 of the leaf certificate, as Key Vault reports it.
+      type: str
+    serial:
+      description: Serial number, upper-case hex.
+      type: str
+    subject:
+      description: Subject distinguished name (RFC 4514).
+      type: str
+    issuer:
+      description: Issuer distinguished name (RFC 4514).
+      type: str
+    sans:
+      description: Subject alternative names, prefixed with their type (C(DNS:), C(IP:), C(email:), C(URI:)).
+      type: list
+      elements: str
+    not_before:
+      description: Start of validity (ISO 8601, UTC).
+      type: str
+    expires:
+      description: End of validity (ISO 8601, UTC).
+      type: str
+    tags:
+      description: Tags of the version, provenance tags included.
+      type: dict
+    enabled:
+      description: Whether the version is enabled.
+      type: bool
+    content_type:
+      description: Format of the backing secret, V(pkcs12) or V(pem).
+      type: str
+previous:
+  description: The version that was latest before the run.
+  returned: when the name existed
+  type: dict
+  contains:
+    version:
+      description: Version id.
+      type: str
+    thumbprint:
+      description: Upper-case hex SHA-1 of its leaf certificate.
+      type: str
+    serial:
+      description: Serial number, upper-case hex.
+      type: str
+    expires:
+      description: End of validity (ISO 8601, UTC).
+      type: str
+rollback:
+  description: What rollback did.
+  returned: always
+  type: dict
+  contains:
+    attempted:
+      description: Whether a rollback import was attempted.
+      type: bool
+    succeeded:
+      description: Whether the rollback import succeeded.
+      type: bool
+    version:
+      description: Version created by the rollback import.
+      type: str
+    reason:
+      description: Why a rollback was attempted, or why it was not possible.
+      type: str
+diff:
+  description: Before and after facts, in diff mode.
+  returned: in diff mode
+  type: dict
+error_code:
+  description:
+    - Stable reason of a failure. One of V(invalid_config), V(invalid_material), V(key_mismatch), V(unsupported_key),
+      V(expired), V(not_owned), V(soft_deleted), V(being_deleted), V(forbidden), V(auth_failed), V(vault_not_found),
+      V(conflict), V(throttled), V(service_error), V(timeout), V(rollback_failed), V(missing_dependency).
+  returned: failure
+  type: str
+  sample: not_owned
+missing_action:
+  description: The Key Vault RBAC action that was missing, on C(forbidden) failures.
+  returned: when error_code is forbidden
+  type: str
+  sample: Microsoft.KeyVault/vaults/certificates/import/action
+'''
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS, CertdeployModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import run_deploy
+
+ARGUMENT_SPEC = dict(
+    CONNECTION_ARGS,
+    certificate=dict(type='str'),
+    certificate_path=dict(type='path'),
+    private_key=dict(type='str', no_log=True),
+    private_key_path=dict(type='path', no_log=False),
+    private_key_passphrase=dict(type='str', no_log=True),
+    chain=dict(type='str'),
+    chain_path=dict(type='path'),
+    pfx=dict(type='str', no_log=True),
+    pfx_path=dict(type='path'),
+    pfx_password=dict(type='str', no_log=True),
+    content_type=dict(type='str', default='pkcs12', choices=['pkcs12', 'pem']),
+    exportable=dict(type='bool', default=True),
+    enabled=dict(type='bool', default=True),
+    tags=dict(type='dict', default={}),
+    preserve_chain_order=dict(type='bool', default=False),
+    certificate_id=dict(type='str'),
+    take_ownership=dict(type='bool', default=False),
+    rollback=dict(type='str', default='auto', choices=['auto', 'required', 'disabled']),
+    on_soft_deleted=dict(type='str', default='fail', choices=['fail', 'recover']),
+    force=dict(type='bool', default=False),
+    allow_expired=dict(type='bool', default=False),
+    metrics_file=dict(type='path'),
+)
+
+_PEM_OPTIONS = ('certificate', 'certificate_path', 'private_key', 'private_key_path', 'private_key_passphrase', 'chain', 'chain_path')
+MUTUALLY_EXCLUSIVE = [
+    ('certificate', 'certificate_path'),
+    ('private_key', 'private_key_path'),
+    ('chain', 'chain_path'),
+    ('pfx', 'pfx_path'),
+] + [(pfx, pem) for pfx in ('pfx', 'pfx_path', 'pfx_password') for pem in _PEM_OPTIONS]
+
+
+def main():
+    run_deploy(CertdeployModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=[('certificate', 'certificate_path', 'pfx', 'pfx_path')],
+        supports_check_mode=True,
+    ))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""An in-memory deploy target for engine tests, with scriptable faults."""
+
+from __future__ import annotations
+
+import itertools
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import VersionState
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.target import Target
+from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+
+
+class CommitThenFail(object):
+    """Import effect: the version is stored, then the call fails (connection cut after commit)."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+class ConcurrentImport(object):
+    """Import effect: another writer imports ``material`` right after ours."""
+
+    def __init__(self, material):
+        self.material = material
+
+
+class FakeTarget(Target):
+    """Versions of one name kept in a list; ``faults`` maps an operation to a list of exceptions/callables to apply in turn."""
+
+    def __init__(self):
+        self.labels = {'target': 'fake', 'vault': 'mem://vault', 'name': 'www'}
+        self.versions = []          # list of dicts: version, material, tags, enabled, content_type
+        self.soft_deleted = None    # a versions list waiting for recovery
+        self.calls = []
+        self.faults = {}
+        self.exportable = True
+        self._ids = itertools.count(1)
+
+    # -- test helpers ------------------------------------------------------
+
+    def seed(self, material, tags=None, enabled=True, content_type='pkcs12'):
+        self.versions.append({'version': 'v%d' % next(self._ids), 'material': material, 'tags': dict(tags or {}),
+                              'enabled': enabled, 'content_type': content_type})
+        return self.versions[-1]['version']
+
+    def fail(self, operation, *effects):
+        self.faults.setdefault(operation, []).extend(effects)
+
+    def _apply_fault(self, operation):
+        """Pop the next scripted effect: an exception is raised, anything else is returned for the operation to use."""
+        queue = self.faults.get(operation)
+        effect = queue.pop(0) if queue else None
+        if isinstance(effect, Exception):
+            raise effect
+        return effect
+
+    @property
+    def writes(self):
+        return [c for c in self.calls if c[0] in ('import', 'update', 'recover')]
+
+    def _state(self, entry, leaf_override=None):
+        leaf = leaf_override or entry['material'].leaf
+        return VersionState(
+            version=entry['version'], thumbprint=m.thumbprint(leaf), tags=entry['tags'], enabled=entry['enabled'],
+            facts=m.certificate_facts(leaf), ids={'id': 'mem://vault/www/' + entry['version'], 'versionless_id': 'mem://vault/www'},
+            created_on=int(entry['version'][1:]), content_type=entry['content_type'], leaf=leaf)
+
+    # -- Target port ---------------------------------------------------------
+
+    def read_latest(self):
+        self.calls.append(('read',))
+        override = self._apply_fault('read')
+        if isinstance(override, VersionState):
+            return override
+        if self.soft_deleted is not None:
+            raise errors.DeployError(errors.SOFT_DELETED, 'soft-deleted')
+        return self._state(self.versions[-1]) if self.versions else None
+
+    def recover_deleted(self):
+        self.calls.append(('recover',))
+        self.versions, self.soft_deleted = self.soft_deleted, None
+
+    def update_properties(self, state, tags, enabled):
+        self.calls.append(('update', state.version))
+        self._apply_fault('update')
+        entry = next(e for e in self.versions if e['version'] == state.version)
+        entry['tags'], entry['enabled'] = dict(tags), enabled
+        return self._state(entry)
+
+    def read_rollback_material(self, state):
+        self.calls.append(('read_secret', state.version))
+        self._apply_fault('read_secret')
+        if not self.exportable:
+            raise errors.DeployError(errors.INVALID_MATERIAL, 'no private key in the secret')
+        return next(e for e in self.versions if e['version'] == state.version)['material']
+
+    def import_material(self, material, tags, enabled, content_type=None):
+        self.calls.append(('import', m.thumbprint(material.leaf), dict(tags)))
+        effect = self._apply_fault('import')
+        self.seed(material, tags, enabled, content_type or 'pkcs12')
+        mine = self.versions[-1]
+        if isinstance(effect, CommitThenFail):
+            raise effect.error
+        if isinstance(effect, ConcurrentImport):
+            self.seed(effect.material, {'writer': 'someone-else'})
+        stored_leaf = effect if isinstance(effect, m.x509.Certificate) else None
+        return self._state(mine, leaf_override=stored_leaf)
+
+    def predicted_ids(self):
+        return {'versionless_id': 'mem://vault/www'}

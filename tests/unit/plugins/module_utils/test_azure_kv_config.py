@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config
+
+
+def fails(func, *args, **kwargs):
+    with pytest.raises(errors.DeployError) as info:
+        func(*args, **kwargs)
+    assert info.value.code == errors.INVALID_CONFIG
+    return info.value.message
+
+
+@pytest.mark.parametrize('url,expected,cloud', [
+    ('https://contoso-tls.vault.azure.net', 'https://contoso-tls.vault.azure.net', 'public'),
+    ('https://contoso-tls.vault.azure.net/', 'https://contoso-tls.vault.azure.net', 'public'),
+    ('https://contoso-tls.vault.azure.net:443/', 'https://contoso-tls.vault.azure.net', 'public'),
+    ('https://Contoso-TLS.Vault.Azure.NET', 'https://contoso-tls.vault.azure.net', 'public'),
+    ('  https://kv1.vault.azure.net/  ', 'https://kv1.vault.azure.net', 'public'),
+    ('https://gov-kv.vault.usgovcloudapi.net/', 'https://gov-kv.vault.usgovcloudapi.net', 'usgov'),
+    ('https://cn-kv.vault.azure.cn', 'https://cn-kv.vault.azure.cn', 'china'),
+])
+def test_vault_url_normalisation_and_cloud_inference(url, expected, cloud):
+    address = config.parse_vault_url(url)
+    assert (address.url, address.cloud) == (expected, cloud)
+    assert address.name == expected.split('//')[1].split('.')[0]
+
+
+@pytest.mark.parametrize('url,fragment', [
+    ('http://contoso.vault.azure.net', 'https://'),
+    ('contoso.vault.azure.net', 'https://'),
+    ('https://contoso.vault.azure.net/certificates/foo', 'path'),
+    ('https://contoso.vault.azure.net/?x=1', 'query'),
+    ('https://contoso.vault.azure.net/#frag', 'fragment'),
+    ('https://user@contoso.vault.azure.net', 'user information'),
+    ('https://user:pw@contoso.vault.azure.net', 'user information'),
+    ('https://contoso.vault.azure.net:8443', 'port'),
+    ('https://contoso.example.com', 'cloud: custom'),
+    ('https://', 'no host'),
+    ('', 'empty'),
+    ('https://contoso.vault.azure.net:99999', 'not a valid URL'),
+])
+def test_vault_url_rejections(url, fragment):
+    assert fragment in fails(config.parse_vault_url, url)
+
+
+@pytest.mark.parametrize('name,problem', [
+    ('ab', '3 to 24'),
+    ('a' * 25, '3 to 24'),
+    ('1vault', 'start with a letter'),
+    ('vault-', 'end with a letter or digit'),
+    ('va--ult', 'consecutive hyphens'),
+    ('va_ult', 'letters, digits and hyphens'),
+    ('a.b', 'single DNS label'),
+])
+def test_bad_vault_names(name, problem):
+    assert problem in fails(config.parse_vault_url, 'https://%s.vault.azure.net' % name)
+
+
+def test_explicit_cloud_must_match_suffix():
+    msg = fails(config.parse_vault_url, 'https://kv1.vault.azure.net', 'usgov')
+    assert 'usgov' in msg and 'public' in msg
+
+
+def test_custom_cloud_accepts_emulator_hosts():
+    assert config.parse_vault_url('https://127.0.0.1:8443/', 'custom').url == 'https://127.0.0.1:8443'
+    assert config.parse_vault_url('https://Default.Localhost:443', 'custom').url == 'https://default.localhost'
+    assert config.parse_vault_url('https://[::1]:8443', 'custom').url == 'https://[::1]:8443'
+    assert config.parse_vault_url('https://kv.vault.azure.net', 'custom').name is None
+    assert 'path' in fails(config.parse_vault_url, 'https://127.0.0.1:8443/vault', 'custom')
+
+
+@pytest.mark.parametrize('name', ['www-example-com', 'a', 'A1-b2', 'x' * 127])
+def test_good_certificate_names(name):
+    assert config.check_certificate_name(name) == name
+
+
+@pytest.mark.parametrize('name,suggestion', [
+    ('www.example.com', 'www-example-com'),
+    ('*.example.com', 'wildcard-example-com'),
+    ('api_internal', 'api-internal'),
+])
+def test_dns_style_names_get_a_suggestion(name, suggestion):
+    assert 'Try certificate_name: %s' % suggestion in fails(config.check_certificate_name, name)
+
+
+@pytest.mark.parametrize('name', ['', 'x' * 128, 'ü-name', 'a b'])
+def test_bad_certificate_names(name):
+    fails(config.check_certificate_name, name)
+
+
+def test_no_suggestion_when_mapping_cannot_help():
+    assert 'Try' not in fails(config.check_certificate_name, 'ü')
+
+
+@pytest.mark.parametrize('cloud,host', [('public', 'login.microsoftonline.com'), ('usgov', 'login.microsoftonline.us'),
+                                        ('china', 'login.chinacloudapi.cn')])
+def test_authority_hosts(cloud, host):
+    assert config.authority_host_for(cloud) == host
+
+
+def test_custom_authority_host():
+    assert config.authority_host_for('custom', 'login.example.internal') == 'https://login.example.internal'
+    assert config.authority_host_for('custom', None, {'AZURE_AUTHORITY_HOST': 'https://127.0.0.1:9443/'}) == 'https://127.0.0.1:9443'
+    assert 'authority_host' in fails(config.authority_host_for, 'custom')
+    assert 'https' in fails(config.authority_host_for, 'custom', 'http://login.example.internal')
+    assert 'only used with cloud: custom' in fails(config.authority_host_for, 'public', 'https://login.example.internal')
+
+
+@pytest.mark.parametrize('value,cloud', [('AzureCloud', 'public'), ('AzureUSGovernment', 'usgov'), ('AzureChinaCloud', 'china'),
+                                         ('', None)])
+def test_awx_cloud_environment(value, cloud):
+    assert config.cloud_from_env({'AZURE_CLOUD_ENVIRONMENT': value}) == cloud
+
+
+def test_awx_cloud_environment_unknown():
+    assert 'AZURE_CLOUD_ENVIRONMENT' in fails(config.cloud_from_env, {'AZURE_CLOUD_ENVIRONMENT': 'AzureGermanCloud'})
+
+
+# -- tags -------------------------------------------------------------------------
+
+def test_user_tags_are_stringified():
+    assert tags.normalise_user_tags({'a': 1, 'b': True, 'c': 'x', 'd': None, 'e': 1.5}) == \
+        {'a': '1', 'b': 'true', 'c': 'x', 'd': '', 'e': '1.5'}
+
+
+@pytest.mark.parametrize('key', ['certdeploy-managed-by', 'certdeploy-certificate-id', 'certdeploy-rollback-of',
+                                 'CertDeploy-Anything'])
+def test_reserved_tag_keys(key):
+    assert 'reserved' in fails(tags.normalise_user_tags, {key: 'x'})
+
+
+def test_nested_tag_values_rejected():
+    assert 'must be strings' in fails(tags.normalise_user_tags, {'a': {'b': 1}})
+
+
+def test_desired_tags_always_carry_provenance():
+    wanted = tags.desired_tags({'env': 'prod'}, 'cert-42')
+    assert wanted == {'env': 'prod', 'certdeploy-managed-by': 'certdeploy', 'certdeploy-certificate-id': 'cert-42'}
+    assert tags.is_managed(wanted) and not tags.is_managed({'env': 'prod'})
+
+
+def test_rollback_tags_mark_the_failed_version():
+    out = tags.rollback_tags({'env': 'prod'}, 'v2')
+    assert out['certdeploy-rollback-of'] == 'v2' and tags.is_managed(out)
+    assert tags.comparable(out) == {'env': 'prod', 'certdeploy-managed-by': 'certdeploy'}

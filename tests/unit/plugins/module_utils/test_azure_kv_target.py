@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""KeyVaultTarget against fake SDK clients: request shapes and response mapping."""
+
+from __future__ import annotations
+
+import base64
+import os
+import types
+
+import pytest
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, sdk as azure_sdk
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import (
+    KeyVaultSettings, KeyVaultTarget, combined_ca_bundle)
+
+pytest.importorskip('azure.keyvault.certificates')
+pytest.importorskip('azure.keyvault.secrets')
+
+VAULT = 'https://kv1.vault.azure.net'
+
+
+class HttpError(Exception):
+    def __init__(self, status, message='error'):
+        super(HttpError, self).__init__(message)
+        self.status_code = status
+        self.message = message
+
+
+def bundle(material, version='v1', tags=None, enabled=True, content_type='application/x-pkcs12'):
+    der = m.leaf_der(material.leaf)
+    props = types.SimpleNamespace(
+        version=version, x509_thumbprint=bytes.fromhex(material.thumbprint), tags=tags, enabled=enabled, created_on=None)
+    return types.SimpleNamespace(
+        properties=props, cer=der, policy=types.SimpleNamespace(content_type=content_type),
+        id='%s/certificates/www/%s' % (VAULT, version), secret_id='%s/secrets/www/%s' % (VAULT, version),
+        key_id='%s/keys/www/%s' % (VAULT, version))
+
+
+class FakeCertificateClient(object):
+    def __init__(self):
+        self.latest = None
+        self.deleted = None
+        self.imports = []
+        self.closed = False
+
+    def get_certificate(self, name):
+        if self.latest is None:
+            raise HttpError(404, 'CertificateNotFound')
+        return self.latest
+
+    def get_deleted_certificate(self, name):
+        if self.deleted is None:
+            raise HttpError(404)
+        return self.deleted
+
+    def import_certificate(self, name, data, **kwargs):
+        self.imports.append((name, data, kwargs))
+        if kwargs['policy'].content_type.value == 'application/x-pem-file':
+            material = m.load_exported_secret(data, 'application/x-pem-file')
+        else:
+            material = m.load_pfx_material(data, kwargs['password'])
+        self.latest = bundle(material, 'v%d' % (len(self.imports) + 1), kwargs['tags'], kwargs['enabled'])
+        return self.latest
+
+    def close(self):
+        self.closed = True
+
+
+class FakeSecretClient(object):
+    def __init__(self, value=None, content_type='application/x-pkcs12', error=None):
+        self.value, self.content_type, self.error = value, content_type, error
+
+    def get_secret(self, name, version):
+        if self.error:
+            raise self.error
+        return types.SimpleNamespace(value=self.value, properties=types.SimpleNamespace(content_type=self.content_type))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def material(pki):
+    h = pki.hierarchy()
+    return m.Material(h['leaf'], h['key'], [h['inter'], h['root']])
+
+
+def make_target(certs=None, secrets=None, **settings):
+    settings = KeyVaultSettings(config.parse_vault_url(VAULT), 'www', 'login.microsoftonline.com', **settings)
+    return KeyVaultTarget(settings, clients=(certs or FakeCertificateClient(), secrets or FakeSecretClient()))
+
+
+def test_missing_name_reads_as_none(material):
+    assert make_target().read_latest() is None
+
+
+def test_soft_deleted_name_is_detected_on_read():
+    certs = FakeCertificateClient()
+    certs.deleted = types.SimpleNamespace(deleted_on='2026-11-01', scheduled_purge_date='2027-01-30')
+    with pytest.raises(errors.DeployError) as info:
+        make_target(certs).read_latest()
+    assert info.value.code == errors.SOFT_DELETED and 'on_soft_deleted: recover' in info.value.message
+
+
+def test_read_maps_ids_and_facts(material):
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material, 'abc', {'k': 'v'})
+    state = make_target(certs).read_latest()
+    assert state.version == 'abc' and state.thumbprint == material.thumbprint
+    assert state.ids['versionless_secret_id'] == VAULT + '/secrets/www'
+    assert state.ids['versionless_id'] == VAULT + '/certificates/www'
+    assert state.facts['x5t'] == m.x5t(material.leaf)
+    assert state.content_type == 'pkcs12' and state.leaf == material.leaf
+
+
+def test_other_read_errors_are_classified():
+    certs = FakeCertificateClient()
+    certs.get_certificate = lambda name: (_ for _ in ()).throw(HttpError(403, "Action: 'Microsoft.KeyVault/vaults/certificates/read'"))
+    with pytest.raises(errors.DeployError) as info:
+        make_target(certs).read_latest()
+    assert info.value.code == errors.FORBIDDEN
+
+
+def test_import_sends_explicit_policy_and_password_protected_pfx(material):
+    certs = FakeCertificateClient()
+    target = make_target(certs, exportable=False)
+    state = target.import_material(material, {'certdeploy-managed-by': 'certdeploy'}, True)
+    name, data, kwargs = certs.imports[0]
+    policy = kwargs['policy']
+    assert name == 'www' and kwargs['password'] and kwargs['enabled'] is True
+    assert policy.issuer_name == 'Unknown'
+    assert policy.content_type.value == 'application/x-pkcs12'
+    assert policy.exportable is False and policy.key_type.value == 'RSA' and policy.key_size == 2048
+    assert [a.action.value for a in policy.lifetime_actions] == ['EmailContacts']
+    assert 'preserve_order' not in kwargs
+    assert b'PRIVATE KEY' not in data
+    assert state.thumbprint == material.thumbprint and state.tags == {'certdeploy-managed-by': 'certdeploy'}
+
+
+def test_pem_import_and_ec_policy(pki):
+    key = pki.ec(ec.SECP384R1)
+    material = m.Material(pki.cert(key), key, [])
+    certs = FakeCertificateClient()
+    make_target(certs, content_type='pem', preserve_chain_order=True).import_material(material, {}, True)
+    _, data, kwargs = certs.imports[0]
+    assert kwargs['policy'].content_type.value == 'application/x-pem-file' and kwargs['password'] is None
+    assert kwargs['policy'].key_type.value == 'EC' and kwargs['policy'].key_curve_name.value == 'P-384'
+    assert kwargs['preserve_order'] is True
+    assert b'-----BEGIN PRIVATE KEY-----' in data
+
+
+def test_rollback_material_from_backing_secret(material):
+    # Key Vault exports PFX secrets without a password; emulate with an unencrypted one.
+    pfx = base64.b64encode(pkcs12.serialize_key_and_certificates(b'x', material.key, material.leaf, material.chain,
+                                                                 serialization.NoEncryption())).decode()
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material)
+    target = make_target(certs, FakeSecretClient(pfx))
+    restored = target.read_rollback_material(target.read_latest())
+    assert restored.thumbprint == material.thumbprint and m.public_key_matches(restored.leaf, material.key)
+
+
+def test_rollback_material_must_match_the_version(material, pki):
+    other = pki.hierarchy(leaf_key=pki.rsa(fresh=True))
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material)
+    pem = (pki.pem(other['leaf']) + pki.key_pem(other['key'])).decode()
+    target = make_target(certs, FakeSecretClient(pem, 'application/x-pem-file'))
+    with pytest.raises(errors.DeployError) as info:
+        target.read_rollback_material(target.read_latest())
+    assert 'not the certificate' in info.value.message
+
+
+def test_forbidden_secret_read_is_classified(material):
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material)
+    target = make_target(certs, FakeSecretClient(error=HttpError(403, 'denied')))
+    with pytest.raises(errors.DeployError) as info:
+        target.read_rollback_material(target.read_latest())
+    assert info.value.code == errors.FORBIDDEN and 'getSecret' in info.value.message
+
+
+def test_close_closes_clients():
+    certs = FakeCertificateClient()
+    target = make_target(certs)
+    target._connect()
+    target.close()
+    assert certs.closed
+
+
+def test_missing_sdk_is_a_missing_dependency(monkeypatch):
+    monkeypatch.setattr(azure_sdk, '_CACHE', {})
+
+    def broken(module):
+        raise errors.DeployError(errors.MISSING_DEPENDENCY, 'x', package=azure_sdk.PACKAGES[module])
+    monkeypatch.setattr(azure_sdk, '_import', broken)
+    settings = KeyVaultSettings(config.parse_vault_url(VAULT), 'www', 'login.microsoftonline.com')
+    with pytest.raises(errors.DeployError) as info:
+        KeyVaultTarget(settings).read_latest()
+    assert info.value.code == errors.MISSING_DEPENDENCY and info.value.details['package'] == 'azure-identity'
+
+
+def test_real_clients_are_built_with_transport_options(monkeypatch, tmp_path, pki):
+    for name in ('AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET'):
+        monkeypatch.delenv(name, raising=False)
+    ca = tmp_path / 'ca.pem'
+    ca.write_bytes(pki.pem(pki.cert(pki.ec(), 'Emulator CA', ca=True)))
+    settings = KeyVaultSettings(config.parse_vault_url('https://127.0.0.1:8443', 'custom'), 'www', 'https://127.0.0.1:9443',
+                                credential_mode='client_secret', api_version='7.5', ca_path=str(ca), timeout=7)
+    target = KeyVaultTarget(settings, env={'AZURE_TENANT_ID': 't', 'AZURE_CLIENT_ID': 'c', 'AZURE_CLIENT_SECRET': 's'})
+    certs, secrets = target._connect()
+    assert certs.api_version == '7.5' and certs.vault_url == 'https://127.0.0.1:8443'
+    bundle_path = target._ca_file
+    assert open(bundle_path, 'rb').read().endswith(ca.read_bytes() + b'\n')
+    target.close()
+    assert not os.path.exists(bundle_path)
+
+
+def test_ca_path_must_hold_certificates(tmp_path):
+    bad = tmp_path / 'ca.pem'
+    bad.write_text('nothing here')
+    with pytest.raises(errors.DeployError) as info:
+        combined_ca_bundle(str(bad))
+    assert info.value.code == errors.INVALID_CONFIG
+    with pytest.raises(errors.DeployError):
+        combined_ca_bundle(str(tmp_path / 'missing.pem'))

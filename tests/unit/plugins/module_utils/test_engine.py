@@ -1,0 +1,354 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Engine decisions and outcomes against the in-memory FakeTarget (PRODUCT.md §4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
+from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import (
+    CommitThenFail, ConcurrentImport, FakeTarget)
+
+MANAGED = tags.desired_tags({}, 'www')
+
+
+@pytest.fixture
+def target():
+    return FakeTarget()
+
+
+@pytest.fixture
+def material(pki):
+    h = pki.hierarchy()
+    return m.Material(h['leaf'], h['key'], [h['inter'], h['root']])
+
+
+@pytest.fixture
+def other(pki):
+    """A different certificate with a different key (a key rotation)."""
+    h = pki.hierarchy(leaf_key=pki.rsa(fresh=True))
+    return m.Material(h['leaf'], h['key'], [h['inter']])
+
+
+def run(target, material, **options):
+    options.setdefault('certificate_id', 'www')
+    return DeployEngine(target, sleep=lambda s: None).run(DeployRequest(material, **options))
+
+
+def fail(target, material, **options):
+    with pytest.raises(errors.DeployError) as info:
+        run(target, material, **options)
+    return info.value
+
+
+# -- happy paths ------------------------------------------------------------------
+
+def test_first_deploy_creates(target, material):
+    result = run(target, material)
+    assert (result.changed, result.outcome) == (True, model.CREATED)
+    assert len(target.versions) == 1
+    assert target.versions[0]['tags'] == MANAGED
+    assert result.certificate['thumbprint'] == material.thumbprint
+    assert result.previous is None
+    assert ('read_secret', ) not in [c[:1] for c in target.calls]
+
+
+def test_identical_rerun_is_unchanged_and_writes_nothing(target, material):
+    run(target, material)
+    result = run(target, material)
+    assert (result.changed, result.outcome) == (False, model.UNCHANGED)
+    assert len(target.versions) == 1 and len(target.writes) == 1
+
+
+def test_new_certificate_rotates_with_snapshot_of_previous_key(target, material, other):
+    first = run(target, material).certificate['version']
+    result = run(target, other)
+    assert (result.changed, result.outcome) == (True, model.ROTATED)
+    assert result.previous['version'] == first and result.previous['thumbprint'] == material.thumbprint
+    assert ('read_secret', first) in target.calls
+    assert len(target.versions) == 2 and target.versions[-1]['material'] is other
+
+
+def test_tags_only_change_updates_properties_without_import(target, material):
+    run(target, material)
+    result = run(target, material, user_tags={'env': 'prod'})
+    assert result.outcome == model.UPDATED and result.changed
+    assert len(target.versions) == 1
+    assert target.versions[0]['tags'] == dict(MANAGED, env='prod')
+
+
+def test_enabled_change_updates_properties(target, material):
+    run(target, material)
+    assert run(target, material, enabled=False).outcome == model.UPDATED
+    assert target.versions[0]['enabled'] is False
+
+
+def test_forbidden_update_falls_back_to_import(target, material):
+    run(target, material)
+    target.fail('update', errors.DeployError(errors.FORBIDDEN, 'no update/action'))
+    result = run(target, material, user_tags={'env': 'prod'})
+    assert result.outcome == model.ROTATED and len(target.versions) == 2
+    assert any('importing a new version' in w for w in result.warnings)
+
+
+def test_other_update_failures_are_not_masked(target, material):
+    run(target, material)
+    target.fail('update', errors.DeployError(errors.THROTTLED, 'slow down'))
+    assert fail(target, material, user_tags={'a': 'b'}).code == errors.THROTTLED
+
+
+def test_force_imports_the_same_certificate(target, material):
+    run(target, material)
+    assert run(target, material, force=True).outcome == model.ROTATED
+    assert len(target.versions) == 2
+
+
+def test_previous_rollback_marker_is_not_drift(target, material):
+    target.seed(material, tags.rollback_tags(MANAGED, 'v0'))
+    assert run(target, material).outcome == model.UNCHANGED
+
+
+# -- ownership ----------------------------------------------------------------------
+
+def test_untagged_certificate_is_not_owned(target, material, other):
+    target.seed(other, {'owner': 'someone'})
+    err = fail(target, material)
+    assert err.code == errors.NOT_OWNED and 'take_ownership' in err.message
+    assert target.writes == []
+
+
+def test_not_owned_even_with_the_same_thumbprint(target, material):
+    target.seed(material, {})
+    assert fail(target, material).code == errors.NOT_OWNED
+
+
+def test_take_ownership_retags_same_certificate(target, material):
+    target.seed(material, {'owner': 'someone'})
+    result = run(target, material, take_ownership=True)
+    assert result.outcome == model.UPDATED and tags.is_managed(target.versions[0]['tags'])
+
+
+def test_take_ownership_imports_new_certificate(target, material, other):
+    target.seed(other, {})
+    assert run(target, material, take_ownership=True).outcome == model.ROTATED
+
+
+# -- check mode -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('setup,expected', [
+    ('empty', model.CREATED), ('same', model.UNCHANGED), ('other', model.ROTATED), ('retag', model.UPDATED)])
+def test_check_mode_predicts_without_writing(target, material, other, setup, expected):
+    if setup == 'same':
+        target.seed(material, MANAGED)
+    elif setup == 'other':
+        target.seed(other, MANAGED)
+    elif setup == 'retag':
+        target.seed(material, dict(MANAGED, env='old'))
+    before = [dict(v) for v in target.versions]
+    result = run(target, material, check_mode=True)
+    assert result.outcome == expected and result.changed == (expected != model.UNCHANGED)
+    assert target.writes == [] and not any(c[0] == 'read_secret' for c in target.calls)
+    assert [dict(v) for v in target.versions] == before
+    assert result.diff['after']['thumbprint'] == material.thumbprint
+
+
+def test_check_mode_with_unreadable_target_warns_and_predicts_change(target, material):
+    target.fail('read', errors.DeployError(errors.AUTH_FAILED, 'no credential'))
+    result = run(target, material, check_mode=True)
+    assert result.changed is True and result.outcome is None
+    assert 'no credential' in result.warnings[0]
+    assert result.certificate['versionless_id'] == 'mem://vault/www'
+
+
+def test_check_mode_still_fails_on_ownership(target, material, other):
+    target.seed(other, {})
+    assert fail(target, material, check_mode=True).code == errors.NOT_OWNED
+
+
+def test_unreadable_target_outside_check_mode_fails(target, material):
+    target.fail('read', errors.DeployError(errors.FORBIDDEN, 'no read'))
+    assert fail(target, material).code == errors.FORBIDDEN and target.writes == []
+
+
+def test_check_mode_still_validates_material(target, pki):
+    key = pki.rsa(1024)
+    weak = m.Material(pki.cert(key), key, [])
+    assert fail(target, weak, check_mode=True).code == errors.UNSUPPORTED_KEY
+    assert target.calls == []
+
+
+def test_reserved_user_tags_fail_before_any_call(target, material):
+    assert fail(target, material, user_tags={'certdeploy-managed-by': 'me'}).code == errors.INVALID_CONFIG
+    assert target.calls == []
+
+
+# -- diff ------------------------------------------------------------------------------
+
+def test_diff_holds_public_facts_only(target, material, other):
+    target.seed(other, MANAGED)
+    diff = run(target, material).diff
+    assert diff['before']['thumbprint'] == other.thumbprint and diff['after']['thumbprint'] == material.thumbprint
+    assert diff['after']['version'] is None
+    text = repr(diff)
+    assert 'PRIVATE' not in text and 'key' not in ''.join(diff['after'].keys())
+
+
+# -- soft delete ------------------------------------------------------------------------
+
+def test_soft_deleted_fails_by_default(target, material):
+    target.soft_deleted = []
+    assert fail(target, material).code == errors.SOFT_DELETED
+
+
+def test_soft_deleted_recover_then_deploy(target, material, other):
+    target.seed(other, MANAGED)
+    target.soft_deleted, target.versions = target.versions, []
+    result = run(target, material, on_soft_deleted='recover')
+    assert ('recover',) in target.calls and result.outcome == model.ROTATED
+    assert any('recovered' in w for w in result.warnings)
+
+
+def test_soft_deleted_recover_in_check_mode_does_not_recover(target, material):
+    target.soft_deleted = []
+    result = run(target, material, on_soft_deleted='recover', check_mode=True)
+    assert result.changed and target.writes == []
+
+
+# -- snapshot and rollback ----------------------------------------------------------------
+
+def test_rollback_required_without_material_fails_before_import(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    err = fail(target, material, rollback='required')
+    assert err.code == errors.FORBIDDEN and 'Nothing was written' in err.message
+    assert target.writes == []
+
+
+def test_rollback_auto_without_material_warns_and_deploys(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    result = run(target, material)
+    assert result.outcome == model.ROTATED
+    assert any('Rollback is unavailable' in w for w in result.warnings)
+
+
+def test_rollback_disabled_takes_no_snapshot(target, material, other):
+    target.seed(other, MANAGED)
+    run(target, material, rollback='disabled')
+    assert not any(c[0] == 'read_secret' for c in target.calls)
+
+
+def test_stored_thumbprint_mismatch_rolls_back_with_previous_key(target, material, other, pki):
+    first = target.seed(other, MANAGED)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    err = fail(target, material)
+    assert err.code == errors.SERVICE_ERROR
+    result = err.details['result']
+    assert result['outcome'] == model.ROLLED_BACK
+    assert result['rollback']['attempted'] and result['rollback']['succeeded']
+    latest = target.versions[-1]
+    assert latest['material'] is other and latest['tags'][tags.ROLLBACK_OF] == 'v2'
+    assert result['rollback']['version'] == latest['version'] != first
+    assert len(target.versions) == 3
+
+
+def test_rollback_re_pairs_only_when_public_keys_match(target, pki):
+    key = pki.rsa(fresh=True)
+    old = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    renewed = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    target.seed(old, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    result = fail(target, renewed).details['result']
+    assert result['outcome'] == model.ROLLED_BACK
+    assert m.thumbprint(target.versions[-1]['material'].leaf) == old.thumbprint
+
+
+def test_key_rotation_without_previous_key_cannot_roll_back(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.exportable = False
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    err = fail(target, material)
+    assert err.code == errors.ROLLBACK_FAILED
+    assert err.details['result']['outcome'] == model.ROLLBACK_FAILED
+    assert err.details['result']['rollback']['attempted'] is False
+    assert 'Manual step' in err.message
+    assert len(target.versions) == 2  # nothing re-imported, nothing disabled
+    assert all(v['enabled'] for v in target.versions)
+
+
+def test_failed_rollback_import_reports_rollback_failed(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'), errors.DeployError(errors.SERVICE_ERROR, 'boom'))
+    err = fail(target, material)
+    assert err.code == errors.ROLLBACK_FAILED
+    rb = err.details['result']['rollback']
+    assert rb['attempted'] and not rb['succeeded'] and 'boom' in rb['reason']
+
+
+def test_first_deploy_mismatch_has_nothing_to_roll_back_to(target, material, pki):
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    err = fail(target, material)
+    assert err.code == errors.ROLLBACK_FAILED and 'no previous version' in err.message
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+def test_concurrent_writer_is_reported_not_overwritten(target, material, other):
+    target.seed(other, MANAGED)
+    intruder = other
+    target.fail('import', ConcurrentImport(intruder))
+    err = fail(target, material)
+    assert err.code == errors.CONFLICT
+    assert err.details['result']['outcome'] == model.CONCURRENT_WRITER
+    assert err.details['result']['rollback']['attempted'] is False
+    assert target.versions[-1]['tags'] == {'writer': 'someone-else'}
+    assert len(target.versions) == 3
+
+
+def test_verify_read_failure_is_unverified_without_rollback(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('read', None, *[errors.DeployError(errors.SERVICE_ERROR, 'flaky')] * 3)
+    result = run(target, material)
+    assert result.outcome == model.UNVERIFIED and result.changed
+    assert result.rollback['attempted'] is False
+    assert target.versions[-1]['material'] is material
+
+
+def test_verify_read_is_retried(target, material):
+    target.fail('read', None, errors.DeployError(errors.THROTTLED, 'slow'))
+    assert run(target, material).outcome == model.CREATED
+
+
+def test_import_error_after_commit_is_recognised(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('import', CommitThenFail(errors.DeployError(errors.SERVICE_ERROR, 'connection reset')))
+    result = run(target, material)
+    assert result.outcome == model.ROTATED and len(target.versions) == 2
+    assert any('connection reset' in w for w in result.warnings)
+
+
+def test_import_error_without_commit_fails(target, material):
+    target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '500'))
+    err = fail(target, material)
+    assert err.code == errors.SERVICE_ERROR and target.versions == []
+
+
+def test_import_client_error_is_not_second_guessed(target, material):
+    target.fail('import', errors.DeployError(errors.INVALID_MATERIAL, 'bad'))
+    assert fail(target, material).code == errors.INVALID_MATERIAL
+    assert [c[0] for c in target.calls].count('read') == 1
+
+
+def test_warnings_survive_a_failure(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    err = fail(target, material)
+    assert any('Rollback is unavailable' in w for w in err.details['warnings'])

@@ -1,0 +1,299 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+
+
+def code_of(func, *args, **kwargs):
+    with pytest.raises(errors.DeployError) as info:
+        func(*args, **kwargs)
+    return info.value.code, info.value.message
+
+
+# -- PEM keys -------------------------------------------------------------------
+
+@pytest.mark.parametrize('fmt,label', [('pkcs8', b'BEGIN PRIVATE KEY'), ('pkcs1', b'BEGIN RSA PRIVATE KEY')])
+def test_rsa_key_formats_load(pki, hierarchy, fmt, label):
+    pem = pki.key_pem(hierarchy['key'], fmt)
+    assert label in pem
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pem)
+    assert material.key_description == ('RSA', 2048)
+
+
+def test_ec_p384_sec1_key(pki):
+    key = pki.ec(ec.SECP384R1)
+    pem = pki.key_pem(key, 'sec1')
+    assert b'BEGIN EC PRIVATE KEY' in pem
+    material = m.load_pem_material(pki.pem(pki.cert(key)), pem)
+    assert material.key_description == ('EC', 'P-384')
+
+
+def test_encrypted_pkcs8_key(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'], 'pkcs8', passphrase=b'correct horse')
+    assert b'ENCRYPTED PRIVATE KEY' in pem
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pem, passphrase='correct horse')
+    assert material.thumbprint == m.thumbprint(hierarchy['leaf'])
+
+
+def test_legacy_encrypted_pkcs1_key(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'], 'pkcs1', passphrase=b'pw')
+    assert b'Proc-Type: 4,ENCRYPTED' in pem
+    assert m.parse_private_key(pem, 'pw').key_size == 2048
+
+
+def test_wrong_passphrase(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'], 'pkcs8', passphrase=b'right')
+    code, msg = code_of(m.parse_private_key, pem, 'wrong')
+    assert code == errors.INVALID_MATERIAL and 'passphrase' in msg
+
+
+def test_missing_passphrase(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'], 'pkcs8', passphrase=b'right')
+    code, msg = code_of(m.parse_private_key, pem)
+    assert code == errors.INVALID_MATERIAL and 'private_key_passphrase' in msg
+
+
+def test_passphrase_for_plain_key(pki, hierarchy):
+    code, msg = code_of(m.parse_private_key, pki.key_pem(hierarchy['key']), 'unneeded')
+    assert code == errors.INVALID_MATERIAL and 'not encrypted' in msg
+
+
+def test_key_garbage(pki):
+    code, _ = code_of(m.parse_private_key, b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')
+    assert code == errors.INVALID_MATERIAL
+
+
+def test_key_given_a_certificate(pki, hierarchy):
+    code, msg = code_of(m.parse_private_key, pki.pem(hierarchy['leaf']))
+    assert code == errors.INVALID_MATERIAL and 'exactly one' in msg
+
+
+def test_two_keys_rejected(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key']) + pki.key_pem(pki.ec())
+    assert code_of(m.parse_private_key, pem)[0] == errors.INVALID_MATERIAL
+
+
+# -- key types ----------------------------------------------------------------------
+
+@pytest.mark.parametrize('maker', ['ed25519', 'dsa'])
+def test_unsupported_key_types(pki, maker):
+    key = getattr(pki, maker)()
+    cert = pki.cert(key)
+    code, msg = code_of(m.load_pem_material, pki.pem(cert), pki.key_pem(key))
+    assert code == errors.UNSUPPORTED_KEY
+    assert ('Ed25519' if maker == 'ed25519' else 'DSA') in msg
+
+
+def test_unsupported_curve(pki):
+    key = pki.ec(ec.SECP256K1)
+    code, msg = code_of(m.load_pem_material, pki.pem(pki.cert(key)), pki.key_pem(key))
+    assert code == errors.UNSUPPORTED_KEY and 'secp256k1' in msg
+
+
+@pytest.mark.parametrize('curve,name', [(ec.SECP256R1, 'P-256'), (ec.SECP521R1, 'P-521')])
+def test_supported_curves(pki, curve, name):
+    key = pki.ec(curve)
+    assert m.load_pem_material(pki.pem(pki.cert(key)), pki.key_pem(key)).key_description == ('EC', name)
+
+
+def test_rsa_1024_rejected_by_rules(pki):
+    key = pki.rsa(1024)
+    material = m.load_pem_material(pki.pem(pki.cert(key)), pki.key_pem(key))
+    code, msg = code_of(m.check_rules, material)
+    assert code == errors.UNSUPPORTED_KEY and '1024' in msg
+
+
+# -- certificates and chains ------------------------------------------------------
+
+def test_key_mismatch(pki, hierarchy):
+    other = pki.rsa(fresh=True)
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(other))
+    assert code == errors.KEY_MISMATCH and 'matches the private key' in msg
+
+
+def test_bundle_leaf_is_first_matching_certificate(pki, hierarchy):
+    bundle = pki.pem(hierarchy['root'], hierarchy['inter'], hierarchy['leaf'])
+    material = m.load_pem_material(bundle, pki.key_pem(hierarchy['key']))
+    assert material.leaf == hierarchy['leaf']
+    assert material.chain == [hierarchy['inter'], hierarchy['root']]
+
+
+def test_chain_dedup_and_leaf_first_order(pki, hierarchy):
+    chain = pki.pem(hierarchy['root'], hierarchy['inter'], hierarchy['root'], hierarchy['leaf'])
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert material.chain == [hierarchy['inter'], hierarchy['root']]
+
+
+def test_preserve_chain_order_keeps_given_order_but_dedups(pki, hierarchy):
+    chain = pki.pem(hierarchy['root'], hierarchy['inter'], hierarchy['inter'])
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain, preserve_chain_order=True)
+    assert material.chain == [hierarchy['root'], hierarchy['inter']]
+
+
+def test_unrelated_chain_certificates_are_kept_after_the_path(pki, hierarchy):
+    stranger = pki.cert(pki.ec(), 'Unrelated CA', ca=True)
+    chain = pki.pem(stranger, hierarchy['root'], hierarchy['inter'])
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert material.chain == [hierarchy['inter'], hierarchy['root'], stranger]
+
+
+def test_text_between_blocks_is_allowed(pki, hierarchy):
+    chain = b'subject=CN = Test Intermediate CA\nissuer=CN = Test Root CA\n' + pki.pem(hierarchy['inter'])
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert material.chain == [hierarchy['inter']]
+
+
+def test_unparseable_chain_block_is_an_error_not_skipped(pki, hierarchy):
+    broken = b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n'
+    chain = pki.pem(hierarchy['inter']) + broken
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL and 'block 2 of the chain' in msg
+
+
+def test_truncated_chain_block(pki, hierarchy):
+    chain = pki.pem(hierarchy['inter'])[:-30]
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL and 'without a matching END' in msg
+
+
+def test_key_in_certificate_option(pki, hierarchy):
+    data = pki.pem(hierarchy['leaf']) + pki.key_pem(hierarchy['key'])
+    code, msg = code_of(m.load_pem_material, data, pki.key_pem(hierarchy['key']))
+    assert code == errors.INVALID_MATERIAL and 'PRIVATE KEY' in msg
+
+
+def test_no_pem_at_all(pki, hierarchy):
+    code, _ = code_of(m.load_pem_material, b'hello', pki.key_pem(hierarchy['key']))
+    assert code == errors.INVALID_MATERIAL
+
+
+def test_certificate_facts(pki, hierarchy):
+    facts = m.certificate_facts(hierarchy['leaf'])
+    assert facts['thumbprint'] == hierarchy['leaf'].fingerprint(m.hashes.SHA1()).hex().upper()
+    assert m.thumbprint_from_x5t(facts['x5t']) == facts['thumbprint']
+    assert m.x5t_from_thumbprint(facts['thumbprint']) == facts['x5t']
+    assert facts['sans'] == ['DNS:www.example.com']
+    assert facts['subject'] == 'CN=www.example.com'
+    assert facts['serial'] == '%X' % hierarchy['leaf'].serial_number
+
+
+# -- validity ------------------------------------------------------------------------
+
+def test_expired_certificate(pki):
+    key = pki.rsa()
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    material = m.load_pem_material(pki.pem(pki.cert(key, days=10, not_before=start)), pki.key_pem(key))
+    code, msg = code_of(m.check_rules, material)
+    assert code == errors.EXPIRED and 'allow_expired' in msg
+    assert 'allow_expired' in m.check_rules(material, allow_expired=True)[0]
+
+
+def test_not_yet_valid_certificate(pki):
+    key = pki.rsa()
+    start = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3)
+    material = m.load_pem_material(pki.pem(pki.cert(key, not_before=start)), pki.key_pem(key))
+    code, msg = code_of(m.check_rules, material)
+    assert code == errors.INVALID_MATERIAL and 'not valid before' in msg
+    assert m.check_rules(material, allow_expired=True)
+
+
+def test_valid_certificate_has_no_warnings(pki, hierarchy):
+    assert m.check_rules(m.Material(hierarchy['leaf'], hierarchy['key'], [])) == []
+
+
+# -- PFX ---------------------------------------------------------------------------
+
+def test_pfx_with_password_and_chain(pki, hierarchy):
+    data = pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['root'], hierarchy['inter']], password=b's3cret')
+    material = m.load_pfx_material(data, 's3cret')
+    assert material.leaf == hierarchy['leaf']
+    assert material.chain == [hierarchy['inter'], hierarchy['root']]
+
+
+def test_pfx_as_base64_text(pki, hierarchy):
+    data = base64.b64encode(pki.pfx(hierarchy['key'], hierarchy['leaf'])).decode()
+    material = m.load_pfx_material(data[:40] + '\n' + data[40:])
+    assert material.leaf == hierarchy['leaf']
+
+
+def test_pfx_bad_base64():
+    assert code_of(m.load_pfx_material, 'not base64 ***')[0] == errors.INVALID_MATERIAL
+
+
+def test_pfx_wrong_password(pki, hierarchy):
+    data = pki.pfx(hierarchy['key'], hierarchy['leaf'], password=b'right')
+    code, msg = code_of(m.load_pfx_material, data, 'wrong')
+    assert code == errors.INVALID_MATERIAL and 'pfx_password' in msg
+
+
+def test_pfx_missing_password(pki, hierarchy):
+    data = pki.pfx(hierarchy['key'], hierarchy['leaf'], password=b'right')
+    code, msg = code_of(m.load_pfx_material, data)
+    assert code == errors.INVALID_MATERIAL and 'pfx_password is missing' in msg
+
+
+def test_pfx_without_key(pki, hierarchy):
+    data = pkcs12.serialize_key_and_certificates(b'x', None, None, [hierarchy['leaf']], serialization.NoEncryption())
+    code, msg = code_of(m.load_pfx_material, data)
+    assert code == errors.INVALID_MATERIAL and 'no private key' in msg
+
+
+def test_pfx_key_mismatch(pki, hierarchy):
+    other = pki.rsa(fresh=True)
+    data = pkcs12.serialize_key_and_certificates(b'x', other, None, [hierarchy['leaf']], serialization.NoEncryption())
+    assert code_of(m.load_pfx_material, data)[0] == errors.KEY_MISMATCH
+
+
+def test_pfx_unsupported_key(pki):
+    key = pki.ed25519()
+    data = pki.pfx(key, pki.cert(key))
+    assert code_of(m.load_pfx_material, data)[0] == errors.UNSUPPORTED_KEY
+
+
+# -- serialisation ---------------------------------------------------------------
+
+def test_pkcs12_round_trip_is_password_protected(pki, hierarchy):
+    material = m.Material(hierarchy['leaf'], hierarchy['key'], [hierarchy['inter'], hierarchy['root']])
+    password = m.new_transport_password()
+    data = m.build_pkcs12(material, password)
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(data, None)
+    again = m.load_pfx_material(data, password, preserve_chain_order=True)
+    assert again.leaf == material.leaf
+    assert again.chain == material.chain
+    assert m.public_key_matches(again.leaf, hierarchy['key'])
+
+
+def test_pem_bundle_uses_pkcs8_key_and_leaf_first(pki, hierarchy):
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key'], 'pkcs1'), chain=pki.pem(hierarchy['inter']))
+    data = m.build_pem(material)
+    assert b'BEGIN RSA PRIVATE KEY' not in data and b'BEGIN PRIVATE KEY' in data
+    assert data.index(pki.pem(hierarchy['leaf'])) == 0
+    again = m.load_exported_secret(data.decode(), 'application/x-pem-file')
+    assert again.leaf == hierarchy['leaf'] and again.chain == [hierarchy['inter']]
+
+
+def test_exported_secret_without_key_is_rejected(pki, hierarchy):
+    data = base64.b64encode(pkcs12.serialize_key_and_certificates(b'x', None, None, [hierarchy['leaf']], serialization.NoEncryption()))
+    assert code_of(m.load_exported_secret, data.decode(), 'application/x-pkcs12')[0] == errors.INVALID_MATERIAL
+
+
+def test_messages_never_contain_key_material(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'], 'pkcs8', passphrase=b'right')
+    body = b''.join(pem.splitlines()[1:-1])[:40].decode()
+    for call in (lambda: m.parse_private_key(pem, 'wrong'), lambda: m.parse_private_key(pem[:-60])):
+        with pytest.raises(errors.DeployError) as info:
+            call()
+        assert body not in str(info.value)
