@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The module end to end through AnsibleModule, with the Key Vault target replaced by the in-memory fake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
+from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as module
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
+
+VAULT = 'https://kv1.vault.azure.net/'
+
+
+@pytest.fixture
+def files(tmp_path, pki):
+    h = pki.hierarchy()
+    paths = {}
+    for name, data in (('cert', pki.pem(h['leaf'])), ('key', pki.key_pem(h['key'], 'pkcs1')),
+                       ('chain', pki.pem(h['inter'], h['root'])),
+                       ('enc_key', pki.key_pem(h['key'], 'pkcs8', b'pw')),
+                       ('pfx', pki.pfx(h['key'], h['leaf'], [h['inter']], b'pfxpw'))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths[name] = str(path)
+    paths['hierarchy'] = h
+    return paths
+
+
+@pytest.fixture
+def target(monkeypatch):
+    fake = FakeTarget()
+    monkeypatch.setattr(frontend, 'KeyVaultTarget', lambda settings, env=None: fake)
+    return fake
+
+
+def run_module(capsys, args, check_mode=False, diff=False):
+    args = dict(args)
+    args.setdefault('vault_url', VAULT)
+    args.setdefault('certificate_name', 'www')
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def paths_args(files, **extra):
+    args = dict(certificate_path=files['cert'], private_key_path=files['key'], chain_path=files['chain'])
+    args.update(extra)
+    return args
+
+
+def test_created_then_unchanged(capsys, files, target):
+    first = run_module(capsys, paths_args(files))
+    assert first['changed'] and first['outcome'] == 'created'
+    assert first['certificate']['tags']['certdeploy-certificate-id'] == 'www'
+    second = run_module(capsys, paths_args(files))
+    assert not second['changed'] and second['outcome'] == 'unchanged'
+    assert len(target.versions) == 1
+
+
+def test_return_shape(capsys, files, target):
+    result = run_module(capsys, paths_args(files, certificate_id='inv-42', tags={'env': 'prod', 'n': 3}))
+    assert set(result) >= {'changed', 'outcome', 'certificate', 'rollback'}
+    assert result['rollback'] == {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
+    cert = result['certificate']
+    assert cert['tags'] == {'env': 'prod', 'n': '3', 'certdeploy-managed-by': 'certdeploy', 'certdeploy-certificate-id': 'inv-42'}
+    for field in ('thumbprint', 'x5t', 'serial', 'subject', 'sans', 'not_before', 'expires', 'version', 'enabled', 'content_type'):
+        assert field in cert
+
+
+def test_check_and_diff_mode_write_nothing(capsys, files, target):
+    result = run_module(capsys, paths_args(files), check_mode=True, diff=True)
+    assert result['changed'] and result['outcome'] == 'created'
+    assert result['diff']['before'] == {} and result['diff']['after']['version'] is None
+    assert target.writes == []
+    assert 'PRIVATE KEY' not in json.dumps(result)
+
+
+def test_pfx_with_password(capsys, files, target):
+    result = run_module(capsys, {'pfx_path': files['pfx'], 'pfx_password': 'pfxpw'})
+    assert result['outcome'] == 'created'
+    assert target.versions[0]['material'].chain == [files['hierarchy']['inter']]
+
+
+def test_key_content_is_no_log_and_never_returned(capsys, files, target, pki):
+    key_pem = open(files['enc_key']).read()
+    result = run_module(capsys, {'certificate': open(files['cert']).read(), 'private_key': key_pem,
+                                 'private_key_passphrase': 'pw'})
+    assert result['outcome'] == 'created'
+    body = ''.join(key_pem.splitlines()[1:-1])
+    assert body[:40] not in json.dumps(result)
+    assert 'pw' not in json.dumps(result.get('invocation', {}).get('module_args', {}).get('private_key_passphrase', ''))
+
+
+def test_argspec_failures_carry_invalid_config(capsys, files, target):
+    result = run_module(capsys, dict(paths_args(files), pfx_path=files['pfx']))
+    assert result['failed'] and result['error_code'] == 'invalid_config'
+    assert 'mutually exclusive' in result['msg']
+    result = run_module(capsys, {'certificate_path': files['cert'], 'private_key_path': files['key'], 'timeout': 'soon'})
+    assert result['error_code'] == 'invalid_config'
+
+
+def test_certificate_without_key(capsys, files, target):
+    result = run_module(capsys, {'certificate_path': files['cert']})
+    assert result['error_code'] == 'invalid_config' and 'private_key' in result['msg']
+
+
+def test_unreadable_path(capsys, files, target):
+    result = run_module(capsys, paths_args(files, private_key_path='/nonexistent/key.pem'))
+    assert result['error_code'] == 'invalid_config' and '/nonexistent/key.pem' in result['msg']
+    assert target.calls == []
+
+
+def test_bad_vault_url_fails_before_any_call(capsys, files, target):
+    result = run_module(capsys, paths_args(files, vault_url='http://kv1.vault.azure.net'))
+    assert result['error_code'] == 'invalid_config' and target.calls == []
+
+
+def test_engine_errors_keep_partial_result(capsys, files, target, pki):
+    run_module(capsys, paths_args(files))
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'denied', action='Microsoft.KeyVault/vaults/secrets/getSecret/action'))
+    other = pki.hierarchy(leaf_key=pki.rsa(fresh=True))
+    cert = pki.pem(other['leaf'])
+    key = pki.key_pem(other['key']).decode()
+    result = run_module(capsys, {'certificate': cert.decode(), 'private_key': key, 'rollback': 'required'})
+    assert result['error_code'] == 'forbidden' and result['changed'] is False
+    assert 'Nothing was written' in result['msg']
+
+
+def test_metrics_file_written_but_not_in_check_mode(capsys, files, target, tmp_path):
+    prom = tmp_path / 'deploy.prom'
+    run_module(capsys, paths_args(files, metrics_file=str(prom)), check_mode=True)
+    assert not prom.exists()
+    run_module(capsys, paths_args(files, metrics_file=str(prom)))
+    text = prom.read_text()
+    assert 'certdeploy_deploy_total{name="www",outcome="created",target="fake",vault="mem://vault"} 1' in text
