@@ -27,7 +27,7 @@ description:
     Chain blocks must all parse, and the chain is de-duplicated and ordered leaf-first.
   - The PKCS#12 or PEM payload is built in memory and never written to disk by the module.
 author:
-  - certdeploy.cloud contributors
+  - certdeploy.cloud maintainers (@certdeploy)
 extends_documentation_fragment:
   - certdeploy.cloud.azure_kv
 attributes:
@@ -35,7 +35,7 @@ attributes:
     support: full
     description:
       - Validates options and material offline, then, if credentials resolve, reads the current version to predict
-        RV(changed) and RV(outcome). Never writes. If the read is impossible, a warning says why and C(changed=true) is predicted.
+        C(changed) and RV(outcome). Never writes. If the read is impossible, a warning says why and C(changed=true) is predicted.
   diff_mode:
     support: full
     description:

@@ -183,9 +183,8 @@ class DeployEngine(object):
         if request.rollback == 'required':
             raise errors.DeployError(
                 cause.code if cause.code != errors.INVALID_MATERIAL else errors.ROLLBACK_FAILED,
-                'rollback is required but no rollback material exists: %s. Nothing was written. Grant '
-                'Microsoft.KeyVault/vaults/secrets/getSecret/action on the certificate (role Key Vault Secrets User) '
-                'or set rollback: auto.' % reason,
+                'rollback is required but no rollback material exists: %s. Nothing was written. Allow reading the '
+                'previous version\'s private key, or set rollback: auto.' % reason,
                 result=result.as_dict(),
             )
         result.warnings.append('Rollback is unavailable for this deploy: %s.' % reason)

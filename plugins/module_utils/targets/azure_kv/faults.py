@@ -80,7 +80,8 @@ def classify(exc, operation, subject=''):
             'Authentication failed%s: %s' % (where, ' '.join(text.split())[:2000]))
     if status is None:
         if name in ('ServiceRequestTimeoutError', 'ServiceResponseTimeoutError') or 'timed out' in text.lower():
-            return errors.DeployError(errors.TIMEOUT, 'The request to Key Vault timed out during %s%s; raise timeout or check the network.' % (operation, where))
+            return errors.DeployError(
+                errors.TIMEOUT, 'The request to Key Vault timed out during %s%s; raise timeout or check the network.' % (operation, where))
         if any(marker in text for marker in _TLS):
             return errors.DeployError(
                 errors.INVALID_CONFIG,

@@ -44,17 +44,17 @@ def test_client_secret_from_standard_env():
 
 
 def test_client_secret_from_awx_env():
-    name, args, _ = build('client_secret', AWX_ENV)
+    name, args, dummy = build('client_secret', AWX_ENV)
     assert name == 'ClientSecretCredential' and args == ('t2', 'c2', 's2')
 
 
 def test_standard_names_win_over_awx_names():
-    name, args, _ = build('client_secret', dict(AWX_ENV, **SECRET_ENV))
+    dummy, args, dummy = build('client_secret', dict(AWX_ENV, **SECRET_ENV))
     assert args == ('t1', 'c1', 's1')
 
 
 def test_options_win_over_env():
-    _, args, _ = build('client_secret', SECRET_ENV, tenant_id='opt-tenant', client_id='opt-client')
+    args = build('client_secret', SECRET_ENV, tenant_id='opt-tenant', client_id='opt-client')[1]
     assert args == ('opt-tenant', 'opt-client', 's1')
 
 
@@ -68,7 +68,7 @@ def test_client_secret_missing_pieces_are_named_without_values():
 
 def test_managed_identity_system_and_user_assigned():
     assert build('managed_identity', {}) == ('ManagedIdentityCredential', (), {'connection_verify': '/tmp/ca.pem'})
-    name, _, kwargs = build('managed_identity', {}, client_id='uami')
+    kwargs = build('managed_identity', {}, client_id='uami')[2]
     assert kwargs['client_id'] == 'uami'
 
 
@@ -78,7 +78,7 @@ def test_managed_identity_ignores_a_secret_in_the_environment():
 
 def test_workload_identity():
     env = {'AZURE_TENANT_ID': 't', 'AZURE_CLIENT_ID': 'c', 'AZURE_FEDERATED_TOKEN_FILE': '/var/run/token'}
-    name, _, kwargs = build('workload_identity', env)
+    name, dummy, kwargs = build('workload_identity', env)
     assert name == 'WorkloadIdentityCredential'
     assert kwargs['token_file_path'] == '/var/run/token' and kwargs['authority'] == AUTHORITY
     assert (kwargs['tenant_id'], kwargs['client_id']) == ('t', 'c')
@@ -95,7 +95,7 @@ def test_default_prefers_a_complete_secret_config_incl_awx_names():
 
 
 def test_default_falls_back_to_default_azure_credential():
-    name, _, kwargs = build('default', {'AZURE_TENANT_ID': 't'}, client_id='uami')
+    name, dummy, kwargs = build('default', {'AZURE_TENANT_ID': 't'}, client_id='uami')
     assert name == 'DefaultAzureCredential'
     assert kwargs['authority'] == AUTHORITY
     assert kwargs['managed_identity_client_id'] == 'uami' and kwargs['workload_identity_client_id'] == 'uami'

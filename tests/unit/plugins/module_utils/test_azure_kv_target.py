@@ -124,7 +124,10 @@ def test_read_maps_ids_and_facts(material):
 
 def test_other_read_errors_are_classified():
     certs = FakeCertificateClient()
-    certs.get_certificate = lambda name: (_ for _ in ()).throw(HttpError(403, "Action: 'Microsoft.KeyVault/vaults/certificates/read'"))
+
+    def forbidden(name):
+        raise HttpError(403, "Action: 'Microsoft.KeyVault/vaults/certificates/read'")
+    certs.get_certificate = forbidden
     with pytest.raises(errors.DeployError) as info:
         make_target(certs).read_latest()
     assert info.value.code == errors.FORBIDDEN
@@ -151,7 +154,7 @@ def test_pem_import_and_ec_policy(pki):
     material = m.Material(pki.cert(key), key, [])
     certs = FakeCertificateClient()
     make_target(certs, content_type='pem', preserve_chain_order=True).import_material(material, {}, True)
-    _, data, kwargs = certs.imports[0]
+    data, kwargs = certs.imports[0][1:]
     assert kwargs['policy'].content_type.value == 'application/x-pem-file' and kwargs['password'] is None
     assert kwargs['policy'].key_type.value == 'EC' and kwargs['policy'].key_curve_name.value == 'P-384'
     assert kwargs['preserve_order'] is True

@@ -71,7 +71,7 @@ def test_passphrase_for_plain_key(pki, hierarchy):
 
 
 def test_key_garbage(pki):
-    code, _ = code_of(m.parse_private_key, b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')
+    code = code_of(m.parse_private_key, b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')[0]
     assert code == errors.INVALID_MATERIAL
 
 
@@ -175,7 +175,7 @@ def test_key_in_certificate_option(pki, hierarchy):
 
 
 def test_no_pem_at_all(pki, hierarchy):
-    code, _ = code_of(m.load_pem_material, b'hello', pki.key_pem(hierarchy['key']))
+    code = code_of(m.load_pem_material, b'hello', pki.key_pem(hierarchy['key']))[0]
     assert code == errors.INVALID_MATERIAL
 
 
