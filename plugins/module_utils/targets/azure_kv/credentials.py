@@ -43,6 +43,11 @@ class CredentialSettings(object):
         self.token_file = token_file
 
     @property
+    def custom_authority(self):
+        """True for a sign-in host outside the public clouds (cloud: custom), given as an https:// URL."""
+        return bool(self.authority_host) and '://' in self.authority_host
+
+    @property
     def has_client_secret(self):
         return bool(self.tenant_id and self.client_id and self.client_secret)
 
@@ -95,9 +100,12 @@ def build_credential(settings, identity, **transport):
     """
     mode = settings.mode
     if mode == 'client_secret' or (mode == 'default' and settings.has_client_secret):
-        return identity.ClientSecretCredential(
-            settings.tenant_id, settings.client_id, settings.client_secret,
-            authority=settings.authority_host, **transport)
+        options = dict(transport, authority=settings.authority_host)
+        if settings.custom_authority:
+            # MSAL would first validate a custom authority against login.microsoftonline.com:
+            # a request to a public host that private clouds and air-gapped networks cannot make.
+            options['disable_instance_discovery'] = True
+        return identity.ClientSecretCredential(settings.tenant_id, settings.client_id, settings.client_secret, **options)
     if mode == 'workload_identity':
         return identity.WorkloadIdentityCredential(
             tenant_id=settings.tenant_id, client_id=settings.client_id, token_file_path=settings.token_file,

@@ -118,3 +118,13 @@ def test_real_azure_identity_types(monkeypatch):
     assert isinstance(credentials.build_credential(settings, identity), identity.ManagedIdentityCredential)
     settings = credentials.resolve('default', AUTHORITY, env={})
     assert isinstance(credentials.build_credential(settings, identity), identity.DefaultAzureCredential)
+
+
+def test_custom_authority_skips_instance_discovery():
+    identity = Recorder()
+    settings = credentials.resolve('client_secret', 'https://127.0.0.1:9443', env=SECRET_ENV)
+    credentials.build_credential(settings, identity)
+    assert identity.calls[0][2] == {'authority': 'https://127.0.0.1:9443', 'disable_instance_discovery': True}
+    identity = Recorder()
+    credentials.build_credential(credentials.resolve('client_secret', AUTHORITY, env=SECRET_ENV), identity)
+    assert 'disable_instance_discovery' not in identity.calls[0][2]
