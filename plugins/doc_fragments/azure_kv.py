@@ -33,6 +33,7 @@ options:
   authority_host:
     description:
       - Microsoft Entra sign-in host used with O(cloud=custom), for example C(https://login.example.internal).
+        Not needed with O(credential_mode=managed_identity).
       - Falls back to E(AZURE_AUTHORITY_HOST).
     type: str
   credential_mode:

@@ -71,7 +71,9 @@ def keyvault_settings(params, env=None):
     env = os.environ if env is None else env
     cloud = params.get('cloud') or kv_config.cloud_from_env(env)
     address = kv_config.parse_vault_url(params['vault_url'], cloud)
-    authority = kv_config.authority_host_for(address.cloud, params.get('authority_host'), env)
+    mode = params.get('credential_mode') or 'default'
+    authority = kv_config.authority_host_for(address.cloud, params.get('authority_host'), env,
+                                             required=mode != 'managed_identity')
     name = kv_config.check_certificate_name(params['certificate_name'])
     if params.get('timeout') is not None and params['timeout'] <= 0:
         raise errors.DeployError(errors.INVALID_CONFIG, 'timeout must be a positive number of seconds.')
@@ -79,7 +81,7 @@ def keyvault_settings(params, env=None):
         address=address,
         certificate_name=name,
         authority_host=authority,
-        credential_mode=params.get('credential_mode') or 'default',
+        credential_mode=mode,
         tenant_id=params.get('tenant_id'),
         client_id=params.get('client_id'),
         content_type=params.get('content_type') or 'pkcs12',

@@ -177,8 +177,12 @@ def check_certificate_name(name):
     )
 
 
-def authority_host_for(cloud, authority_host=None, env=None):
-    """The sign-in host for ``cloud``; ``custom`` needs authority_host (or AZURE_AUTHORITY_HOST)."""
+def authority_host_for(cloud, authority_host=None, env=None, required=True):
+    """The sign-in host for ``cloud``; ``custom`` needs authority_host (or AZURE_AUTHORITY_HOST).
+
+    ``required=False`` (managed identity, which signs in through its own endpoint)
+    returns None for ``custom`` when no host is configured.
+    """
     env = env or {}
     if cloud != 'custom':
         if authority_host:
@@ -188,6 +192,8 @@ def authority_host_for(cloud, authority_host=None, env=None):
             )
         return CLOUDS[cloud]['authority_host']
     value = authority_host or env.get('AZURE_AUTHORITY_HOST')
+    if not value and not required:
+        return None
     if not value:
         raise errors.DeployError(
             errors.INVALID_CONFIG,

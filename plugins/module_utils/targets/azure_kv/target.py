@@ -178,12 +178,14 @@ class KeyVaultTarget(Target):
 
     def update_properties(self, state, tags, enabled):
         certs = self._connect()[0]
-        props = self._call('update', certs.update_certificate_properties, self.name, state.version, enabled=enabled, tags=tags)
-        return VersionState(
-            version=props.version or state.version,
-            thumbprint=cert_material.thumbprint_from_x5t(props.x509_thumbprint) or state.thumbprint,
-            tags=props.tags or {}, enabled=props.enabled, facts=state.facts, ids=state.ids,
-            created_on=props.created_on, content_type=state.content_type, leaf=state.leaf)
+        # The SDK returns the whole KeyVaultCertificate; the version must be explicit (emulators and
+        # the service differ on what "no version" means).
+        bundle = self._call('update', certs.update_certificate_properties, self.name, state.version, enabled=enabled, tags=tags)
+        updated = self._state(bundle)
+        if updated.leaf is None:
+            updated.leaf, updated.facts = state.leaf, dict(state.facts, **updated.facts)
+        updated.content_type = updated.content_type or state.content_type
+        return updated
 
     def read_rollback_material(self, state):
         secrets = self._connect()[1]

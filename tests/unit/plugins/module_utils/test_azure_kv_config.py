@@ -109,6 +109,7 @@ def test_custom_authority_host():
     assert config.authority_host_for('custom', 'login.example.internal') == 'https://login.example.internal'
     assert config.authority_host_for('custom', None, {'AZURE_AUTHORITY_HOST': 'https://127.0.0.1:9443/'}) == 'https://127.0.0.1:9443'
     assert 'authority_host' in fails(config.authority_host_for, 'custom')
+    assert config.authority_host_for('custom', required=False) is None
     assert 'https' in fails(config.authority_host_for, 'custom', 'http://login.example.internal')
     assert 'only used with cloud: custom' in fails(config.authority_host_for, 'public', 'https://login.example.internal')
 

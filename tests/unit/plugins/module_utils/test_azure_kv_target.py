@@ -71,6 +71,13 @@ class FakeCertificateClient(object):
         self.latest = bundle(material, 'v%d' % (len(self.imports) + 1), kwargs['tags'], kwargs['enabled'])
         return self.latest
 
+    def update_certificate_properties(self, name, version, **kwargs):
+        assert version == self.latest.properties.version
+        self.latest.properties.tags = kwargs['tags']
+        self.latest.properties.enabled = kwargs['enabled']
+        self.latest.policy = None  # the update response carries no policy
+        return self.latest
+
     def close(self):
         self.closed = True
 
@@ -147,6 +154,16 @@ def test_import_sends_explicit_policy_and_password_protected_pfx(material):
     assert 'preserve_order' not in kwargs
     assert b'PRIVATE KEY' not in data
     assert state.thumbprint == material.thumbprint and state.tags == {'certdeploy-managed-by': 'certdeploy'}
+
+
+def test_update_properties_keeps_the_version_and_facts(material):
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material, 'v7', {'a': 'b'})
+    target = make_target(certs)
+    state = target.update_properties(target.read_latest(), {'a': 'c'}, False)
+    assert (state.version, state.tags, state.enabled) == ('v7', {'a': 'c'}, False)
+    assert state.thumbprint == material.thumbprint and state.content_type == 'pkcs12'
+    assert state.ids['versionless_secret_id'] == VAULT + '/secrets/www'
 
 
 def test_pem_import_and_ec_policy(pki):
