@@ -302,8 +302,8 @@ def select_leaf(certs, key, what):
             return cert, certs[:index] + certs[index + 1:]
     raise errors.DeployError(
         errors.KEY_MISMATCH,
-        'No certificate in the %s matches the private key (compared %d certificate(s) by public key); '
-        'check that the key and certificate belong to the same request.' % (what, len(certs)),
+        'The private key does not belong to the %s: none of its %d certificate(s) carries the key\'s public key. '
+        'Check that the key and certificate come from the same request.' % (what, len(certs)),
     )
 
 

@@ -120,7 +120,7 @@ def test_rsa_1024_rejected_by_rules(pki):
 def test_key_mismatch(pki, hierarchy):
     other = pki.rsa(fresh=True)
     code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(other))
-    assert code == errors.KEY_MISMATCH and 'matches the private key' in msg
+    assert code == errors.KEY_MISMATCH and 'does not belong to the certificate' in msg
 
 
 def test_bundle_leaf_is_first_matching_certificate(pki, hierarchy):

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Integration suite: real ansible-playbook runs of the collection's targets
+# (tests/integration/targets/) against a Key Vault emulator on loopback.
+#
+# Called by scripts/test.sh with CERTDEPLOY_VENV (ansible-core 2.21 venv) and
+# CERTDEPLOY_COLLECTION_DIR (the ansible_collections/certdeploy/cloud mirror).
+#
+# 1. Installs the integration requirements into the venv and the pinned emulator
+#    (tests/integration/emulators/versions.env) while the network is still there.
+# 2. As root, re-enters itself in a new network namespace with only loopback up,
+#    so a stray request to 169.254.169.254 or any public host fails at once, and
+#    proves that guard before running anything.
+# 3. Starts lowkey-vault on 127.0.0.1, writes tests/integration/integration_config.yml
+#    in the mirror, runs `ansible-test integration`, stops the emulator.
+#
+# Exit 77 (skipped) when no emulator can be installed on this machine; the reason is printed.
+set -euo pipefail
+
+SKIP=77
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+HARNESS="${HERE}/emulators/harness.py"
+: "${CERTDEPLOY_VENV:?run through scripts/test.sh integration}"
+: "${CERTDEPLOY_COLLECTION_DIR:?run through scripts/test.sh integration}"
+PY="${CERTDEPLOY_VENV}/bin/python"
+
+log() { printf '[integration] %s\n' "$*"; }
+
+# Identity endpoints pinned to loopback: nothing may fall back to the instance metadata service.
+pin_identity_environment() {
+    local name
+    for name in $(compgen -e); do
+        case "${name}" in AZURE_* | IDENTITY_* | IMDS_ENDPOINT | MSI_*) unset "${name}" ;; esac
+    done
+    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9   # IMDS base URL override
+    export IMDS_ENDPOINT=http://127.0.0.1:9
+    export NO_PROXY=localhost,127.0.0.1,::1 no_proxy=localhost,127.0.0.1,::1
+}
+
+outside() {
+    log "Installing integration requirements into ${CERTDEPLOY_VENV#"${PWD}"/}"
+    "${PY}" -m pip install --quiet --disable-pip-version-check -r "${HERE}/requirements.txt"
+    set +e
+    "${PY}" "${HARNESS}" install lowkey
+    local rc=$?
+    set -e
+    if [[ ${rc} -eq 3 ]]; then
+        log "SKIPPED: lowkey-vault cannot be installed here (see the line above). Set LOWKEY_VAULT_JAR to a"
+        log "lowkey-vault-app jar obtained elsewhere to run this suite; see tests/integration/emulators/README.md."
+        exit "${SKIP}"
+    fi
+    [[ ${rc} -eq 0 ]] || exit "${rc}"
+
+    if [[ "$(id -u)" -eq 0 ]] && unshare --net true 2>/dev/null; then
+        log "Entering a loopback-only network namespace"
+        exec unshare --net -- "${BASH}" -c 'ip link set lo up && exec "$0" --inside' "${BASH_SOURCE[0]}"
+    fi
+    log "WARNING: not root or no unshare: running without a network namespace (identity endpoints still pinned)"
+    inside
+}
+
+prove_isolation() {
+    "${PY}" - <<'PY'
+import errno, socket, sys, time
+# In the namespace only loopback exists: the metadata endpoint and public hosts are unreachable at once.
+for host in ('169.254.169.254', '1.1.1.1'):
+    started = time.monotonic()
+    try:
+        socket.create_connection((host, 80), timeout=3).close()
+    except OSError as exc:
+        if exc.errno != errno.ENETUNREACH:
+            sys.exit('isolation guard: %s failed with %r, expected ENETUNREACH' % (host, exc))
+    else:
+        sys.exit('isolation guard: %s was reachable' % host)
+    assert time.monotonic() - started < 1, host
+print('[integration] isolation guard: 169.254.169.254 and public hosts are unreachable (ENETUNREACH)')
+PY
+}
+
+inside() {
+    pin_identity_environment
+    if [[ "${1:-}" == --inside ]]; then
+        prove_isolation
+    fi
+    EMULATOR_STATE="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-it.XXXXXX")"
+    trap '"${PY}" "${HARNESS}" stop --state-dir "${EMULATOR_STATE}" >/dev/null 2>&1 || true; rm -rf "${EMULATOR_STATE}"' EXIT
+    eval "$("${PY}" "${HARNESS}" start lowkey --state-dir "${EMULATOR_STATE}" --owner-pid $$ --ttl 3600)"
+    log "lowkey-vault at ${KV_EMU_VAULT_URL} (api-version ${KV_EMU_API_VERSION})"
+
+    cat >"${CERTDEPLOY_COLLECTION_DIR}/tests/integration/integration_config.yml" <<YAML
+---
+kv_vault_url: ${KV_EMU_VAULT_URL}
+kv_ca_file: ${KV_EMU_CA_FILE}
+kv_api_version: "${KV_EMU_API_VERSION}"
+kv_identity_endpoint: ${IDENTITY_ENDPOINT}
+kv_identity_header: ${IDENTITY_HEADER}
+kv_emulator: ${KV_EMU_KIND}
+YAML
+    cd "${CERTDEPLOY_COLLECTION_DIR}"
+    PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no
+}
+
+if [[ "${1:-}" == --inside ]]; then
+    inside --inside
+else
+    outside
+fi
