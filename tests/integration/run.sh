@@ -10,15 +10,16 @@
 # 2. As root, re-enters itself in a new network namespace with only loopback up,
 #    so a stray request to 169.254.169.254 or any public host fails at once, and
 #    proves that guard before running anything.
-# 3. Starts lowkey-vault on 127.0.0.1, writes tests/integration/integration_config.yml
-#    in the mirror, runs `ansible-test integration`, stops the emulator.
+# 3. Starts lowkey-vault (and, where installable, the Go Key Vault + Entra emulators,
+#    which validate real tokens) on 127.0.0.1, writes tests/integration/integration_config.yml
+#    in the mirror, runs `ansible-test integration`, stops the emulators.
 #
 # Exit 77 (skipped) when no emulator can be installed on this machine; the reason is printed.
 set -euo pipefail
 
 SKIP=77
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-HARNESS="${HERE}/emulators/harness.py"
+export HARNESS="${HERE}/emulators/harness.py"
 : "${CERTDEPLOY_VENV:?run through scripts/test.sh integration}"
 : "${CERTDEPLOY_COLLECTION_DIR:?run through scripts/test.sh integration}"
 PY="${CERTDEPLOY_VENV}/bin/python"
@@ -49,9 +50,20 @@ outside() {
         exit "${SKIP}"
     fi
     [[ ${rc} -eq 0 ]] || exit "${rc}"
+    # The Go emulators validate real tokens (credential modes); optional: without them that target is skipped.
+    set +e
+    "${PY}" "${HARNESS}" install akv
+    rc=$?
+    set -e
+    case ${rc} in
+        0) export CERTDEPLOY_IT_AKV=1 ;;
+        3) log "The Go emulators cannot be installed here: target azure_kv_credential_modes will be SKIPPED." ;;
+        *) exit "${rc}" ;;
+    esac
 
     if [[ "$(id -u)" -eq 0 ]] && unshare --net true 2>/dev/null; then
         log "Entering a loopback-only network namespace"
+        # shellcheck disable=SC2016  # $0 is expanded by the inner shell, on purpose
         exec unshare --net -- "${BASH}" -c 'ip link set lo up && exec "$0" --inside' "${BASH_SOURCE[0]}"
     fi
     log "WARNING: not root or no unshare: running without a network namespace (identity endpoints still pinned)"
@@ -76,27 +88,46 @@ print('[integration] isolation guard: 169.254.169.254 and public hosts are unrea
 PY
 }
 
+stop_emulators() {
+    local dir
+    for dir in "${EMULATOR_STATE}"/*/; do
+        "${PY}" "${HARNESS}" stop --state-dir "${dir}" >/dev/null 2>&1 || true
+    done
+    rm -rf "${EMULATOR_STATE}"
+}
+
 inside() {
     pin_identity_environment
     if [[ "${1:-}" == --inside ]]; then
         prove_isolation
     fi
     EMULATOR_STATE="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-it.XXXXXX")"
-    trap '"${PY}" "${HARNESS}" stop --state-dir "${EMULATOR_STATE}" >/dev/null 2>&1 || true; rm -rf "${EMULATOR_STATE}"' EXIT
-    eval "$("${PY}" "${HARNESS}" start lowkey --state-dir "${EMULATOR_STATE}" --owner-pid $$ --ttl 3600)"
-    log "lowkey-vault at ${KV_EMU_VAULT_URL} (api-version ${KV_EMU_API_VERSION})"
-
-    cat >"${CERTDEPLOY_COLLECTION_DIR}/tests/integration/integration_config.yml" <<YAML
----
-kv_vault_url: ${KV_EMU_VAULT_URL}
-kv_ca_file: ${KV_EMU_CA_FILE}
-kv_api_version: "${KV_EMU_API_VERSION}"
-kv_identity_endpoint: ${IDENTITY_ENDPOINT}
-kv_identity_header: ${IDENTITY_HEADER}
-kv_emulator: ${KV_EMU_KIND}
-YAML
+    trap stop_emulators EXIT
+    local -a kinds=(lowkey) skip=()
+    if [[ -n "${CERTDEPLOY_IT_AKV:-}" ]]; then kinds+=(akv); else skip=(--exclude azure_kv_credential_modes); fi
+    local kind
+    for kind in "${kinds[@]}"; do
+        "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 >/dev/null
+    done
+    # integration_config.yml: the emulators' connection facts as variables for the targets.
+    "${PY}" - "${EMULATOR_STATE}" "${CERTDEPLOY_COLLECTION_DIR}/tests/integration/integration_config.yml" "${kinds[@]}" <<'PY'
+import json, os, subprocess, sys
+state, out, kinds = sys.argv[1], sys.argv[2], sys.argv[3:]
+config = {}
+for kind in kinds:
+    info = json.loads(subprocess.run([sys.executable, os.environ['HARNESS'], 'env',
+                                      '--state-dir', '%s/%s' % (state, kind), '--json'], check=True, capture_output=True).stdout)
+    prefix = 'kv_' if kind == 'lowkey' else 'akv_'
+    for key in ('vault_url', 'ca_file', 'api_version', 'identity_endpoint', 'identity_header', 'authority_host',
+                'tenant_id', 'client_id', 'client_secret'):
+        if info.get(key) is not None:
+            config[prefix + key] = str(info[key])
+    print('[integration] %s emulator at %s' % (kind, info['vault_url']))
+with open(out, 'w') as handle:
+    json.dump(config, handle, indent=2)  # JSON is YAML
+PY
     cd "${CERTDEPLOY_COLLECTION_DIR}"
-    PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no
+    PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no "${skip[@]}"
 }
 
 if [[ "${1:-}" == --inside ]]; then

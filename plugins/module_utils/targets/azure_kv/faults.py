@@ -77,7 +77,7 @@ def classify(exc, operation, subject=''):
     if name in ('CredentialUnavailableError', 'ClientAuthenticationError', 'AuthenticationRequiredError') or status == 401:
         return errors.DeployError(
             errors.AUTH_FAILED,
-            'Authentication failed%s: %s' % (where, ' '.join(text.split())[:2000]))
+            'Could not sign in to Key Vault%s: %s' % (where, ' '.join(text.split())[:2000]))
     if status is None:
         if name in ('ServiceRequestTimeoutError', 'ServiceResponseTimeoutError') or 'timed out' in text.lower():
             return errors.DeployError(

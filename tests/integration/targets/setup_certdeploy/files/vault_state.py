@@ -29,7 +29,7 @@ def client(vault_url):
     options = {'connection_verify': os.environ['CERTDEPLOY_TEST_CA_FILE']} if os.environ.get('CERTDEPLOY_TEST_CA_FILE') else {}
     if os.environ.get('AZURE_CLIENT_SECRET'):
         credential = ClientSecretCredential(os.environ['AZURE_TENANT_ID'], os.environ['AZURE_CLIENT_ID'], os.environ['AZURE_CLIENT_SECRET'],
-                                            authority=os.environ.get('AZURE_AUTHORITY_HOST'), **options)
+                                            authority=os.environ['AZURE_AUTHORITY_HOST'], disable_instance_discovery=True, **options)
     else:
         credential = ManagedIdentityCredential(**options)
     api = {'api_version': os.environ['CERTDEPLOY_TEST_API_VERSION']} if os.environ.get('CERTDEPLOY_TEST_API_VERSION') else {}
