@@ -125,7 +125,7 @@ class DeployEngine(object):
                     raise
                 result.warnings.append(
                     'Updating tags/enabled on version %s was forbidden (%s); importing a new version with the '
-                    'wanted tags instead. Grant certificates/update to avoid the extra version.' % (current.version, exc.message))
+                    'wanted tags instead. Allow property updates to avoid the extra version.' % (current.version, exc.message))
             else:
                 result.changed = True
                 result.outcome = model.UPDATED
