@@ -76,7 +76,8 @@ options:
   timeout:
     description:
       - Connection and read timeout of each request to Key Vault, in seconds. Throttled and failing requests are retried
-        with azure-core's retry policy, which honours C(Retry-After).
+        with azure-core's retry policy, which honours C(Retry-After), up to 4 times; one call, retries and waits included,
+        gives up after four times this timeout (error C(timeout), C(throttled) or C(service_error)).
     type: int
     default: 60
 requirements:

@@ -19,8 +19,10 @@ from . import credentials, faults, sdk as azure_sdk
 CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
 
-# azure-core's RetryPolicy honours Retry-After on 429/503; these bound how long one call may retry.
+# azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
 RETRY = {'retry_total': 4, 'retry_backoff_factor': 0.8, 'retry_backoff_max': 30}
+# ...and how long: one call, retries and waits included, gives up after this many request timeouts.
+TOTAL_TIMEOUT_FACTOR = 4
 
 
 class KeyVaultSettings(object):
@@ -103,7 +105,8 @@ class KeyVaultTarget(Target):
         resolved = credentials.resolve(self.settings.credential_mode, self.settings.authority_host,
                                        tenant_id=self.settings.tenant_id, client_id=self.settings.client_id, env=self._env)
         credential = credentials.build_credential(resolved, sdk.identity, **transport)
-        options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource, **RETRY)
+        options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource,
+                       timeout=self.settings.timeout * TOTAL_TIMEOUT_FACTOR, **RETRY)
         if self.settings.api_version:
             options['api_version'] = self.settings.api_version
         try:

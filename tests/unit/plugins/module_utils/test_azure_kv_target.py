@@ -239,6 +239,8 @@ def test_real_clients_are_built_with_transport_options(monkeypatch, tmp_path, pk
     target = KeyVaultTarget(settings, env={'AZURE_TENANT_ID': 't', 'AZURE_CLIENT_ID': 'c', 'AZURE_CLIENT_SECRET': 's'})
     certs, secrets = target._connect()
     assert certs.api_version == '7.5' and certs.vault_url == 'https://127.0.0.1:8443'
+    retry = certs._client._config.retry_policy
+    assert (retry.total_retries, retry.timeout, retry.backoff_max) == (4, 28, 30)
     bundle_path = target._ca_file
     assert open(bundle_path, 'rb').read().endswith(ca.read_bytes() + b'\n')
     target.close()
