@@ -15,6 +15,7 @@
 #    in the mirror, runs `ansible-test integration`, stops the emulators.
 #
 # Targets whose emulator cannot be installed on this machine are excluded, and the run says so.
+# CERTDEPLOY_IT_TARGETS="name ..." runs only those targets.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -22,6 +23,7 @@ export HARNESS="${HERE}/emulators/harness.py"
 : "${CERTDEPLOY_VENV:?run through scripts/test.sh integration}"
 : "${CERTDEPLOY_COLLECTION_DIR:?run through scripts/test.sh integration}"
 PY="${CERTDEPLOY_VENV}/bin/python"
+MITMPROXY_VERSION=12.2.3
 
 log() { printf '[integration] %s\n' "$*"; }
 
@@ -53,6 +55,15 @@ outside() {
         esac
     done
     export CERTDEPLOY_IT_EMULATORS
+    # The fault matrix puts mitmproxy (its own venv: it pins its own dependencies) between module and vault.
+    local mitm_venv="${CERTDEPLOY_VENV%/*}/mitmproxy"
+    if [[ " ${CERTDEPLOY_IT_EMULATORS:-} " == *" lowkey "* && ! -x "${mitm_venv}/bin/mitmdump" ]]; then
+        if ! { "$(readlink -f "${CERTDEPLOY_VENV}/bin/python")" -m venv "${mitm_venv}" &&
+               "${mitm_venv}/bin/python" -m pip install --quiet --disable-pip-version-check "mitmproxy==${MITMPROXY_VERSION}"; }; then
+            log "mitmproxy could not be installed: target azure_kv_fault_matrix will be SKIPPED."
+        fi
+    fi
+    export CERTDEPLOY_MITMDUMP="${mitm_venv}/bin/mitmdump"
 
     if [[ "$(id -u)" -eq 0 ]] && unshare --net true 2>/dev/null; then
         log "Entering a loopback-only network namespace"
@@ -81,9 +92,39 @@ print('[integration] isolation guard: 169.254.169.254 and public hosts are unrea
 PY
 }
 
+# mitmdump as a reverse proxy in front of lowkey-vault, on loopback, with the fault addon.
+start_fault_proxy() {
+    local dir="${EMULATOR_STATE}/proxy" upstream upstream_ca port
+    mkdir -p "${dir}"
+    upstream="$("${PY}" "${HARNESS}" env --state-dir "${EMULATOR_STATE}/lowkey" --json | "${PY}" -c 'import json,sys; print(json.load(sys.stdin)["vault_url"])')"
+    upstream_ca="${EMULATOR_STATE}/lowkey/ca.pem"
+    port="$("${PY}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    echo '[]' >"${dir}/faults.json"
+    "${CERTDEPLOY_MITMDUMP}" --mode "reverse:${upstream}" --listen-host 127.0.0.1 --listen-port "${port}" \
+        --set confdir="${dir}" --set ssl_insecure=true --set connection_strategy=lazy \
+        -s "${HERE}/faults/proxy_addon.py" --set certdeploy_faults="${dir}/faults.json" \
+        --set certdeploy_upstream_ca="${upstream_ca}" >"${dir}/mitmdump.log" 2>&1 &
+    echo $! >"${dir}/pid"
+    local _
+    for _ in $(seq 1 100); do
+        if [[ -s "${dir}/mitmproxy-ca-cert.pem" ]] && "${PY}" -c "import socket; socket.create_connection(('127.0.0.1', ${port}), 1)" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    # The proxy's own CA signs what it serves; the module trusts it through ca_path.
+    printf '{"kv_proxy_url": "https://localhost:%s", "kv_proxy_ca_file": "%s", "kv_faults_file": "%s", "kv_upstream_ca_file": "%s"}\n' \
+        "${port}" "${dir}/mitmproxy-ca-cert.pem" "${dir}/faults.json" "${upstream_ca}" >"${EMULATOR_STATE}/proxy.json"
+    log "fault proxy at https://localhost:${port} -> ${upstream}"
+}
+
 stop_emulators() {
+    if [[ -f "${EMULATOR_STATE}/proxy/pid" ]]; then
+        kill "$(cat "${EMULATOR_STATE}/proxy/pid")" 2>/dev/null || true
+    fi
     local dir
-    for dir in "${EMULATOR_STATE}"/*/; do
+    for dir in "${EMULATOR_STATE}"/lowkey/ "${EMULATOR_STATE}"/akv/; do
+        [[ -d "${dir}" ]] || continue
         "${PY}" "${HARNESS}" stop --state-dir "${dir}" >/dev/null 2>&1 || true
     done
     rm -rf "${EMULATOR_STATE}"
@@ -100,10 +141,14 @@ inside() {
     read -r -a kinds <<<"${CERTDEPLOY_IT_EMULATORS:-}"
     [[ " ${kinds[*]-} " == *" lowkey "* ]] || skip+=(--exclude azure_kv_certificate_deploy)
     [[ " ${kinds[*]-} " == *" akv "* ]] || skip+=(--exclude azure_kv_credential_modes)
+    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_fault_matrix)
     local kind
     for kind in "${kinds[@]+"${kinds[@]}"}"; do
         "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 >/dev/null
     done
+    if [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]]; then
+        start_fault_proxy
+    fi
     # integration_config.yml: the emulators' connection facts as variables for the targets.
     "${PY}" - "${EMULATOR_STATE}" "${CERTDEPLOY_COLLECTION_DIR}/tests/integration/integration_config.yml" "${kinds[@]+"${kinds[@]}"}" <<'PY'
 import json, os, subprocess, sys
@@ -119,11 +164,18 @@ for kind in kinds:
             config[prefix + key] = str(info[key])
     print('[integration] %s emulator at %s' % (kind, info['vault_url']))
 config.setdefault('kv_vault_url', '')  # no lowkey-vault: the targets that need none still run
+proxy = os.path.join(state, 'proxy.json')
+if os.path.exists(proxy):
+    with open(proxy) as handle:
+        config.update(json.load(handle))
 with open(out, 'w') as handle:
     json.dump(config, handle, indent=2)  # JSON is YAML
 PY
     cd "${CERTDEPLOY_COLLECTION_DIR}"
-    PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no "${skip[@]+"${skip[@]}"}"
+    local -a only=()
+    read -r -a only <<<"${CERTDEPLOY_IT_TARGETS:-}"   # e.g. CERTDEPLOY_IT_TARGETS=azure_kv_fault_matrix
+    PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no \
+        "${skip[@]+"${skip[@]}"}" "${only[@]+"${only[@]}"}"
     if [[ ${#skip[@]} -gt 0 ]]; then
         log "PARTIAL: these targets were SKIPPED because their emulator is not installable here:$(printf ' %s' "${skip[@]}" | sed 's/ --exclude//g')"
     fi

@@ -123,3 +123,57 @@ def build_credential(settings, identity, **transport):
     if settings.tenant_id:
         options['workload_identity_tenant_id'] = settings.tenant_id
     return identity.DefaultAzureCredential(**options)
+
+
+class _TokenGuard(object):
+    """A credential whose failures to produce a token are always sign-in failures.
+
+    A managed-identity endpoint that refuses connections, or a token request that
+    times out, surfaces from inside the vault client as a transport error that
+    names no vault operation. Wrapping the credential makes every such failure
+    ``auth_failed``, whatever the transport said.
+    """
+
+    def __init__(self, credential):
+        self._credential = credential
+
+    def _fail(self, exc):
+        if isinstance(exc, errors.DeployError):
+            return exc
+        text = ' '.join(str(exc).split())[:1000] or type(exc).__name__
+        return errors.DeployError(errors.AUTH_FAILED, 'Could not get a token for Key Vault from %s: %s'
+                                  % (type(self._credential).__name__, text))
+
+    def get_token(self, *scopes, **kwargs):
+        try:
+            return self._credential.get_token(*scopes, **kwargs)
+        except Exception as exc:
+            raise self._fail(exc)
+
+    def close(self):
+        closer = getattr(self._credential, 'close', None)
+        if closer is not None:
+            closer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+class _TokenInfoGuard(_TokenGuard):
+    """The same, for credentials that also implement azure-core's get_token_info protocol."""
+
+    def get_token_info(self, *scopes, **kwargs):
+        try:
+            return self._credential.get_token_info(*scopes, **kwargs)
+        except Exception as exc:
+            raise self._fail(exc)
+
+
+def guarded(credential):
+    """Wrap ``credential`` so that token failures become DeployError(auth_failed)."""
+    if hasattr(credential, 'get_token_info'):
+        return _TokenInfoGuard(credential)
+    return _TokenGuard(credential)

@@ -104,7 +104,7 @@ class KeyVaultTarget(Target):
             transport['connection_verify'] = self._ca_file
         resolved = credentials.resolve(self.settings.credential_mode, self.settings.authority_host,
                                        tenant_id=self.settings.tenant_id, client_id=self.settings.client_id, env=self._env)
-        credential = credentials.build_credential(resolved, sdk.identity, **transport)
+        credential = credentials.guarded(credentials.build_credential(resolved, sdk.identity, **transport))
         options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource,
                        timeout=self.settings.timeout * TOTAL_TIMEOUT_FACTOR, **RETRY)
         if self.settings.api_version:

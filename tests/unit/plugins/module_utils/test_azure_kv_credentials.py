@@ -128,3 +128,28 @@ def test_custom_authority_skips_instance_discovery():
     identity = Recorder()
     credentials.build_credential(credentials.resolve('client_secret', AUTHORITY, env=SECRET_ENV), identity)
     assert 'disable_instance_discovery' not in identity.calls[0][2]
+
+
+class Refusing(object):
+    def get_token(self, *scopes, **kwargs):
+        raise ConnectionError("HTTPConnection(host='127.0.0.1', port=9): Connection refused")
+
+    def get_token_info(self, *scopes, **kwargs):
+        raise TimeoutError('token endpoint timed out')
+
+
+def test_token_failures_are_sign_in_failures():
+    guard = credentials.guarded(Refusing())
+    for call in (guard.get_token, guard.get_token_info):
+        with pytest.raises(errors.DeployError) as info:
+            call('https://vault.azure.net/.default')
+        assert info.value.code == errors.AUTH_FAILED and 'Refusing' in info.value.message
+
+
+def test_guard_keeps_the_token_protocol_of_the_credential():
+    class Old(object):
+        def get_token(self, *scopes, **kwargs):
+            return 'token'
+    assert credentials.guarded(Old()).get_token('s') == 'token'
+    assert not hasattr(credentials.guarded(Old()), 'get_token_info')
+    assert hasattr(credentials.guarded(Refusing()), 'get_token_info')

@@ -13,13 +13,14 @@ formats the tests need:
   ec384  EC P-384, key as SEC1 (ec384.key)
   enc    RSA 2048, key as encrypted PKCS#8 (passphrase in passwords.json)
   expired  RSA 2048, expired yesterday
-  leafonly RSA 2048 with no chain file (for emulators that reject PFX chains)
+  leafonly RSA 2048 with no chain file (for emulators that reject PFX chains); leafonly.pfx without chain
 
 and chain.pem (intermediate + root).  Prints a JSON map of every file written.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -101,10 +102,12 @@ def main(out):
             write(label + '.key', key_pem(key, traditional), 0o600)
         if label == 'rsa1':
             write(label + '.pk8', key_pem(key, pkcs8), 0o600)
-        if label == 'rsa2':
+        if label in ('rsa2', 'leafonly'):
             pfx = pkcs12.serialize_key_and_certificates(
-                b'rsa2', key, cert, [inter, root], serialization.BestAvailableEncryption(PASSWORDS['pfx'].encode()))
+                label.encode(), key, cert, [inter, root] if label == 'rsa2' else None,
+                serialization.BestAvailableEncryption(PASSWORDS['pfx'].encode()))
             write(label + '.pfx', pfx, 0o600)
+            files[label + '_pfx_b64'] = base64.b64encode(pfx).decode('ascii')
         files[label + '_thumbprint'] = cert.fingerprint(hashes.SHA1()).hex().upper()
     files['passwords'] = PASSWORDS
     print(json.dumps(files, sort_keys=True))

@@ -1,0 +1,115 @@
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""mitmproxy addon: scriptable faults between the module and a Key Vault emulator.
+
+mitmdump runs as a reverse proxy in front of the vault (see tests/integration/run.sh).
+Tests write rules to the JSON file named by the ``certdeploy_faults`` option; the
+file is re-read on every request, and a change resets the counters. A rule:
+
+    {"method": "POST", "path": "/certificates/[^/]+/import$", "skip": 0, "times": 1,
+     "action": "status", "status": 500, "body": {...}, "headers": {"Retry-After": "1"}}
+
+matches authorised requests (the SDK's unauthenticated challenge probe is never
+counted), lets ``skip`` matches through, then applies ``action`` to the next
+``times`` matches (-1: all):
+
+- ``status``: answer with ``status``/``body``/``headers`` without calling the vault;
+- ``delay``: wait ``seconds`` before forwarding;
+- ``cut``: forward, let the vault commit, then cut the connection before answering;
+- ``rewrite_x5t``: forward, then replace ``x5t`` in the JSON answer;
+- ``concurrent_import``: forward, then import ``pfx_b64`` as ``name`` directly into the
+  vault (another writer) before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+import ssl
+import urllib.request
+
+from mitmproxy import ctx, http
+
+
+class Faults:
+    def __init__(self):
+        self.digest = None
+        self.rules = []
+        self.counts = []
+
+    def load(self, loader):
+        loader.add_option('certdeploy_faults', str, '', 'JSON file with fault rules')
+        loader.add_option('certdeploy_upstream_ca', str, '', 'CA file of the vault behind the proxy')
+
+    def _rules(self):
+        path = ctx.options.certdeploy_faults
+        try:
+            with open(path, 'rb') as handle:
+                raw = handle.read()
+        except OSError:
+            raw = b'[]'
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != self.digest:
+            self.digest, self.rules = digest, json.loads(raw or b'[]')
+            self.counts = [0] * len(self.rules)
+        return self.rules
+
+    def _match(self, flow):
+        if 'authorization' not in flow.request.headers:
+            return None
+        for index, rule in enumerate(self._rules()):
+            if rule.get('method', flow.request.method) != flow.request.method:
+                continue
+            if not re.search(rule['path'], flow.request.path.split('?')[0]):
+                continue
+            self.counts[index] += 1
+            seen = self.counts[index] - rule.get('skip', 0)
+            times = rule.get('times', 1)
+            if seen >= 1 and (times < 0 or seen <= times):
+                return rule
+        return None
+
+    async def request(self, flow: http.HTTPFlow):
+        rule = self._match(flow)
+        flow.metadata['certdeploy_rule'] = rule
+        if rule is None:
+            return
+        ctx.log.info('fault %s on %s %s' % (rule['action'], flow.request.method, flow.request.path))
+        if rule['action'] == 'status':
+            body = rule.get('body', {'error': {'code': 'Injected', 'message': 'injected fault'}})
+            headers = dict({'Content-Type': 'application/json; charset=utf-8'}, **rule.get('headers', {}))
+            flow.response = http.Response.make(rule['status'], json.dumps(body), headers)
+        elif rule['action'] == 'delay':
+            await asyncio.sleep(rule['seconds'])
+
+    async def response(self, flow: http.HTTPFlow):
+        rule = flow.metadata.get('certdeploy_rule')
+        if not rule:
+            return
+        if rule['action'] == 'cut':
+            flow.kill()
+        elif rule['action'] == 'rewrite_x5t':
+            data = json.loads(flow.response.content)
+            data['x5t'] = base64.urlsafe_b64encode(b'\x00' * 20).rstrip(b'=').decode()
+            flow.response.content = json.dumps(data).encode()
+        elif rule['action'] == 'concurrent_import':
+            await asyncio.get_running_loop().run_in_executor(None, self._import_directly, flow, rule)
+
+    def _import_directly(self, flow, rule):
+        upstream = '%s://%s:%d' % (flow.request.scheme, flow.request.host, flow.request.port)
+        url = '%s/certificates/%s/import?api-version=%s' % (upstream, rule['name'], flow.request.query.get('api-version', '7.6'))
+        body = json.dumps({'value': rule['pfx_b64'], 'pwd': rule.get('password', ''),
+                           'policy': {'secret_props': {'contentType': 'application/x-pkcs12'}},
+                           'tags': {'writer': 'concurrent'}}).encode()
+        request = urllib.request.Request(url, data=body, method='POST', headers={
+            'Content-Type': 'application/json', 'Authorization': flow.request.headers['authorization']})
+        context = ssl.create_default_context(cafile=ctx.options.certdeploy_upstream_ca or None)
+        context.verify_flags &= ~getattr(ssl, 'VERIFY_X509_STRICT', 0)
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            answer.read()
+
+
+addons = [Faults()]
