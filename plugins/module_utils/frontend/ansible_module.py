@@ -54,6 +54,8 @@ class CertdeployModule(AnsibleModule):
     def fail_deploy(self, exc, **result):
         """Fail with a DeployError: code, message and any partial result it carries."""
         result.update(exc.details.get('result') or {})
+        # The documented shape holds on failures too: a rollback block, attempted or not.
+        result.setdefault('rollback', {'attempted': False, 'succeeded': False, 'version': None, 'reason': None})
         result['error_code'] = exc.code
         msg = exc.message
         if exc.code == errors.MISSING_DEPENDENCY and exc.details.get('package'):

@@ -127,6 +127,7 @@ def test_unreadable_path(capsys, files, target):
 def test_bad_vault_url_fails_before_any_call(capsys, files, target):
     result = run_module(capsys, paths_args(files, vault_url='http://kv1.vault.azure.net'))
     assert result['error_code'] == 'invalid_config' and target.calls == []
+    assert result['rollback'] == {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
 
 
 def test_engine_errors_keep_partial_result(capsys, files, target, pki):
