@@ -38,6 +38,10 @@ CONNECTION_ARGS = dict(
 )
 
 
+# The documented shape holds on failures too: a rollback block, attempted or not.
+NO_ROLLBACK = {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
+
+
 class CertdeployModule(AnsibleModule):
     """AnsibleModule whose failures always carry an ``error_code``."""
 
@@ -49,13 +53,12 @@ class CertdeployModule(AnsibleModule):
     def fail_json(self, msg, **kwargs):
         if getattr(self, '_in_argspec', False):
             kwargs.setdefault('error_code', errors.INVALID_CONFIG)
+        kwargs.setdefault('rollback', dict(NO_ROLLBACK))
         super(CertdeployModule, self).fail_json(msg=msg, **kwargs)
 
     def fail_deploy(self, exc, **result):
         """Fail with a DeployError: code, message and any partial result it carries."""
         result.update(exc.details.get('result') or {})
-        # The documented shape holds on failures too: a rollback block, attempted or not.
-        result.setdefault('rollback', {'attempted': False, 'succeeded': False, 'version': None, 'reason': None})
         result['error_code'] = exc.code
         msg = exc.message
         if exc.code == errors.MISSING_DEPENDENCY and exc.details.get('package'):

@@ -108,7 +108,7 @@ def test_key_content_is_no_log_and_never_returned(capsys, files, target, pki):
 def test_argspec_failures_carry_invalid_config(capsys, files, target):
     result = run_module(capsys, dict(paths_args(files), pfx_path=files['pfx']))
     assert result['failed'] and result['error_code'] == 'invalid_config'
-    assert 'mutually exclusive' in result['msg']
+    assert 'mutually exclusive' in result['msg'] and result['rollback']['attempted'] is False
     result = run_module(capsys, {'certificate_path': files['cert'], 'private_key_path': files['key'], 'timeout': 'soon'})
     assert result['error_code'] == 'invalid_config'
 
