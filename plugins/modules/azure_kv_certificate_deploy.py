@@ -151,7 +151,8 @@ options:
   force:
     description:
       - Import a new version even when the latest version already holds the same certificate.
-      - Needed to push a changed chain for an unchanged leaf, because idempotency compares the leaf thumbprint.
+      - Needed to push a changed chain, O(content_type) or O(exportable) for an unchanged leaf, because idempotency
+        compares the leaf thumbprint, tags and enabled flag only.
     type: bool
     default: false
   allow_expired:
@@ -173,7 +174,8 @@ notes:
   - Key material given as content (O(private_key), O(pfx)) is a module argument. With Ansible's default settings module
     arguments are written into the temporary module file on the target host for the duration of the task. Give keys by
     path (O(private_key_path), O(pfx_path)), or enable pipelining, to keep key bytes off disk.
-  - Idempotency compares the leaf certificate only. A chain-only change needs O(force=true).
+  - Idempotency compares the leaf certificate, tags and enabled flag. A change of only the chain, O(content_type) or
+    O(exportable) needs O(force=true).
   - Failures return a stable RV(error_code) that playbooks can match on.
 seealso:
   - name: Azure Key Vault certificate import

@@ -83,10 +83,26 @@ class DeployEngine(object):
         """Run all phases; a DeployError raised on the way carries the warnings gathered so far."""
         result = model.DeployResult()
         try:
-            return self._run(request, result)
+            try:
+                return self._run(request, result)
+            except errors.DeployError as exc:
+                # The name can turn out soft-deleted only when importing (for example when deleted
+                # certificates may not be read): recover, then start over once.
+                if not (exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover'
+                        and not request.check_mode and not result.changed):
+                    raise
+                self._recover(result)
+                return self._run(request, result)
         except errors.DeployError as exc:
             exc.details.setdefault('warnings', list(result.warnings))
+            if result.changed and 'result' not in exc.details:
+                exc.details['result'] = result.as_dict()
             raise
+
+    def _recover(self, result):
+        self.target.recover_deleted()
+        result.changed = True
+        result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
 
     def _run(self, request, result):
         result.warnings.extend(self.validate(request))
@@ -148,9 +164,7 @@ class DeployEngine(object):
                 if request.check_mode:
                     result.warnings.append('The certificate is soft-deleted; it would be recovered first and then compared.')
                     return UNKNOWN
-                self.target.recover_deleted()
-                result.changed = True
-                result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
+                self._recover(result)
                 return self.target.read_latest()
             if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
                 result.warnings.append(
@@ -178,14 +192,17 @@ class DeployEngine(object):
                 'The previous private key could not be read (%s); rollback would re-pair the previous certificate '
                 'with the new key, which is valid because both share one public key.' % cause.message)
             return model.Snapshot(current, material, 're_pair')
-        reason = ('the previous private key could not be read (%s: %s) and the previous certificate has a different '
-                  'public key, so it cannot be re-paired' % (cause.code, cause.message))
+        reason = ('the previous private key could not be read (%s: %s) and %s' % (
+            cause.code, cause.message,
+            'the previous certificate has a different public key, so it cannot be re-paired' if leaf is not None
+            else 'the target did not return the previous certificate, so it cannot be re-paired'))
+        result.rollback['reason'] = reason
         if request.rollback == 'required':
             raise errors.DeployError(
-                cause.code if cause.code != errors.INVALID_MATERIAL else errors.ROLLBACK_FAILED,
+                errors.FORBIDDEN if cause.code == errors.FORBIDDEN else errors.ROLLBACK_FAILED,
                 'rollback is required but no rollback material exists: %s. Nothing was written. Allow reading the '
                 'previous version\'s private key, or set rollback: auto.' % reason,
-                result=result.as_dict(),
+                result=result.as_dict(), action=cause.details.get('action'),
             )
         result.warnings.append('Rollback is unavailable for this deploy: %s.' % reason)
         return model.Snapshot(current, reason=reason)
@@ -236,6 +253,10 @@ class DeployEngine(object):
             self._rollback(snapshot, imported, request, result,
                            'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local))
         latest, failure = self._read_latest_with_retries()
+        if latest is not None and current is not None and latest.version == current.version:
+            # Still the version from before our import: a stale read, not another writer.
+            latest, failure = None, errors.DeployError(
+                errors.SERVICE_ERROR, 'the target still returned the previous version %s' % current.version)
         if latest is None:
             result.outcome = model.UNVERIFIED
             result.warnings.append(

@@ -415,8 +415,12 @@ def load_pfx_material(pfx, password=None, preserve_chain_order=False):
 # --------------------------------------------------------------------------
 
 def check_rules(material, now=None, allow_expired=False):
-    """Key strength and validity period.  Returns a list of warnings; raises on violations."""
+    """Key strength, validity period and readable extensions.  Returns a list of warnings; raises on violations."""
     warnings = []
+    try:
+        certificate_facts(material.leaf)
+    except ValueError as exc:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The certificate has a malformed extension: %s' % _first_line(exc))
     kind, size = describe_key(material.key)
     if kind == 'RSA' and size < MIN_RSA_BITS:
         raise errors.DeployError(

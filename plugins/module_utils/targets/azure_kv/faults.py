@@ -97,6 +97,10 @@ def classify(exc, operation, subject=''):
 
     message = _service_message(exc)
     codes = _codes(exc)
+    if status == 403 and ('SecretDisabled' in codes or 'disabled' in message.lower()):
+        # Not a permission problem: Key Vault hands out no key of a disabled version.
+        return errors.DeployError(
+            errors.CONFLICT, 'Key Vault refused %s%s because the version is disabled: %s' % (operation, where, message))
     if status == 403:
         action = _ACTION.search(text)
         policy = _ACCESS_POLICY.search(text)
@@ -110,7 +114,10 @@ def classify(exc, operation, subject=''):
             errors.FORBIDDEN, 'Forbidden during %s%s: %s. Key Vault said: %s' % (operation, where, needed, message),
             action=action.group(1) if action else ACTIONS.get(operation))
     if status == 404:
-        return errors.DeployError(errors.VAULT_NOT_FOUND, 'Key Vault answered 404 during %s%s: %s' % (operation, where, message))
+        if operation in ('read', 'connect', 'read_deleted'):
+            return errors.DeployError(errors.VAULT_NOT_FOUND, 'Key Vault answered 404 during %s%s: %s' % (operation, where, message))
+        # The vault answered, so the object went away (or never had this part) while we worked.
+        return errors.DeployError(errors.CONFLICT, 'Key Vault answered 404 during %s%s: %s' % (operation, where, message))
     if status == 409:
         lowered = message.lower()
         if 'ObjectIsDeletedButRecoverable' in codes or 'deleted but recoverable' in lowered:

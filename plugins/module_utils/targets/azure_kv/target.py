@@ -104,7 +104,10 @@ class KeyVaultTarget(Target):
             transport['connection_verify'] = self._ca_file
         resolved = credentials.resolve(self.settings.credential_mode, self.settings.authority_host,
                                        tenant_id=self.settings.tenant_id, client_id=self.settings.client_id, env=self._env)
-        credential = credentials.guarded(credentials.build_credential(resolved, sdk.identity, **transport))
+        try:
+            credential = credentials.guarded(credentials.build_credential(resolved, sdk.identity, **transport))
+        except (ValueError, TypeError) as exc:  # azure-identity validates tenant ids and hosts on construction
+            raise errors.DeployError(errors.AUTH_FAILED, 'The %s credential cannot be built: %s' % (resolved.mode, exc))
         options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource,
                        timeout=self.settings.timeout * TOTAL_TIMEOUT_FACTOR, **RETRY)
         if self.settings.api_version:
@@ -247,7 +250,10 @@ class KeyVaultTarget(Target):
         facts = {}
         if getattr(bundle, 'cer', None):
             leaf = cert_material.load_der_certificate(bundle.cer)
-            facts = cert_material.certificate_facts(leaf) if leaf is not None else {}
+            try:
+                facts = cert_material.certificate_facts(leaf) if leaf is not None else {}
+            except ValueError:  # a stored certificate with a malformed extension: report what Key Vault says
+                facts = {}
         thumb = cert_material.thumbprint_from_x5t(props.x509_thumbprint) or facts.get('thumbprint')
         ids = {
             'id': bundle.id,

@@ -86,9 +86,19 @@ def test_other_conflict():
 
 
 @pytest.mark.parametrize('status,code', [(401, errors.AUTH_FAILED), (429, errors.THROTTLED), (500, errors.SERVICE_ERROR),
-                                         (503, errors.SERVICE_ERROR), (404, errors.VAULT_NOT_FOUND)])
+                                         (503, errors.SERVICE_ERROR)])
 def test_status_codes(status, code):
     assert classify(http_error(status, 'X', 'message')).code == code
+
+
+def test_404_means_a_missing_vault_only_when_reading():
+    assert classify(http_error(404, 'NotFound', 'x'), 'read').code == errors.VAULT_NOT_FOUND
+    assert classify(http_error(404, 'SecretNotFound', 'x'), 'get_secret').code == errors.CONFLICT
+
+
+def test_disabled_version_is_not_a_permission_problem():
+    err = classify(http_error(403, 'Forbidden', 'Operation get is not allowed on a disabled secret.', 'SecretDisabled'), 'get_secret')
+    assert err.code == errors.CONFLICT and 'disabled' in err.message and 'action' not in err.details
 
 
 def test_bad_request_on_import_is_material_and_on_tags_is_config():

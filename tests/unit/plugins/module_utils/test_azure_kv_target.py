@@ -255,3 +255,13 @@ def test_ca_path_must_hold_certificates(tmp_path):
     assert info.value.code == errors.INVALID_CONFIG
     with pytest.raises(errors.DeployError):
         combined_ca_bundle(str(tmp_path / 'missing.pem'))
+
+
+def test_invalid_tenant_is_auth_failed_not_a_traceback(monkeypatch):
+    for name in ('AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET'):
+        monkeypatch.delenv(name, raising=False)
+    settings = KeyVaultSettings(config.parse_vault_url(VAULT), 'www', 'login.microsoftonline.com',
+                                credential_mode='client_secret', tenant_id='contoso tenant', client_id='c')
+    with pytest.raises(errors.DeployError) as info:
+        KeyVaultTarget(settings, env={'AZURE_CLIENT_SECRET': 's'})._connect()
+    assert info.value.code == errors.AUTH_FAILED and 'tenant' in info.value.message.lower()

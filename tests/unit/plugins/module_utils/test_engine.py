@@ -352,3 +352,51 @@ def test_warnings_survive_a_failure(target, material, other, pki):
     target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
     err = fail(target, material)
     assert any('Rollback is unavailable' in w for w in err.details['warnings'])
+
+
+# -- review follow-ups ---------------------------------------------------------------------
+
+def test_soft_delete_found_only_at_import_is_recovered(target, material, other):
+    target.seed(other, MANAGED)
+    target.soft_deleted, target.versions = target.versions, []
+    real_read = target.read_latest
+
+    def blind_read():  # deleted certificates may not be read: the name looks free
+        if target.soft_deleted is not None:
+            target.calls.append(('read',))
+            return None
+        return real_read()
+    target.read_latest = blind_read
+    target.fail('import', errors.DeployError(errors.SOFT_DELETED, '409 ObjectIsDeletedButRecoverable'))
+    result = run(target, material, on_soft_deleted='recover')
+    assert ('recover',) in target.calls and result.outcome == model.ROTATED and result.changed
+
+
+def test_errors_after_a_recovery_report_the_change(target, material, other):
+    target.seed(other, {'owner': 'someone'})
+    target.soft_deleted, target.versions = target.versions, []
+    err = fail(target, material, on_soft_deleted='recover')
+    assert err.code == errors.NOT_OWNED and err.details['result']['changed'] is True
+
+
+def test_required_rollback_keeps_the_missing_action(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret', action='secrets/getSecret/action'))
+    err = fail(target, material, rollback='required')
+    assert err.code == errors.FORBIDDEN and err.details['action'] == 'secrets/getSecret/action'
+    assert 'different public key' in err.details['result']['rollback']['reason']
+
+
+def test_unavailable_rollback_reason_is_returned(target, material, other):
+    target.seed(other, MANAGED)
+    target.exportable = False
+    result = run(target, material)
+    assert 'cannot be re-paired' in result.rollback['reason'] and not result.rollback['attempted']
+
+
+def test_stale_read_back_is_unverified_not_a_concurrent_writer(target, material, other):
+    target.seed(other, MANAGED)
+    stale = target._state(target.versions[0])
+    target.fail('read', None, stale, stale, stale)
+    result = run(target, material)
+    assert result.outcome == model.UNVERIFIED and result.rollback['attempted'] is False

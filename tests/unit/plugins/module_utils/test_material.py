@@ -297,3 +297,18 @@ def test_messages_never_contain_key_material(pki, hierarchy):
         with pytest.raises(errors.DeployError) as info:
             call()
         assert body not in str(info.value)
+
+
+def test_malformed_extension_is_invalid_material(pki):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+    key = pki.rsa()
+    builder = (x509.CertificateBuilder().subject_name(pki.cert(key).subject).issuer_name(pki.cert(key).subject)
+               .public_key(key.public_key()).serial_number(7)
+               .not_valid_before(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1))
+               .not_valid_after(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=9))
+               .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b'\x30\x03\x87\x01\x01'),
+                              critical=False))
+    cert = builder.sign(key, m.hashes.SHA256())
+    code, msg = code_of(m.check_rules, m.Material(cert, key, []))
+    assert code == errors.INVALID_MATERIAL and 'malformed extension' in msg
