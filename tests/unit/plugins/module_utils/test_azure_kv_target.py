@@ -175,7 +175,7 @@ def test_pem_import_and_ec_policy(pki):
     assert kwargs['policy'].content_type.value == 'application/x-pem-file' and kwargs['password'] is None
     assert kwargs['policy'].key_type.value == 'EC' and kwargs['policy'].key_curve_name.value == 'P-384'
     assert kwargs['preserve_order'] is True
-    assert b'-----BEGIN PRIVATE KEY-----' in data
+    assert b'BEGIN PRIVATE KEY' in data and b'BEGIN RSA PRIVATE KEY' not in data
 
 
 def test_rollback_material_from_backing_secret(material):

