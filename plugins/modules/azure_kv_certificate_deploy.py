@@ -359,6 +359,7 @@ missing_action:
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS, CertdeployModule
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import run_deploy
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ON_SOFT_DELETED, ROLLBACK_MODES
 
 ARGUMENT_SPEC = dict(
     CONNECTION_ARGS,
@@ -379,8 +380,8 @@ ARGUMENT_SPEC = dict(
     preserve_chain_order=dict(type='bool', default=False),
     certificate_id=dict(type='str'),
     take_ownership=dict(type='bool', default=False),
-    rollback=dict(type='str', default='auto', choices=['auto', 'required', 'disabled']),
-    on_soft_deleted=dict(type='str', default='fail', choices=['fail', 'recover']),
+    rollback=dict(type='str', default='auto', choices=list(ROLLBACK_MODES)),
+    on_soft_deleted=dict(type='str', default='fail', choices=list(ON_SOFT_DELETED)),
     force=dict(type='bool', default=False),
     allow_expired=dict(type='bool', default=False),
     metrics_file=dict(type='path'),

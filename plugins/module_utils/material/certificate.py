@@ -147,11 +147,6 @@ def certificate_facts(cert):
     }
 
 
-def common_name(cert):
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return attrs[0].value if attrs else None
-
-
 def describe_key(key):
     """('RSA', 2048) / ('EC', 'P-256'); raises for key types Key Vault cannot hold."""
     if isinstance(key, rsa.RSAPrivateKey):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
@@ -102,7 +103,8 @@ def test_key_content_is_no_log_and_never_returned(capsys, files, target, pki):
     assert result['outcome'] == 'created'
     body = ''.join(key_pem.splitlines()[1:-1])
     assert body[:40] not in json.dumps(result)
-    assert 'pw' not in json.dumps(result.get('invocation', {}).get('module_args', {}).get('private_key_passphrase', ''))
+    secrets = ('private_key', 'private_key_passphrase', 'pfx', 'pfx_password')
+    assert all(module.ARGUMENT_SPEC[option]['no_log'] is True for option in secrets)
 
 
 def test_argspec_failures_carry_invalid_config(capsys, files, target):
@@ -148,3 +150,11 @@ def test_metrics_file_written_but_not_in_check_mode(capsys, files, target, tmp_p
     run_module(capsys, paths_args(files, metrics_file=str(prom)))
     text = prom.read_text()
     assert 'certdeploy_deploy_total{name="www",outcome="created",target="fake",vault="mem://vault"} 1' in text
+
+
+def test_return_documentation_lists_every_outcome_and_error_code():
+    returned = yaml.safe_load(module.RETURN)
+    outcome_doc = ' '.join(returned['outcome']['description'])
+    code_doc = ' '.join(returned['error_code']['description'])
+    assert all('V(%s)' % outcome in outcome_doc for outcome in model.OUTCOMES)
+    assert all('V(%s)' % code in code_doc for code in errors.ALL_CODES)
