@@ -26,7 +26,7 @@ try:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
-    from cryptography.x509.oid import ExtensionOID, NameOID
+    from cryptography.x509.oid import ExtensionOID
     HAS_CRYPTOGRAPHY = True
 except ImportError:  # pragma: no cover - exercised by the sanity import test
     HAS_CRYPTOGRAPHY = False
