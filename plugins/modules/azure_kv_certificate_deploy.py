@@ -20,8 +20,8 @@ description:
     sent each time. A certificate that exists without C(certdeploy-managed-by) is not touched unless O(take_ownership=true).
   - Before importing over an existing version the module takes a snapshot for rollback by reading the previous version's
     private key from its backing secret. After importing it verifies the stored thumbprint. If Key Vault stored something
-    else, the snapshot is re-imported as a new version (Key Vault cannot restore versions; versions are never disabled
-    as a rollback).
+    else, the snapshot (the previous backing secret, byte for byte, in its own content type) is re-imported as a new
+    version (Key Vault cannot restore versions; versions are never disabled as a rollback).
   - The certificate is validated offline first. The key must match the certificate. RSA keys need 2048 bits or more;
     EC keys must use P-256, P-384 or P-521; Ed25519 and DSA keys are rejected. Expired certificates are refused.
     Chain blocks must all parse, and the chain is de-duplicated and ordered leaf-first.

@@ -76,6 +76,7 @@ class DeployEngine(object):
     def validate(self, request):
         """Offline checks that need no target: key and validity rules, tag rules."""
         warnings = cert_material.check_rules(request.material, allow_expired=request.allow_expired)
+        cert_material.check_expectations(request.material, request.min_days_remaining, request.expected_sans)
         request.user_tags = tags.normalise_user_tags(request.user_tags)
         return warnings
 
@@ -211,6 +212,8 @@ class DeployEngine(object):
 
     def _import(self, current, request, wanted_tags, result):
         try:
+            if request.exported is not None:
+                return self.target.import_exported(request.exported, wanted_tags, request.enabled)
             return self.target.import_material(request.material, wanted_tags, request.enabled)
         except errors.DeployError as exc:
             if exc.code not in errors.TRANSIENT_CODES:
@@ -297,9 +300,13 @@ class DeployEngine(object):
                 result=result.as_dict())
         rb['attempted'] = True
         previous = snapshot.state
+        rollback_tags = tags.rollback_tags(previous.tags, imported.version)
         try:
-            restored = self.target.import_material(snapshot.material, tags.rollback_tags(previous.tags, imported.version),
-                                                   previous.enabled, content_type=previous.content_type)
+            if snapshot.source == 'backing_secret':  # the previous version's own bytes, in their own format
+                restored = self.target.import_exported(snapshot.material, rollback_tags, previous.enabled)
+            else:
+                restored = self.target.import_material(snapshot.material, rollback_tags, previous.enabled,
+                                                       content_type=previous.content_type)
         except errors.DeployError as exc:
             rb['reason'] = '%s: %s' % (exc.code, exc.message)
             result.outcome = model.ROLLBACK_FAILED

@@ -65,12 +65,35 @@ class VersionState(object):
         return out
 
 
+class ExportedVersion(object):
+    """One stored version exactly as its target exported it, private key included.
+
+    ``payload`` is the exported value unchanged (for Key Vault: the backing
+    secret's text), ``content_type`` its format ('pkcs12' or 'pem') and
+    ``material`` the same thing parsed, used to check it (thumbprint, key rules)
+    and to describe it.  Re-importing ``payload`` restores the version byte for
+    byte; the engine never looks inside it.
+    """
+
+    def __init__(self, payload, content_type, material, version=None):
+        self.payload = payload
+        self.content_type = content_type
+        self.material = material
+        self.version = version
+
+    @property
+    def thumbprint(self):
+        return self.material.thumbprint
+
+
 class Snapshot(object):
     """Rollback material for the version that was current before an import.
 
     ``material`` is None when rollback is unavailable; ``reason`` then says why.
-    ``source`` is 'backing_secret' (the previous private key was read back) or
-    're_pair' (old certificate with the new key, only when the public keys are equal).
+    ``source`` is 'backing_secret' (``material`` is an :class:`ExportedVersion`:
+    the previous version's exact bytes, private key included) or 're_pair'
+    (``material`` is a ``Material``: the old certificate with the new key, only
+    when the public keys are equal).
     """
 
     def __init__(self, state, material=None, source=None, reason=None):
@@ -88,8 +111,14 @@ class DeployRequest(object):
     """Everything the engine needs to know about one deploy, already validated."""
 
     def __init__(self, material, certificate_id, user_tags=None, enabled=True, force=False,
-                 take_ownership=False, rollback='auto', on_soft_deleted='fail', allow_expired=False, check_mode=False):
-        self.material = material
+                 take_ownership=False, rollback='auto', on_soft_deleted='fail', allow_expired=False, check_mode=False,
+                 exported=None, min_days_remaining=None, expected_sans=None):
+        # ``exported`` (an ExportedVersion) is set when the material was exported from another
+        # target (copy_from): the target then imports those bytes rather than rebuilding them.
+        self.material = exported.material if exported is not None else material
+        self.exported = exported
+        self.min_days_remaining = min_days_remaining
+        self.expected_sans = list(expected_sans or [])
         self.certificate_id = certificate_id
         self.user_tags = dict(user_tags or {})
         self.enabled = enabled

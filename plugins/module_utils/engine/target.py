@@ -35,9 +35,10 @@ class Target(object):
         raise NotImplementedError
 
     def read_rollback_material(self, state):
-        """Return the full material (private key included) of ``state`` as ``material.certificate.Material``.
+        """Export the stored version ``state``, private key included, as a ``model.ExportedVersion``.
 
-        Raises DeployError when it cannot be read (forbidden, not exportable...).
+        Raises DeployError when it cannot be read (forbidden, not exportable...)
+        or when what was read is not the certificate of ``state``.
         """
         raise NotImplementedError
 
@@ -46,6 +47,15 @@ class Target(object):
 
         ``content_type`` overrides the target's configured content type (a rollback
         re-imports in the previous version's format).
+        """
+        raise NotImplementedError
+
+    def import_exported(self, exported, tags, enabled, content_type=None):
+        """Import an ``ExportedVersion`` (a snapshot, or a version exported by another target) unchanged.
+
+        When ``content_type`` asks for another format than the export's, the
+        target may rebuild the payload from ``exported.material`` instead.
+        Returns the VersionState from the import response.
         """
         raise NotImplementedError
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import ipaddress
 import re
 import secrets
 
@@ -185,7 +186,7 @@ def public_key_matches(cert, key):
 # Parsing
 # --------------------------------------------------------------------------
 
-def _to_bytes(data):
+def to_bytes(data):
     if isinstance(data, bytes):
         return data
     return data.encode('utf-8')
@@ -197,7 +198,7 @@ def split_pem(data, what):
     Text between blocks (for example ``subject=`` lines written by openssl) is
     allowed; a ``BEGIN`` line without its matching ``END`` line is an error.
     """
-    data = _to_bytes(data)
+    data = to_bytes(data)
     blocks = [(m.group('label'), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
     if len(_PEM_BEGIN.findall(data)) != len(blocks):
         raise errors.DeployError(
@@ -257,7 +258,7 @@ def parse_private_key(data, passphrase=None):
             'accepted are PKCS#8 ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") and SEC1 ("EC PRIVATE KEY").'
             % len(keys),
         )
-    password = _to_bytes(passphrase) if passphrase not in (None, '') else None
+    password = to_bytes(passphrase) if passphrase not in (None, '') else None
     try:
         key = serialization.load_pem_private_key(keys[0], password=password)
     except TypeError as exc:
@@ -371,7 +372,7 @@ def load_pfx_material(pfx, password=None, preserve_chain_order=False):
             data = base64.b64decode(''.join(pfx.split()), validate=True)
         except (binascii.Error, ValueError):
             raise errors.DeployError(errors.INVALID_MATERIAL, 'pfx must be the base64 text of a PKCS#12 file; it is not valid base64.')
-    pw = _to_bytes(password) if password not in (None, '') else None
+    pw = to_bytes(password) if password not in (None, '') else None
     try:
         bundle = pkcs12.load_pkcs12(data, pw)
     except ValueError:
@@ -444,6 +445,55 @@ def check_rules(material, now=None, allow_expired=False):
     return warnings
 
 
+def _normalise_san(value):
+    """'www.Example.com', 'DNS:www.example.com', '10.0.0.1' or 'IP:10.0.0.1' -> ('DNS'|'IP', value)."""
+    text = str(value).strip()
+    kind, sep, rest = text.partition(':')
+    if sep and kind.upper() in ('DNS', 'IP'):
+        kind, text = kind.upper(), rest.strip()
+    else:
+        kind = None
+    try:
+        return 'IP', str(ipaddress.ip_address(text))
+    except ValueError:
+        if kind == 'IP':
+            raise errors.DeployError(errors.INVALID_CONFIG, 'expected_sans: %r is not an IP address.' % value)
+    return 'DNS', text.rstrip('.').lower()
+
+
+def _dns_covered(name, san):
+    if san == name:
+        return True
+    # A wildcard covers exactly one left-most label (RFC 6125 6.4.3): *.example.com covers www.example.com only.
+    return san.startswith('*.') and '.' in name and name.split('.', 1)[1] == san[2:] and not name.startswith('*.')
+
+
+def check_expectations(material, min_days_remaining=None, expected_sans=None, now=None):
+    """Caller-stated expectations of the certificate: enough validity left, and the names it must serve."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if min_days_remaining is not None:
+        expires = not_after(material.leaf)
+        left = expires - now
+        if left < datetime.timedelta(days=min_days_remaining):
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The certificate expires on %s, in %d days; min_days_remaining requires at least %d. '
+                'Renew it before deploying.' % (expires.isoformat(), max(left.days, 0), min_days_remaining))
+    if expected_sans:
+        present = [_normalise_san(san) for san in subject_alternative_names(material.leaf)
+                   if san.startswith(('DNS:', 'IP:'))]
+        missing = []
+        for wanted in expected_sans:
+            kind, value = _normalise_san(wanted)
+            if not any(k == kind and (v == value or (kind == 'DNS' and _dns_covered(value, v))) for k, v in present):
+                missing.append(wanted)
+        if missing:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'The certificate does not cover %s (expected_sans); its names are: %s. Deploy the right certificate '
+                'or correct expected_sans.' % (', '.join(missing), ', '.join(subject_alternative_names(material.leaf)) or 'none'))
+
+
 # --------------------------------------------------------------------------
 # Serialisation (in memory only)
 # --------------------------------------------------------------------------
@@ -460,9 +510,9 @@ def build_pkcs12(material, password, friendly_name=None):
         .kdf_rounds(10000)
         .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
         .hmac_hash(hashes.SHA256())
-        .build(_to_bytes(password))
+        .build(to_bytes(password))
     )
-    name = _to_bytes(friendly_name) if friendly_name else None
+    name = to_bytes(friendly_name) if friendly_name else None
     return pkcs12.serialize_key_and_certificates(name, material.key, material.leaf, material.chain or None, encryption)
 
 
@@ -483,7 +533,7 @@ def load_exported_secret(value, content_type):
     private key (for example a non-exportable certificate).
     """
     if content_type == 'application/x-pem-file':
-        text = _to_bytes(value)
+        text = to_bytes(value)
         cert_blocks = [block for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
         key = parse_private_key(text)
         leaf, rest = select_leaf(parse_certificates(b'\n'.join(cert_blocks), 'exported secret'), key, 'exported secret')

@@ -31,7 +31,12 @@ import re
 import ssl
 import urllib.request
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from mitmproxy import ctx, http
+
+COMPAT_PASSWORD = 'lowkey-compat'
+IMPORT_PATH = re.compile(r'/certificates/[^/]+/import$')
 
 
 class Faults:
@@ -72,7 +77,36 @@ class Faults:
                 return rule
         return None
 
+    @staticmethod
+    def _lowkey_pfx_gap(flow):
+        """Emulator gaps, bridged here and never in the module.
+
+        The module re-imports an exported PFX (a rollback snapshot, a copy_from source) byte for byte
+        and, as Key Vault accepts for a password-less PFX (the SDK's recorded
+        test_import_certificate_not_password_encoded_no_policy), without ``pwd``.  lowkey-vault refuses
+        a PKCS#12 import without ``pwd`` ("Password must not be null") and cannot read back the PFX it
+        exports itself ("Failed to extract key from PKCS12").  So a password-less PFX is re-encoded
+        here -- same key, same certificates -- with a password lowkey reads.  Unit tests check that the
+        module sends the exported bytes unchanged; this only lets the emulator accept them.
+        """
+        if flow.request.method != 'POST' or not IMPORT_PATH.search(flow.request.path.split('?')[0]):
+            return
+        try:
+            body = json.loads(flow.request.content or b'{}')
+        except ValueError:
+            return
+        value = str(body.get('value', ''))
+        if body.get('pwd') or '-----BEGIN' in value:
+            return
+        key, cert, extra = pkcs12.load_key_and_certificates(base64.b64decode(value), None)
+        body['value'] = base64.b64encode(pkcs12.serialize_key_and_certificates(
+            b'', key, cert, extra, serialization.BestAvailableEncryption(COMPAT_PASSWORD.encode()))).decode()
+        body['pwd'] = COMPAT_PASSWORD
+        flow.request.content = json.dumps(body).encode()
+        ctx.log.info('lowkey gap: re-encoded a password-less PFX import')
+
     async def request(self, flow: http.HTTPFlow):
+        self._lowkey_pfx_gap(flow)
         rule = self._match(flow)
         flow.metadata['certdeploy_rule'] = rule
         if rule is None:

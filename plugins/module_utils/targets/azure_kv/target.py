@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import tempfile
 
 from ...engine import errors
-from ...engine.model import VersionState
+from ...engine.model import ExportedVersion, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
 from . import credentials, faults, sdk as azure_sdk
@@ -193,12 +194,35 @@ class KeyVaultTarget(Target):
         updated.content_type = updated.content_type or state.content_type
         return updated
 
-    def read_rollback_material(self, state):
+    def read_version(self, version=None):
+        """The VersionState of ``version`` (latest when None); DeployError when it does not exist."""
+        if version is None:
+            state = self.read_latest()
+        else:
+            certs = self._connect()[0]
+            try:
+                state = self._state(certs.get_certificate_version(self.name, version))
+            except Exception as exc:
+                if self._status(exc) != 404:
+                    raise faults.classify(exc, 'read', self._where)
+                state = None
+        if state is None:
+            raise errors.DeployError(
+                errors.INVALID_CONFIG, 'The certificate %s%s does not exist.'
+                % (self._where, '' if version is None else ' (version %s)' % version))
+        return state
+
+    def export_version(self, state):
+        """Read the backing secret of ``state``: the stored bytes with the private key, as an ExportedVersion."""
         secrets = self._connect()[1]
         secret = self._call('get_secret', secrets.get_secret, self.name, state.version)
-        content_type = getattr(secret.properties, 'content_type', None) or CONTENT_TYPES['pkcs12']
+        mime = getattr(secret.properties, 'content_type', None) or CONTENT_TYPES['pkcs12']
+        kind = _CONTENT_TYPE_NAMES.get(mime)
+        value = secret.value or ''
         try:
-            material = cert_material.load_exported_secret(secret.value or '', content_type)
+            if kind is None:
+                raise errors.DeployError(errors.INVALID_MATERIAL, 'its content type is %s, neither PKCS#12 nor PEM' % mime)
+            material = cert_material.load_exported_secret(value, mime)
         except errors.DeployError as exc:
             raise errors.DeployError(
                 exc.code, 'The backing secret of version %s holds no usable private key (%s); is the certificate '
@@ -208,16 +232,37 @@ class KeyVaultTarget(Target):
                 errors.SERVICE_ERROR,
                 'The backing secret of version %s holds thumbprint %s, not the certificate\'s %s.'
                 % (state.version, material.thumbprint, state.thumbprint))
-        return material
+        return ExportedVersion(value, kind, material, version=state.version)
+
+    def read_rollback_material(self, state):
+        return self.export_version(state)
 
     def import_material(self, material, tags, enabled, content_type=None):
-        certs = self._connect()[0]
         kind = content_type or self.settings.content_type
         if kind == 'pem':
             payload, password = cert_material.build_pem(material), None
         else:
             password = cert_material.new_transport_password()
             payload = cert_material.build_pkcs12(material, password)
+        return self._import(payload, password, kind, material, tags, enabled)
+
+    def import_exported(self, exported, tags, enabled, content_type=None):
+        kind = content_type or exported.content_type
+        if kind != exported.content_type:
+            return self.import_material(exported.material, tags, enabled, content_type=kind)
+        if kind == 'pem':
+            payload = cert_material.to_bytes(exported.payload)
+        else:
+            try:
+                payload = base64.b64decode(exported.payload, validate=True)
+            except (TypeError, ValueError):
+                raise errors.DeployError(errors.INVALID_MATERIAL, 'The exported PKCS#12 of version %s is not base64.' % exported.version)
+        # Key Vault exports PKCS#12 without a password, and its import accepts that without one: the
+        # bytes go back unchanged and no `pwd` is sent.
+        return self._import(payload, None, kind, exported.material, tags, enabled)
+
+    def _import(self, payload, password, kind, material, tags, enabled):
+        certs = self._connect()[0]
         policy = self._policy(material, kind)
         extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
         bundle = self._call('import', certs.import_certificate, self.name, payload,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import VersionState
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ExportedVersion, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.target import Target
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 
@@ -33,7 +33,7 @@ class FakeTarget(Target):
 
     def __init__(self):
         self.labels = {'target': 'fake', 'vault': 'mem://vault', 'name': 'www'}
-        self.versions = []          # list of dicts: version, material, tags, enabled, content_type
+        self.versions = []          # list of dicts: version, material, tags, enabled, content_type, payload
         self.soft_deleted = None    # a versions list waiting for recovery
         self.calls = []
         self.faults = {}
@@ -42,10 +42,12 @@ class FakeTarget(Target):
 
     # -- test helpers ------------------------------------------------------
 
-    def seed(self, material, tags=None, enabled=True, content_type='pkcs12'):
-        self.versions.append({'version': 'v%d' % next(self._ids), 'material': material, 'tags': dict(tags or {}),
-                              'enabled': enabled, 'content_type': content_type})
-        return self.versions[-1]['version']
+    def seed(self, material, tags=None, enabled=True, content_type='pkcs12', payload=None):
+        """Store a version; ``payload`` stands for its exported bytes (a fresh token unless given)."""
+        version = 'v%d' % next(self._ids)
+        self.versions.append({'version': version, 'material': material, 'tags': dict(tags or {}), 'enabled': enabled,
+                              'content_type': content_type, 'payload': payload or ('exported-bytes-of-' + version)})
+        return version
 
     def fail(self, operation, *effects):
         self.faults.setdefault(operation, []).extend(effects)
@@ -96,12 +98,21 @@ class FakeTarget(Target):
         self._apply_fault('read_secret')
         if not self.exportable:
             raise errors.DeployError(errors.INVALID_MATERIAL, 'no private key in the secret')
-        return next(e for e in self.versions if e['version'] == state.version)['material']
+        entry = next(e for e in self.versions if e['version'] == state.version)
+        return ExportedVersion(entry['payload'], entry['content_type'], entry['material'], version=entry['version'])
 
     def import_material(self, material, tags, enabled, content_type=None):
-        self.calls.append(('import', m.thumbprint(material.leaf), dict(tags)))
+        return self._store(material, tags, enabled, content_type or 'pkcs12', None, 'import')
+
+    def import_exported(self, exported, tags, enabled, content_type=None):
+        if content_type not in (None, exported.content_type):
+            return self.import_material(exported.material, tags, enabled, content_type)
+        return self._store(exported.material, tags, enabled, exported.content_type, exported.payload, 'import_exported')
+
+    def _store(self, material, tags, enabled, content_type, payload, how):
+        self.calls.append(('import', m.thumbprint(material.leaf), dict(tags), how))
         effect = self._apply_fault('import')
-        self.seed(material, tags, enabled, content_type or 'pkcs12')
+        self.seed(material, tags, enabled, content_type, payload)
         mine = self.versions[-1]
         if isinstance(effect, CommitThenFail):
             raise effect.error

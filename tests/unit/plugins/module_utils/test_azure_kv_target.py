@@ -57,6 +57,11 @@ class FakeCertificateClient(object):
             raise HttpError(404, 'CertificateNotFound')
         return self.latest
 
+    def get_certificate_version(self, name, version):
+        if self.latest is None or self.latest.properties.version != version:
+            raise HttpError(404, 'CertificateNotFound')
+        return self.latest
+
     def get_deleted_certificate(self, name):
         if self.deleted is None:
             raise HttpError(404)
@@ -186,7 +191,68 @@ def test_rollback_material_from_backing_secret(material):
     certs.latest = bundle(material)
     target = make_target(certs, FakeSecretClient(pfx))
     restored = target.read_rollback_material(target.read_latest())
-    assert restored.thumbprint == material.thumbprint and m.public_key_matches(restored.leaf, material.key)
+    assert restored.thumbprint == material.thumbprint and m.public_key_matches(restored.material.leaf, material.key)
+    assert (restored.payload, restored.content_type, restored.version) == (pfx, 'pkcs12', 'v1')
+
+
+def test_exported_pkcs12_is_re_imported_byte_for_byte_without_password(material):
+    raw = pkcs12.serialize_key_and_certificates(b'x', material.key, material.leaf, material.chain, serialization.NoEncryption())
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material)
+    target = make_target(certs, FakeSecretClient(base64.b64encode(raw).decode()), content_type='pem')
+    exported = target.export_version(target.read_latest())
+    state = target.import_exported(exported, {'t': '1'}, False)
+    name, data, kwargs = certs.imports[0]
+    # The exact exported bytes, their own format (not the configured pem), and no password field.
+    assert data == raw and kwargs['password'] is None
+    assert kwargs['policy'].content_type.value == 'application/x-pkcs12'
+    assert state.thumbprint == material.thumbprint and (state.tags, state.enabled) == ({'t': '1'}, False)
+
+
+def test_exported_pem_is_re_imported_unchanged(pki, material):
+    text = (pki.pem(material.leaf) + pki.key_pem(material.key)).decode()
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material, content_type='application/x-pem-file')
+    target = make_target(certs, FakeSecretClient(text, 'application/x-pem-file'))
+    exported = target.export_version(target.read_latest())
+    assert exported.content_type == 'pem'
+    target.import_exported(exported, {}, True)
+    data, kwargs = certs.imports[0][1:]
+    assert data == text.encode() and kwargs['password'] is None
+    assert kwargs['policy'].content_type.value == 'application/x-pem-file'
+
+
+def test_exported_version_in_another_format_is_rebuilt(pki, material):
+    text = (pki.pem(material.leaf) + pki.key_pem(material.key)).decode()
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material, content_type='application/x-pem-file')
+    target = make_target(certs, FakeSecretClient(text, 'application/x-pem-file'))
+    target.import_exported(target.export_version(target.read_latest()), {}, True, content_type='pkcs12')
+    data, kwargs = certs.imports[0][1:]
+    assert kwargs['policy'].content_type.value == 'application/x-pkcs12' and kwargs['password']
+    assert b'PRIVATE KEY' not in data
+
+
+def test_secret_of_unknown_content_type_is_not_rollback_material(material):
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material)
+    target = make_target(certs, FakeSecretClient('{"json": true}', 'application/json'))
+    with pytest.raises(errors.DeployError) as info:
+        target.export_version(target.read_latest())
+    assert info.value.code == errors.INVALID_MATERIAL and 'application/json' in info.value.message
+
+
+def test_read_version_missing_is_a_config_error(material):
+    certs = FakeCertificateClient()
+    certs.latest = bundle(material, 'v1')
+    target = make_target(certs)
+    assert target.read_version('v1').version == 'v1' and target.read_version().version == 'v1'
+    for version in ('v9', None):
+        if version is None:
+            certs.latest = None
+        with pytest.raises(errors.DeployError) as info:
+            target.read_version(version)
+        assert info.value.code == errors.INVALID_CONFIG and 'does not exist' in info.value.message
 
 
 def test_rollback_material_must_match_the_version(material, pki):

@@ -245,7 +245,7 @@ def test_rollback_disabled_takes_no_snapshot(target, material, other):
 
 
 def test_stored_thumbprint_mismatch_rolls_back_with_previous_key(target, material, other, pki):
-    first = target.seed(other, MANAGED)
+    first = target.seed(other, MANAGED, content_type='pem')
     target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
     err = fail(target, material)
     assert err.code == errors.SERVICE_ERROR
@@ -256,18 +256,24 @@ def test_stored_thumbprint_mismatch_rolls_back_with_previous_key(target, materia
     assert latest['material'] is other and latest['tags'][tags.ROLLBACK_OF] == 'v2'
     assert result['rollback']['version'] == latest['version'] != first
     assert len(target.versions) == 3
+    # Byte for byte: the previous version's exported bytes went back unchanged, in their own format.
+    assert latest['payload'] == 'exported-bytes-of-' + first and latest['content_type'] == 'pem'
+    assert target.calls[-1][3] == 'import_exported'
 
 
 def test_rollback_re_pairs_only_when_public_keys_match(target, pki):
     key = pki.rsa(fresh=True)
     old = m.Material(pki.cert(key, 'www.example.com'), key, [])
     renewed = m.Material(pki.cert(key, 'www.example.com'), key, [])
-    target.seed(old, MANAGED)
+    target.seed(old, MANAGED, content_type='pem')
     target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
     target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
     result = fail(target, renewed).details['result']
     assert result['outcome'] == model.ROLLED_BACK
-    assert m.thumbprint(target.versions[-1]['material'].leaf) == old.thumbprint
+    latest = target.versions[-1]
+    assert m.thumbprint(latest['material'].leaf) == old.thumbprint
+    # Rebuilt from the old certificate and the new key, in the previous version's format.
+    assert target.calls[-1][3] == 'import' and latest['content_type'] == 'pem'
 
 
 def test_key_rotation_without_previous_key_cannot_roll_back(target, material, other, pki):
@@ -400,3 +406,31 @@ def test_stale_read_back_is_unverified_not_a_concurrent_writer(target, material,
     target.fail('read', None, stale, stale, stale)
     result = run(target, material)
     assert result.outcome == model.UNVERIFIED and result.rollback['attempted'] is False
+
+
+# -- exported material (copy_from) and caller expectations ---------------------------
+
+def test_exported_material_is_imported_unchanged_and_idempotent(target, material):
+    exported = model.ExportedVersion('source-bytes', 'pkcs12', material, version='s1')
+    result = DeployEngine(target).run(DeployRequest(None, 'www', exported=exported))
+    assert result.outcome == model.CREATED and target.versions[-1]['payload'] == 'source-bytes'
+    again = DeployEngine(target).run(DeployRequest(None, 'www', exported=exported))
+    assert again.outcome == model.UNCHANGED and len(target.versions) == 1
+
+
+def test_min_days_remaining_refuses_a_certificate_about_to_expire(target, pki):
+    key = pki.rsa()
+    soon = m.Material(pki.cert(key, 'www.example.com', days=6), key, [])  # issued yesterday: 5 days left
+    err = fail(target, soon, min_days_remaining=30)
+    assert err.code == errors.INVALID_MATERIAL and 'min_days_remaining requires at least 30' in err.message
+    assert target.calls == []
+    assert run(target, soon, min_days_remaining=4).outcome == model.CREATED
+
+
+def test_expected_sans_must_all_be_covered(target, material):
+    sans = m.subject_alternative_names(material.leaf)
+    name = sans[0].split(':', 1)[1]
+    err = fail(target, material, expected_sans=[name, 'api.example.org'])
+    assert err.code == errors.INVALID_MATERIAL and 'api.example.org' in err.message and name not in err.message.split(';')[0]
+    assert target.calls == []
+    assert run(target, material, expected_sans=[name.upper(), 'DNS:' + name]).outcome == model.CREATED

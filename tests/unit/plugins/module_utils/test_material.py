@@ -313,3 +313,59 @@ def test_malformed_extension_is_invalid_material(pki):
     cert = builder.sign(key, m.hashes.SHA256())
     code, msg = code_of(m.check_rules, m.Material(cert, key, []))
     assert code == errors.INVALID_MATERIAL and 'malformed extension' in msg
+
+
+# -- caller expectations: min_days_remaining, expected_sans ----------------------------
+
+def _with_sans(pki, *names):
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    key = pki.rsa()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    general = [x509.IPAddress(ipaddress.ip_address(n[3:])) if n.startswith('IP:') else x509.DNSName(n) for n in names]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'sans.example.com')])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=40))
+            .add_extension(x509.SubjectAlternativeName(general), critical=False).sign(key, hashes.SHA256()))
+    return m.Material(cert, key, [])
+
+
+@pytest.mark.parametrize('wanted', [
+    ['www.example.com'], ['WWW.Example.COM.'], ['DNS:api.example.com'], ['a.wild.example.com'],
+    ['10.0.0.1'], ['IP:2001:db8::1'], ['ip:2001:0db8:0::1'],
+])
+def test_expected_sans_covered(pki, wanted):
+    material = _with_sans(pki, 'www.example.com', 'api.example.com', '*.wild.example.com', 'IP:10.0.0.1', 'IP:2001:db8::1')
+    m.check_expectations(material, expected_sans=wanted)
+
+
+@pytest.mark.parametrize('wanted', [
+    ['example.com'],               # not listed
+    ['a.b.wild.example.com'],      # a wildcard covers one label only
+    ['wild.example.com'],          # ... and not the bare domain
+    ['10.0.0.2'], ['DNS:10.0.0.9'],
+])
+def test_expected_sans_missing(pki, wanted):
+    material = _with_sans(pki, 'www.example.com', '*.wild.example.com', 'IP:10.0.0.1')
+    with pytest.raises(errors.DeployError) as info:
+        m.check_expectations(material, expected_sans=wanted)
+    assert info.value.code == errors.INVALID_MATERIAL and wanted[0] in info.value.message
+    assert 'DNS:www.example.com' in info.value.message  # says what the certificate does cover
+
+
+def test_expected_sans_bad_ip_is_a_config_error(pki):
+    with pytest.raises(errors.DeployError) as info:
+        m.check_expectations(_with_sans(pki, 'www.example.com'), expected_sans=['IP:not-an-ip'])
+    assert info.value.code == errors.INVALID_CONFIG
+
+
+def test_min_days_remaining_boundary(pki):
+    material = _with_sans(pki, 'www.example.com')  # 40 days left
+    now = datetime.datetime.now(datetime.timezone.utc)
+    m.check_expectations(material, min_days_remaining=39, now=now)
+    with pytest.raises(errors.DeployError) as info:
+        m.check_expectations(material, min_days_remaining=41, now=now)
+    assert info.value.code == errors.INVALID_MATERIAL and 'in 39 days' in info.value.message
