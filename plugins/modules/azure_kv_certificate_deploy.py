@@ -92,6 +92,49 @@ options:
     description:
       - Password of the PFX.
     type: str
+  copy_from:
+    description:
+      - Copy the certificate, private key included, from another vault instead of giving the material as options,
+        for example from a central vault to regional vaults.
+      - The module reads the source version's backing secret itself, so the private key never becomes an Ansible
+        variable or a module argument. When its format is O(content_type) the secret's bytes are imported unchanged;
+        otherwise they are converted in memory.
+      - The copy is deployed like any other material. It is idempotent, tagged with this module's provenance tags
+        (the source's tags are not copied) and validated (expiry, key rules, O(min_days_remaining), O(expected_sans)).
+      - The same identity and connection options are used for both vaults; it needs
+        C(Microsoft.KeyVault/vaults/certificates/read) and C(Microsoft.KeyVault/vaults/secrets/getSecret/action) on
+        the source, and the source certificate must be exportable. Leave O(cloud) unset to infer each vault's cloud
+        from its URL; vaults in different clouds need an identity that can sign in to both.
+      - Mutually exclusive with the PEM and PFX options.
+    type: dict
+    suboptions:
+      vault_url:
+        description:
+          - URL of the source vault (same rules as O(vault_url)).
+        type: str
+        required: true
+      certificate_name:
+        description:
+          - Name of the certificate in the source vault.
+        type: str
+        required: true
+      version:
+        description:
+          - Version to copy. Defaults to the source's current version.
+        type: str
+  min_days_remaining:
+    description:
+      - Refuse a certificate that expires in fewer than this many days (C(error_code=invalid_material)), before anything
+        is written. Use it to stop a stale source from overwriting a renewed certificate.
+    type: int
+  expected_sans:
+    description:
+      - DNS names and IP addresses the certificate must cover, as C(www.example.com), C(DNS:www.example.com),
+        C(10.0.0.1) or C(IP:10.0.0.1). DNS names compare case-insensitively; a wildcard SAN covers one label
+        (C(*.example.com) covers C(www.example.com), not C(example.com)).
+      - Any name not covered fails the task with C(error_code=invalid_material) before anything is written.
+    type: list
+    elements: str
   content_type:
     description:
       - How Key Vault stores the certificate's backing secret.
@@ -227,6 +270,18 @@ EXAMPLES = r'''
     private_key_path: legacy.key
   register: legacy
   failed_when: legacy.failed and legacy.error_code != 'not_owned'
+
+- name: Replicate the central vault's certificate to a regional vault (the key never leaves the module)
+  certdeploy.cloud.azure_kv_certificate_deploy:
+    vault_url: https://contoso-tls-weu.vault.azure.net
+    certificate_name: www-contoso-com
+    copy_from:
+      vault_url: https://contoso-tls-central.vault.azure.net
+      certificate_name: www-contoso-com
+    min_days_remaining: 14
+    expected_sans:
+      - www.contoso.com
+  delegate_to: localhost
 '''
 
 RETURN = r'''
@@ -350,6 +405,32 @@ error_code:
   returned: failure
   type: str
   sample: not_owned
+copied_from:
+  description:
+    - The source version read with O(copy_from).
+  returned: when O(copy_from) was given and the source could be read
+  type: dict
+  contains:
+    vault_url:
+      description: Normalised URL of the source vault.
+      type: str
+      sample: https://contoso-tls-central.vault.azure.net
+    certificate_name:
+      description: Name of the source certificate.
+      type: str
+      sample: www-contoso-com
+    version:
+      description: Source version that was copied.
+      type: str
+      sample: 0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f
+    thumbprint:
+      description: SHA-1 thumbprint of the source version, upper-case hex.
+      type: str
+      sample: 3F2A1B0C9D8E7F6A5B4C3D2E1F0A9B8C7D6E5F4A
+    content_type:
+      description: Format of the source's backing secret, V(pkcs12) or V(pem).
+      type: str
+      sample: pkcs12
 missing_action:
   description: The Key Vault RBAC action that was missing, on C(forbidden) failures.
   returned: when error_code is forbidden
@@ -373,6 +454,13 @@ ARGUMENT_SPEC = dict(
     pfx=dict(type='str', no_log=True),
     pfx_path=dict(type='path'),
     pfx_password=dict(type='str', no_log=True),
+    copy_from=dict(type='dict', options=dict(
+        vault_url=dict(type='str', required=True),
+        certificate_name=dict(type='str', required=True),
+        version=dict(type='str'),
+    )),
+    min_days_remaining=dict(type='int'),
+    expected_sans=dict(type='list', elements='str'),
     content_type=dict(type='str', default='pkcs12', choices=['pkcs12', 'pem']),
     exportable=dict(type='bool', default=True),
     enabled=dict(type='bool', default=True),
@@ -393,14 +481,15 @@ MUTUALLY_EXCLUSIVE = [
     ('private_key', 'private_key_path'),
     ('chain', 'chain_path'),
     ('pfx', 'pfx_path'),
-] + [(pfx, pem) for pfx in ('pfx', 'pfx_path', 'pfx_password') for pem in _PEM_OPTIONS]
+] + [(pfx, pem) for pfx in ('pfx', 'pfx_path', 'pfx_password') for pem in _PEM_OPTIONS] + [
+    ('copy_from', option) for option in _PEM_OPTIONS + ('pfx', 'pfx_path', 'pfx_password')]
 
 
 def main():
     run_deploy(CertdeployModule(
         argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
-        required_one_of=[('certificate', 'certificate_path', 'pfx', 'pfx_path')],
+        required_one_of=[('certificate', 'certificate_path', 'pfx', 'pfx_path', 'copy_from')],
         supports_check_mode=True,
     ))
 

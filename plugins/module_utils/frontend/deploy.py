@@ -14,7 +14,7 @@ from ..engine.deploy import DeployEngine
 from ..engine.model import DeployRequest
 from ..material import certificate as cert_material
 from ..targets.azure_kv.target import KeyVaultTarget
-from .ansible_module import keyvault_settings
+from .ansible_module import NO_ROLLBACK, keyvault_settings
 
 
 def read_file(path, option):
@@ -51,6 +51,38 @@ def load_material(params):
         certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), preserve)
 
 
+def read_copy_source(params, env, target_content_type):
+    """copy_from: export the source version (backing secret, key included) without it ever becoming a module argument.
+
+    Returns ``(exported, material, copied_from)``: ``exported`` is imported byte for byte when its format is the
+    target's content type; otherwise it is None and ``material`` is rebuilt in the target's format.
+    """
+    spec = params['copy_from']
+    source_params = dict(params, vault_url=spec['vault_url'], certificate_name=spec['certificate_name'])
+    source = None
+    try:
+        settings = keyvault_settings(source_params, env)
+        source = KeyVaultTarget(settings, env=env)
+        state = source.read_version(spec.get('version'))
+        exported = source.export_version(state)
+    except errors.DeployError as exc:
+        details = dict(exc.details)
+        raise errors.DeployError(exc.code, 'copy_from source: %s' % exc.message, **details)
+    finally:
+        if source is not None:
+            source.close()
+    copied_from = {
+        'vault_url': settings.address.url,
+        'certificate_name': settings.certificate_name,
+        'version': state.version,
+        'thumbprint': state.thumbprint,
+        'content_type': exported.content_type,
+    }
+    if exported.content_type != target_content_type:
+        return None, exported.material, copied_from
+    return exported, None, copied_from
+
+
 def _expiry_timestamp(result):
     expires = (result.get('certificate') or {}).get('expires')
     if not expires:
@@ -76,10 +108,27 @@ def run_deploy(module, env=None):
     params = module.params
     env = os.environ if env is None else env
     target = None
+    copied_from = None
     try:
         settings = keyvault_settings(params, env)
+        exported = None
+        if params.get('copy_from'):
+            try:
+                exported, material, copied_from = read_copy_source(params, env, settings.content_type)
+            except errors.DeployError as exc:
+                if not (module.check_mode and exc.code in errors.UNREACHABLE_CODES):
+                    raise
+                module.warn('Check mode could not read the copy_from source (%s: %s); predicting changed=true. '
+                            'The configuration was validated offline.' % (exc.code, exc.message))
+                module.exit_json(changed=True, rollback=dict(NO_ROLLBACK))
+                return
+        else:
+            material = load_material(params)
         request = DeployRequest(
-            material=load_material(params),
+            material=material,
+            exported=exported,
+            min_days_remaining=params.get('min_days_remaining'),
+            expected_sans=params.get('expected_sans'),
             certificate_id=params.get('certificate_id') or settings.certificate_name,
             user_tags=params.get('tags'),
             enabled=params['enabled'],
@@ -97,10 +146,12 @@ def run_deploy(module, env=None):
         _record_metrics(module, target, partial, error_code=exc.code)
         if target is not None:
             target.close()
-        module.fail_deploy(exc)
+        module.fail_deploy(exc, **({'copied_from': copied_from} if copied_from else {}))
         return
     target.close()
     result = report.as_dict()
+    if copied_from:
+        result['copied_from'] = copied_from
     if module._diff and report.diff is not None:
         result['diff'] = report.diff
     for warning in report.warnings:

@@ -472,6 +472,8 @@ def check_expectations(material, min_days_remaining=None, expected_sans=None, no
     """Caller-stated expectations of the certificate: enough validity left, and the names it must serve."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if min_days_remaining is not None:
+        if min_days_remaining < 0:
+            raise errors.DeployError(errors.INVALID_CONFIG, 'min_days_remaining must be 0 or more, not %d.' % min_days_remaining)
         expires = not_after(material.leaf)
         left = expires - now
         if left < datetime.timedelta(days=min_days_remaining):

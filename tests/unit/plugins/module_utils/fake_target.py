@@ -93,6 +93,18 @@ class FakeTarget(Target):
         entry['tags'], entry['enabled'] = dict(tags), enabled
         return self._state(entry)
 
+    def read_version(self, version=None):
+        """Like KeyVaultTarget.read_version: latest, or one version; a missing one is a config error."""
+        self.calls.append(('read_version', version))
+        self._apply_fault('read_version')
+        entries = [e for e in self.versions if version is None or e['version'] == version]
+        if not entries:
+            raise errors.DeployError(errors.INVALID_CONFIG, 'The certificate %s does not exist.' % self.labels['name'])
+        return self._state(entries[-1])
+
+    def export_version(self, state):
+        return self.read_rollback_material(state)
+
     def read_rollback_material(self, state):
         self.calls.append(('read_secret', state.version))
         self._apply_fault('read_secret')

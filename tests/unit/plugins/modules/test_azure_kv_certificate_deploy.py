@@ -158,3 +158,87 @@ def test_return_documentation_lists_every_outcome_and_error_code():
     code_doc = ' '.join(returned['error_code']['description'])
     assert all('V(%s)' % outcome in outcome_doc for outcome in model.OUTCOMES)
     assert all('V(%s)' % code in code_doc for code in errors.ALL_CODES)
+
+
+# -- copy_from and the caller's expectations ------------------------------------------
+
+SOURCE = 'https://central.vault.azure.net'
+
+
+@pytest.fixture
+def vaults(monkeypatch):
+    """Two fake vaults, picked by URL: the copy_from source and the target."""
+    fakes = {'source': FakeTarget(), 'target': FakeTarget()}
+    monkeypatch.setattr(frontend, 'KeyVaultTarget',
+                        lambda settings, env=None: fakes['source' if settings.address.url == SOURCE else 'target'])
+    return fakes
+
+
+def copy_args(**extra):
+    args = dict(copy_from={'vault_url': SOURCE + '/', 'certificate_name': 'www'})
+    args.update(extra)
+    return args
+
+
+def test_copy_from_imports_the_source_bytes_unchanged(capsys, vaults, files):
+    h = files['hierarchy']
+    version = vaults['source'].seed(frontend.cert_material.Material(h['leaf'], h['key'], [h['inter']]), {'src': '1'})
+    result = run_module(capsys, copy_args())
+    assert result['outcome'] == 'created'
+    stored = vaults['target'].versions[-1]
+    assert stored['payload'] == 'exported-bytes-of-' + version and 'src' not in stored['tags']
+    assert result['copied_from'] == {'vault_url': SOURCE, 'certificate_name': 'www', 'version': version,
+                                     'thumbprint': result['certificate']['thumbprint'], 'content_type': 'pkcs12'}
+    assert run_module(capsys, copy_args())['outcome'] == 'unchanged'
+    assert [c[0] for c in vaults['source'].writes] == []
+
+
+def test_copy_from_in_another_format_is_rebuilt(capsys, vaults, files):
+    h = files['hierarchy']
+    vaults['source'].seed(frontend.cert_material.Material(h['leaf'], h['key'], []), content_type='pem')
+    result = run_module(capsys, copy_args())
+    assert result['outcome'] == 'created' and result['copied_from']['content_type'] == 'pem'
+    stored = vaults['target'].versions[-1]
+    assert stored['content_type'] == 'pkcs12' and stored['payload'].startswith('exported-bytes-of-')
+    assert vaults['target'].calls[-2][3] == 'import'  # rebuilt, not imported as exported
+
+
+def test_copy_from_a_chosen_version_and_a_missing_one(capsys, vaults, files, pki):
+    h = files['hierarchy']
+    first = vaults['source'].seed(frontend.cert_material.Material(h['leaf'], h['key'], []))
+    key = pki.rsa(fresh=True)
+    vaults['source'].seed(frontend.cert_material.Material(pki.cert(key), key, []))
+    result = run_module(capsys, copy_args(copy_from={'vault_url': SOURCE, 'certificate_name': 'www', 'version': first}))
+    assert result['copied_from']['version'] == first
+    assert result['certificate']['thumbprint'] == frontend.cert_material.thumbprint(h['leaf'])
+    missing = run_module(capsys, copy_args(copy_from={'vault_url': SOURCE, 'certificate_name': 'www', 'version': 'nope'}))
+    assert missing['failed'] and missing['error_code'] == 'invalid_config'
+    assert missing['msg'].startswith('copy_from source: ')
+
+
+def test_copy_from_excludes_material_options(capsys, vaults, files):
+    result = run_module(capsys, copy_args(certificate_path=files['cert']))
+    assert result['failed'] and result['error_code'] == 'invalid_config' and 'mutually exclusive' in result['msg']
+
+
+def test_copy_from_source_unreadable_in_check_mode_predicts(capsys, vaults):
+    vaults['source'].fail('read_version', errors.DeployError(errors.FORBIDDEN, 'no certificates/read'))
+    result = run_module(capsys, copy_args(), check_mode=True)
+    assert result['changed'] and not result.get('failed')
+    assert 'could not read the copy_from source' in json.dumps(result['warnings'])  # a plain or structured warning
+    assert vaults['target'].calls == []
+
+
+def test_copy_from_source_forbidden_fails_outside_check_mode(capsys, vaults):
+    vaults['source'].fail('read_version', errors.DeployError(errors.FORBIDDEN, 'no certificates/read', action='x/read'))
+    result = run_module(capsys, copy_args())
+    assert result['failed'] and result['error_code'] == 'forbidden' and result['missing_action'] == 'x/read'
+
+
+def test_expectations_reach_the_engine(capsys, files, target):
+    result = run_module(capsys, paths_args(files, min_days_remaining=365))
+    assert result['failed'] and result['error_code'] == 'invalid_material' and 'min_days_remaining' in result['msg']
+    result = run_module(capsys, paths_args(files, expected_sans=['nope.example.org']))
+    assert result['failed'] and result['error_code'] == 'invalid_material' and 'nope.example.org' in result['msg']
+    assert target.writes == []
+    assert run_module(capsys, paths_args(files, min_days_remaining=30, expected_sans=['www.example.com']))['outcome'] == 'created'
