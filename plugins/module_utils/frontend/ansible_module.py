@@ -43,7 +43,13 @@ NO_ROLLBACK = {'attempted': False, 'succeeded': False, 'version': None, 'reason'
 
 
 class CertdeployModule(AnsibleModule):
-    """AnsibleModule whose failures always carry an ``error_code``."""
+    """AnsibleModule whose failures always carry an ``error_code``.
+
+    ``FAILURE_DEFAULTS`` are added to every failure that lacks them: the deploy
+    module's documented rollback block; read-only modules set it to ``{}``.
+    """
+
+    FAILURE_DEFAULTS = {'rollback': NO_ROLLBACK}
 
     def __init__(self, *args, **kwargs):
         self._in_argspec = True
@@ -53,7 +59,8 @@ class CertdeployModule(AnsibleModule):
     def fail_json(self, msg, **kwargs):
         if getattr(self, '_in_argspec', False):
             kwargs.setdefault('error_code', errors.INVALID_CONFIG)
-        kwargs.setdefault('rollback', dict(NO_ROLLBACK))
+        for key, value in self.FAILURE_DEFAULTS.items():
+            kwargs.setdefault(key, dict(value))
         super(CertdeployModule, self).fail_json(msg=msg, **kwargs)
 
     def fail_deploy(self, exc, **result):
@@ -71,15 +78,20 @@ class CertdeployModule(AnsibleModule):
         self.fail_json(msg=msg, **result)
 
 
-def keyvault_settings(params, env=None):
-    """Map module options to validated Key Vault settings (pure apart from reading ``env``)."""
+def keyvault_settings(params, env=None, name_required=True):
+    """Map module options to validated Key Vault settings (pure apart from reading ``env``).
+
+    With ``name_required=False`` a missing ``certificate_name`` is allowed (the settings then name none).
+    """
     env = os.environ if env is None else env
     cloud = params.get('cloud') or kv_config.cloud_from_env(env)
     address = kv_config.parse_vault_url(params['vault_url'], cloud)
     mode = params.get('credential_mode') or 'default'
     authority = kv_config.authority_host_for(address.cloud, params.get('authority_host'), env,
                                              required=mode != 'managed_identity')
-    name = kv_config.check_certificate_name(params['certificate_name'])
+    name = params.get('certificate_name')
+    if name is not None or name_required:
+        name = kv_config.check_certificate_name(name)
     if params.get('timeout') is not None and params['timeout'] <= 0:
         raise errors.DeployError(errors.INVALID_CONFIG, 'timeout must be a positive number of seconds.')
     return KeyVaultSettings(
