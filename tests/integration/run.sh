@@ -139,12 +139,18 @@ inside() {
     trap stop_emulators EXIT
     local -a kinds=() skip=()
     read -r -a kinds <<<"${CERTDEPLOY_IT_EMULATORS:-}"
-    [[ " ${kinds[*]-} " == *" lowkey "* ]] || skip+=(--exclude azure_kv_certificate_deploy)
+    [[ " ${kinds[*]-} " == *" lowkey "* ]] || skip+=(--exclude azure_kv_certificate_deploy --exclude azure_kv_certificate_info)
     [[ " ${kinds[*]-} " == *" akv "* ]] || skip+=(--exclude azure_kv_credential_modes)
     [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_fault_matrix)
+    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_copy_from)
+    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_certificate_role)
     local kind
     for kind in "${kinds[@]+"${kinds[@]}"}"; do
-        "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 >/dev/null
+        # lowkey: https://127.0.0.1:<port> is a second vault (the role's key_vault source copies between two vaults).
+        local -a start_opts=()
+        if [[ "${kind}" == lowkey ]]; then start_opts=(--ip-vault); fi
+        "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 \
+            "${start_opts[@]+"${start_opts[@]}"}" >/dev/null
     done
     if [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]]; then
         start_fault_proxy
@@ -162,6 +168,8 @@ for kind in kinds:
                 'tenant_id', 'client_id', 'client_secret'):
         if info.get(key) is not None:
             config[prefix + key] = str(info[key])
+    if (info.get('vault_urls') or {}).get('127.0.0.1'):
+        config['kv_second_vault_url'] = info['vault_urls']['127.0.0.1']
     print('[integration] %s emulator at %s' % (kind, info['vault_url']))
 config.setdefault('kv_vault_url', '')  # no lowkey-vault: the targets that need none still run
 proxy = os.path.join(state, 'proxy.json')

@@ -675,7 +675,7 @@ def http_post_json(url, payload, context=None, timeout=10.0):
 
 
 def start_lowkey_vault(state_dir=None, vault_names=None, recovery_level='Recoverable+Purgeable', recoverable_days=90,
-                       java_opts=None, extra_args=(), startup_timeout=180.0, die_with_parent=True, auth=True):
+                       java_opts=None, extra_args=(), startup_timeout=180.0, die_with_parent=True, auth=True, ip_vault=False):
     """Start lowkey-vault on 127.0.0.1; returns a running LowkeyVault (call stop(), or use lowkey_vault()).
 
     The built-in default vaults are switched off (--LOWKEY_VAULT_NAMES=-: they are created
@@ -686,6 +686,9 @@ def start_lowkey_vault(state_dir=None, vault_names=None, recovery_level='Recover
     recoverable_days (7-90).
     vault_names: extra vaults https://<name>.localhost:<port> (the client must resolve
     *.localhost to 127.0.0.1, which glibc does not do by default).
+    ip_vault=True makes https://127.0.0.1:<port> a second, separate vault instead of an alias
+    of the first (lowkey-vault tells vaults apart by the Host header, and its certificate covers
+    127.0.0.1), for tests that need two vaults without a *.localhost resolver.
     java_opts: JVM options replacing DEFAULT_JAVA_OPTS ($LOWKEY_VAULT_JAVA_OPTS also works).
     auth=False passes --LOWKEY_ENABLE_AUTH=false (no token needed at all; with auth on, any
     bearer token is accepted anyway).
@@ -736,7 +739,11 @@ def start_lowkey_vault(state_dir=None, vault_names=None, recovery_level='Recover
         emulator.port, emulator.token_port = port, token_port
         emulator.vault_url = 'https://localhost:%d' % port
         emulator.vault_urls = {'localhost': emulator.vault_url}
-        vaults = [(emulator.vault_url, ['https://%s:%d' % (LOOPBACK, port)])]
+        if ip_vault:
+            emulator.vault_urls[LOOPBACK] = 'https://%s:%d' % (LOOPBACK, port)
+            vaults = [(emulator.vault_url, []), (emulator.vault_urls[LOOPBACK], [])]
+        else:
+            vaults = [(emulator.vault_url, ['https://%s:%d' % (LOOPBACK, port)])]
         for name in vault_names or ():
             emulator.vault_urls[name] = 'https://%s.localhost:%d' % (name, port)
             vaults.append((emulator.vault_urls[name], []))
@@ -1022,6 +1029,8 @@ def _cmd_start(args):
     kwargs = {'state_dir': args.state_dir, 'die_with_parent': False}
     if args.kind == 'lowkey' and args.vault_name:
         kwargs['vault_names'] = args.vault_name
+    if args.kind == 'lowkey' and args.ip_vault:
+        kwargs['ip_vault'] = True
     emulator = STARTERS[args.kind](**kwargs)
     with _LIVE_LOCK:  # from here on the CLI hands the processes over (watchdog / `stop`)
         _LIVE.remove(emulator)
@@ -1105,6 +1114,7 @@ def build_parser():
     start.add_argument('--owner-pid', type=int, default=0, help='stop the emulator when this process exits (e.g. $$)')
     start.add_argument('--ttl', type=int, default=7200, help='stop the emulator after this many seconds (0: never; default 7200)')
     start.add_argument('--vault-name', action='append', help='lowkey: extra vault <name>.localhost (repeatable)')
+    start.add_argument('--ip-vault', action='store_true', help='lowkey: https://127.0.0.1:<port> is a second vault, not an alias')
     start.add_argument('--proxy-trap', action='store_true', help='also export HTTP(S)_PROXY=%s (non-loopback requests fail)' % PROXY_TRAP)
     start.set_defaults(func=_cmd_start)
 

@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""TLS endpoint probe: which certificate does an endpoint serve, and is it the one just deployed?
+
+Azure edges (Application Gateway, Front Door, App Service) poll Key Vault on
+their own schedule, so a deploy is visible at the edge some time later.  These
+functions connect to an endpoint, read the leaf certificate it presents and
+compare its SHA-1 thumbprint with the expected one, retrying until a deadline.
+
+Nothing here imports Ansible.  The network is reached through one function,
+:func:`fetch_certificate`; the waiting loop (:func:`wait_for_certificate`)
+takes the fetch, the clock and the sleep as arguments so that it is tested
+without a network or real time.  Failures are :class:`ProbeError` with one of
+the stable codes below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import ssl
+import time
+
+from ..engine import errors as engine_errors
+from ..material import certificate as cert_material
+
+INVALID_CONFIG = 'invalid_config'
+UNREACHABLE = 'unreachable'
+TLS_ERROR = 'tls_error'
+MISMATCH = 'mismatch'
+MISSING_DEPENDENCY = 'missing_dependency'
+CODES = frozenset((INVALID_CONFIG, UNREACHABLE, TLS_ERROR, MISMATCH, MISSING_DEPENDENCY))
+
+_HEX40 = re.compile(r'^[0-9A-F]{40}$')
+_HOSTNAME = re.compile(r'^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$')
+
+
+class ProbeError(Exception):
+    """A foreseeable probe failure with a stable ``code``."""
+
+    def __init__(self, code, message):
+        if code not in CODES:
+            raise ValueError('unknown probe error code %r' % (code,))
+        super(ProbeError, self).__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self):
+        return {'code': self.code, 'message': self.message}
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+
+def normalise_thumbprint(value):
+    """'6a:3f:...' or '6A3F...' -> '6A3F...' (40 upper-case hex digits, the deploy module's certificate.thumbprint)."""
+    if value is None:
+        return None
+    text = re.sub(r'[\s:]', '', str(value)).upper()
+    if not _HEX40.match(text):
+        raise ProbeError(
+            INVALID_CONFIG,
+            'expected_thumbprint must be a SHA-1 thumbprint: 40 hexadecimal digits, colons allowed, as '
+            'azure_kv_certificate_deploy returns it in certificate.thumbprint (got %d characters).' % len(text))
+    return text
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_host(value, option):
+    """A host name or IP address (IPv6 with or without brackets); a URL gets a hint."""
+    text = (value or '').strip()
+    if text.startswith('[') and text.endswith(']'):
+        text = text[1:-1]
+    if not text:
+        raise ProbeError(INVALID_CONFIG, '%s must be a host name or an IP address.' % option)
+    if '://' in text or '/' in text:
+        raise ProbeError(INVALID_CONFIG, '%s must be a host name or an IP address, not a URL (%s); give the port in port.'
+                         % (option, text))
+    if not (_is_ip(text) or _HOSTNAME.match(text)):
+        raise ProbeError(INVALID_CONFIG, '%s %r is neither a host name nor an IP address.' % (option, text))
+    return text
+
+
+def check_options(host, port, server_name=None, timeout=0, interval=5, connect_timeout=10):
+    """Validate and normalise the probe options; returns a dict."""
+    host = check_host(host, 'host')
+    server_name = check_host(server_name, 'server_name') if server_name else host
+    if not 1 <= int(port) <= 65535:
+        raise ProbeError(INVALID_CONFIG, 'port must be between 1 and 65535 (got %s).' % port)
+    if timeout < 0:
+        raise ProbeError(INVALID_CONFIG, 'timeout must be zero (a single attempt) or a positive number of seconds.')
+    if interval <= 0:
+        raise ProbeError(INVALID_CONFIG, 'interval must be a positive number of seconds.')
+    if connect_timeout <= 0:
+        raise ProbeError(INVALID_CONFIG, 'connect_timeout must be a positive number of seconds.')
+    return {'host': host, 'port': int(port), 'server_name': server_name, 'timeout': timeout,
+            'interval': interval, 'connect_timeout': connect_timeout}
+
+
+def client_context(validate_certs=True, ca_path=None):
+    """The SSL context of the probe.
+
+    With validation the system trust store is used, plus the anchors in ``ca_path``, and the
+    certificate must match the server name, as a browser or an HTTP client would check it.
+    Python 3.13 adds VERIFY_X509_STRICT to the default context; HTTP clients (urllib3, and so
+    requests and the Azure SDK) do not, so it is cleared to judge the endpoint as they would.
+    Without validation any certificate is read (and reported) as served.
+    """
+    if not validate_certs:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context()
+    context.verify_flags &= ~getattr(ssl, 'VERIFY_X509_STRICT', 0)
+    if ca_path:
+        try:
+            context.load_verify_locations(cafile=ca_path)
+        except (IOError, OSError, ssl.SSLError) as exc:
+            raise ProbeError(INVALID_CONFIG, 'ca_path %s cannot be used as a PEM file of trust anchors: %s.'
+                             % (ca_path, getattr(exc, 'strerror', None) or exc))
+    return context
+
+
+# --------------------------------------------------------------------------
+# One attempt
+# --------------------------------------------------------------------------
+
+def fetch_certificate(host, port, server_name, context, connect_timeout):
+    """Complete a TLS handshake and return (leaf DER bytes, TLS version). Raises ProbeError."""
+    where = '%s:%d' % (host, port) if server_name == host else '%s:%d (server name %s)' % (host, port, server_name)
+    try:
+        raw = socket.create_connection((host, port), timeout=connect_timeout)
+    except socket.timeout:
+        raise ProbeError(UNREACHABLE, 'No connection to %s within %s seconds.' % (where, connect_timeout))
+    except (socket.gaierror, socket.herror) as exc:
+        raise ProbeError(UNREACHABLE, 'Cannot resolve %s: %s.' % (host, exc.strerror or exc))
+    except (IOError, OSError) as exc:
+        raise ProbeError(UNREACHABLE, 'Cannot connect to %s: %s.' % (where, exc.strerror or exc))
+    try:
+        # No SNI is sent for an IP address; the certificate is then checked against the IP.
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+            version = tls.version()
+    except ssl.SSLCertVerificationError as exc:
+        raise ProbeError(TLS_ERROR, '%s presented a certificate that failed verification: %s. Set ca_path to the issuing '
+                         'CA, or validate_certs: false to read it anyway.' % (where, exc.verify_message or exc.reason or exc))
+    except ssl.SSLError as exc:
+        raise ProbeError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.reason or exc))
+    except socket.timeout:
+        raise ProbeError(UNREACHABLE, 'No TLS handshake with %s within %s seconds.' % (where, connect_timeout))
+    except (IOError, OSError) as exc:
+        raise ProbeError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.strerror or exc))
+    finally:
+        raw.close()
+    if not der:
+        raise ProbeError(TLS_ERROR, '%s completed the handshake without presenting a certificate.' % where)
+    return der, version
+
+
+def served_facts(der):
+    """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires."""
+    try:
+        cert = cert_material.load_der_certificate(der)
+    except engine_errors.DeployError as exc:  # cryptography is missing
+        raise ProbeError(MISSING_DEPENDENCY, exc.message)
+    if cert is None:
+        raise ProbeError(TLS_ERROR, 'The endpoint presented a certificate that cannot be parsed.')
+    return cert_material.certificate_facts(cert)
+
+
+def probe_once(options, context):
+    """One attempt: the served certificate's facts plus the TLS version. Raises ProbeError."""
+    der, version = fetch_certificate(options['host'], options['port'], options['server_name'], context, options['connect_timeout'])
+    facts = served_facts(der)
+    facts['tls_version'] = version
+    return facts
+
+
+# --------------------------------------------------------------------------
+# The bounded wait
+# --------------------------------------------------------------------------
+
+def wait_for_certificate(fetch, expected=None, timeout=0, interval=5, clock=time.monotonic, sleep=time.sleep):
+    """Call ``fetch()`` until it returns the expected thumbprint, or, without ``expected``, any certificate.
+
+    ``fetch`` returns a facts dict (with ``thumbprint``) or raises ProbeError. Attempts are
+    ``interval`` seconds apart and the last one starts when ``timeout`` seconds have passed, so the
+    wait lasts at most ``timeout`` plus one attempt. ``timeout=0`` makes exactly one attempt.
+
+    Returns a dict: ``matched`` (None without ``expected``), ``attempts``, ``elapsed`` (seconds),
+    ``served`` (facts of the last certificate seen, or None) and ``error`` (the last attempt's
+    failure as {code, message}, or None when it succeeded).
+    """
+    started = clock()
+    deadline = started + timeout
+    attempts = 0
+    served = None
+    error = None
+    while True:
+        attempts += 1
+        try:
+            served = fetch()
+            error = None
+        except ProbeError as exc:
+            error = exc
+        if error is None and (expected is None or served.get('thumbprint') == expected):
+            break
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        sleep(min(interval, remaining))
+    matched = None if expected is None else bool(served and error is None and served.get('thumbprint') == expected)
+    return {
+        'matched': matched,
+        'attempts': attempts,
+        'elapsed': round(clock() - started, 3),
+        'served': served,
+        'error': error.as_dict() if error is not None else None,
+    }
+
+
+def failure(report, expected, fail_on_mismatch):
+    """The ProbeError a report amounts to, or None.
+
+    Without ``expected`` the probe's purpose is to read the certificate: not getting one fails.
+    With ``expected`` a miss fails only when ``fail_on_mismatch`` asks for it (by default the
+    probe reports: an edge that has not picked up the new version yet is not an error).
+    """
+    error = report['error']
+    if expected is None:
+        if report['served'] is None:
+            return ProbeError(error['code'], error['message'])
+        return None
+    if report['matched'] or not fail_on_mismatch:
+        return None
+    if error is not None:
+        return ProbeError(error['code'], error['message'] + ' Expected thumbprint %s.' % expected)
+    return ProbeError(MISMATCH, 'After %d attempts in %s seconds the endpoint still serves %s (%s), not %s.'
+                      % (report['attempts'], report['elapsed'], report['served']['thumbprint'],
+                         report['served']['subject'], expected))

@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A loopback HTTPS server for the integration tests: downloads for the url source, and an endpoint to probe.
+
+  loopback_tls.py start --state FILE --cert PEM --key PEM [--root DIR] [--header 'Name: value']
+                        [--switch-after SECONDS | --switch-after-handshakes N] [--next-cert PEM --next-key PEM]
+                        [--ttl SECONDS]
+  loopback_tls.py stop --state FILE
+
+``start`` binds 127.0.0.1:<free port>, detaches a server process and prints JSON
+{"port", "pid"} (also written to the state file). The server
+
+* serves the files under --root over HTTPS (GET only); with --header, a request without that
+  exact header gets 401;
+* presents --cert (leaf first, then the chain) with --key, and re-reads both files when they
+  change, so a test rotates the served certificate by replacing the files; with --switch-after
+  it presents --next-cert/--next-key from that many seconds after start, with
+  --switch-after-handshakes from that many connections on (a deterministic "edge picks it up later");
+* stops on ``stop``, after --ttl seconds (default 600), or as soon as the ansible-playbook
+  process that started it exits (found by walking up the process tree; Linux /proc).
+
+``stop`` checks the process start time recorded in the state file, so a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+
+
+def _stat_fields(pid):
+    try:
+        with open('/proc/%d/stat' % pid, encoding='ascii', errors='replace') as handle:
+            return handle.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid):
+    fields = _stat_fields(pid)
+    return fields[19] if fields and fields[0] not in ('Z', 'X') else None
+
+
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def playbook_owner():
+    """(pid, start time) of the outermost ansible-playbook process above this one, or (None, None)."""
+    owner = None
+    pid = os.getppid()
+    while pid > 1:
+        if 'ansible-playbook' in _cmdline(pid):
+            owner = pid
+        fields = _stat_fields(pid)
+        if not fields:
+            break
+        pid = int(fields[1])
+    return (owner, start_time(owner)) if owner else (None, None)
+
+
+class Certificates(object):
+    """The SSL context to present now: reloaded when the files change, switched after a delay or some connections."""
+
+    def __init__(self, args):
+        self.args = args
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.loaded = None
+        self.context = None
+        self.connections = 0
+
+    def current(self, connection=False):
+        if connection:
+            self.connections += 1
+        switched = ((self.args.switch_after is not None and time.monotonic() - self.started >= self.args.switch_after) or
+                    (self.args.switch_after_handshakes is not None and self.connections > self.args.switch_after_handshakes))
+        cert, key = (self.args.next_cert, self.args.next_key) if switched else (self.args.cert, self.args.key)
+        stamp = (cert, key, os.stat(cert).st_mtime_ns, os.stat(key).st_mtime_ns)
+        with self.lock:
+            if stamp != self.loaded:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(cert, key)
+                self.context, self.loaded = context, stamp
+            return self.context
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, sock, handler, certificates):
+        self.certificates = certificates
+        super().__init__(sock.getsockname(), handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+
+    def get_request(self):
+        conn, addr = self.socket.accept()
+        conn.settimeout(10)
+        # The handshake happens in the handler thread, on the first read.
+        return self.certificates.current(connection=True).wrap_socket(conn, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        pass  # a probe closes right after the handshake: nothing to report
+
+
+def make_handler(args):
+    header = None
+    if args.header:
+        name, dummy, value = args.header.partition(':')
+        header = (name.strip(), value.strip())
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=args.root, **kw)
+
+        def send_head(self):
+            if header and self.headers.get(header[0]) != header[1]:
+                self.send_error(401, 'missing or wrong %s header' % header[0])
+                return None
+            return super().send_head()
+
+        def log_message(self, format, *a):  # pylint: disable=redefined-builtin
+            sys.stderr.write('%s %s\n' % (time.strftime('%H:%M:%S'), format % a))
+
+    return Handler
+
+
+def serve(args, sock, owner, owner_start):
+    server = Server(sock, make_handler(args), Certificates(args))
+    deadline = time.monotonic() + args.ttl
+
+    def watch():
+        while time.monotonic() < deadline:
+            if owner is not None and start_time(owner) != owner_start:
+                break
+            time.sleep(0.5)
+        server.shutdown()
+    threading.Thread(target=watch, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *args: threading.Thread(target=server.shutdown, daemon=True).start())
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+
+
+def cmd_start(args):
+    switching = args.switch_after is not None or args.switch_after_handshakes is not None
+    for path in (args.cert, args.key) + ((args.next_cert, args.next_key) if switching else ()):
+        if not path or not os.path.isfile(path):
+            sys.exit('loopback_tls: %r is not a file' % path)
+    Certificates(args).current()  # fail here, not in the detached process, when the files do not load
+    owner, owner_start = playbook_owner()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(('127.0.0.1', 0))
+    sock.listen(32)
+    port = sock.getsockname()[1]
+    pid_file = args.state + '.pid'
+    if os.path.exists(pid_file):
+        os.remove(pid_file)
+    log = open(args.state + '.log', 'ab')  # pylint: disable=consider-using-with
+    pid = os.fork()
+    if pid == 0:  # detached server: new session, no terminal, output to the log
+        os.setsid()
+        if os.fork():
+            os._exit(0)  # pylint: disable=protected-access
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        code = 0
+        try:
+            with open(pid_file, 'w', encoding='ascii') as handle:
+                handle.write(str(os.getpid()))
+            serve(args, sock, owner, owner_start)
+        except BaseException:  # pylint: disable=broad-except
+            import traceback
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)  # pylint: disable=protected-access
+    os.waitpid(pid, 0)
+    sock.close()
+    for dummy in range(100):
+        if os.path.exists(pid_file) and os.path.getsize(pid_file):
+            break
+        time.sleep(0.05)
+    with open(pid_file, encoding='ascii') as handle:
+        server_pid = int(handle.read())
+    state = {'port': port, 'pid': server_pid, 'start_time': start_time(server_pid), 'owner': owner}
+    with open(args.state, 'w', encoding='ascii') as handle:
+        json.dump(state, handle)
+    print(json.dumps(state))
+
+
+def cmd_stop(args):
+    try:
+        with open(args.state, encoding='ascii') as handle:
+            state = json.load(handle)
+    except OSError:
+        print(json.dumps({'stopped': False, 'reason': 'no state file'}))
+        return
+    pid = state['pid']
+    stopped = False
+    if start_time(pid) is not None and start_time(pid) == state['start_time']:
+        os.kill(pid, signal.SIGTERM)
+        for dummy in range(100):
+            if start_time(pid) != state['start_time']:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        stopped = True
+    print(json.dumps({'stopped': stopped, 'pid': pid}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    start = sub.add_parser('start')
+    start.add_argument('--state', required=True)
+    start.add_argument('--cert', required=True)
+    start.add_argument('--key', required=True)
+    start.add_argument('--root', default=os.getcwd())
+    start.add_argument('--header')
+    start.add_argument('--switch-after', type=float)
+    start.add_argument('--switch-after-handshakes', type=int)
+    start.add_argument('--next-cert')
+    start.add_argument('--next-key')
+    start.add_argument('--ttl', type=int, default=600)
+    start.set_defaults(func=cmd_start)
+    stop = sub.add_parser('stop')
+    stop.add_argument('--state', required=True)
+    stop.set_defaults(func=cmd_stop)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == '__main__':
+    main()
