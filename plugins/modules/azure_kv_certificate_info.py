@@ -294,7 +294,8 @@ missing_action:
 '''
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.info import CertdeployInfoModule, run_info
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import ReadOnlyModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.info import run_info
 
 ARGUMENT_SPEC = dict(
     CONNECTION_ARGS,
@@ -305,7 +306,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    run_info(CertdeployInfoModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+    run_info(ReadOnlyModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
 
 
 if __name__ == '__main__':

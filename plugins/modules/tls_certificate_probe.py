@@ -226,7 +226,8 @@ error_code:
   sample: unreachable
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.probe import ProbeModule, run_probe
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import ReadOnlyModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.probe import run_probe
 
 ARGUMENT_SPEC = dict(
     host=dict(type='str', required=True),
@@ -243,7 +244,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    run_probe(ProbeModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+    run_probe(ReadOnlyModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
 
 
 if __name__ == '__main__':

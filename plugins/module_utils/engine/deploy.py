@@ -182,7 +182,7 @@ class DeployEngine(object):
         if request.rollback == 'disabled':
             return model.Snapshot(current, reason='rollback is disabled')
         try:
-            return model.Snapshot(current, self.target.read_rollback_material(current), 'backing_secret')
+            return model.Snapshot(current, self.target.export_version(current), 'backing_secret')
         except errors.DeployError as exc:
             cause = exc
         leaf = current.leaf

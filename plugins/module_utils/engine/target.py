@@ -34,7 +34,7 @@ class Target(object):
         """Set tags and enabled on an existing version without a new import; return the new VersionState."""
         raise NotImplementedError
 
-    def read_rollback_material(self, state):
+    def export_version(self, state):
         """Export the stored version ``state``, private key included, as a ``model.ExportedVersion``.
 
         Raises DeployError when it cannot be read (forbidden, not exportable...)

@@ -78,6 +78,12 @@ class CertdeployModule(AnsibleModule):
         self.fail_json(msg=msg, **result)
 
 
+class ReadOnlyModule(CertdeployModule):
+    """CertdeployModule for modules that never write (info, probe): failures carry ``error_code`` but no rollback block."""
+
+    FAILURE_DEFAULTS = {}
+
+
 def keyvault_settings(params, env=None, name_required=True):
     """Map module options to validated Key Vault settings (pure apart from reading ``env``).
 

@@ -10,13 +10,7 @@ import os
 
 from ..engine import errors
 from ..targets.azure_kv.inventory import KeyVaultInventory
-from .ansible_module import CertdeployModule, keyvault_settings
-
-
-class CertdeployInfoModule(CertdeployModule):
-    """CertdeployModule for read-only modules: failures carry ``error_code`` but no deploy ``rollback`` block."""
-
-    FAILURE_DEFAULTS = {}
+from .ansible_module import keyvault_settings
 
 
 def info_settings(params, env):

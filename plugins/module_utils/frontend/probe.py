@@ -6,27 +6,9 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ..probe import tls
-
-
-class ProbeModule(AnsibleModule):
-    """AnsibleModule whose failures always carry an ``error_code`` (argument-spec failures: invalid_config).
-
-    CertdeployModule does the same for the Key Vault modules but adds their rollback block to every
-    failure, which means nothing for a read-only probe.
-    """
-
-    def __init__(self, *args, **kwargs):
-        self._in_argspec = True
-        super(ProbeModule, self).__init__(*args, **kwargs)
-        self._in_argspec = False
-
-    def fail_json(self, msg, **kwargs):
-        if getattr(self, '_in_argspec', False):
-            kwargs.setdefault('error_code', tls.INVALID_CONFIG)
-        super(ProbeModule, self).fail_json(msg=msg, **kwargs)
 
 
 def run_probe(module, fetch=None, clock=None, sleep=None):

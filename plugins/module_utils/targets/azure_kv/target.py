@@ -234,9 +234,6 @@ class KeyVaultTarget(Target):
                 % (state.version, material.thumbprint, state.thumbprint))
         return ExportedVersion(value, kind, material, version=state.version)
 
-    def read_rollback_material(self, state):
-        return self.export_version(state)
-
     def import_material(self, material, tags, enabled, content_type=None):
         kind = content_type or self.settings.content_type
         if kind == 'pem':

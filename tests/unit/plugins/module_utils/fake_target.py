@@ -103,9 +103,6 @@ class FakeTarget(Target):
         return self._state(entries[-1])
 
     def export_version(self, state):
-        return self.read_rollback_material(state)
-
-    def read_rollback_material(self, state):
         self.calls.append(('read_secret', state.version))
         self._apply_fault('read_secret')
         if not self.exportable:

@@ -190,7 +190,7 @@ def test_rollback_material_from_backing_secret(material):
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
     target = make_target(certs, FakeSecretClient(pfx))
-    restored = target.read_rollback_material(target.read_latest())
+    restored = target.export_version(target.read_latest())
     assert restored.thumbprint == material.thumbprint and m.public_key_matches(restored.material.leaf, material.key)
     assert (restored.payload, restored.content_type, restored.version) == (pfx, 'pkcs12', 'v1')
 
@@ -262,7 +262,7 @@ def test_rollback_material_must_match_the_version(material, pki):
     pem = (pki.pem(other['leaf']) + pki.key_pem(other['key'])).decode()
     target = make_target(certs, FakeSecretClient(pem, 'application/x-pem-file'))
     with pytest.raises(errors.DeployError) as info:
-        target.read_rollback_material(target.read_latest())
+        target.export_version(target.read_latest())
     assert 'not the certificate' in info.value.message
 
 
@@ -271,7 +271,7 @@ def test_forbidden_secret_read_is_classified(material):
     certs.latest = bundle(material)
     target = make_target(certs, FakeSecretClient(error=HttpError(403, 'denied')))
     with pytest.raises(errors.DeployError) as info:
-        target.read_rollback_material(target.read_latest())
+        target.export_version(target.read_latest())
     assert info.value.code == errors.FORBIDDEN and 'getSecret' in info.value.message
 
 
