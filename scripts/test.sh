@@ -74,11 +74,13 @@ sanitize_environment() {
     # reach the tests: unit tests must not authenticate or contact 169.254.169.254.
     for name in $(compgen -e); do
         case "${name}" in
-            AZURE_* | IDENTITY_ENDPOINT | IDENTITY_HEADER | IDENTITY_SERVER_THUMBPRINT | IMDS_ENDPOINT | MSI_ENDPOINT | MSI_SECRET)
+            AZURE_* | IDENTITY_* | IMDS_* | MSI_*)
                 unset "${name}" ;;
         esac
     done
     unset PYTHONPATH PYTHONHOME VIRTUAL_ENV PYENV_VERSION
+    # Should any test build a managed-identity credential anyway, it asks a closed loopback port, not IMDS.
+    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 IMDS_ENDPOINT=http://127.0.0.1:9
     export PIP_DISABLE_PIP_VERSION_CHECK=1
 
     # pyenv shims answer to every pythonX.Y name but fail for versions that are not
