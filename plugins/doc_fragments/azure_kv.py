@@ -75,9 +75,13 @@ options:
     default: true
   timeout:
     description:
-      - Connection and read timeout of each request to Key Vault, in seconds. Throttled and failing requests are retried
-        with azure-core's retry policy, which honours C(Retry-After), up to 4 times; one call, retries and waits included,
-        gives up after four times this timeout (error C(timeout), C(throttled) or C(service_error)).
+      - Connection and read timeout of each request to Key Vault and to the sign-in endpoint, in seconds.
+      - Throttled and failing requests are retried with azure-core's retry policy, which honours C(Retry-After), up to
+        4 times; one call, retries and waits included, gives up after four times this timeout (error C(timeout),
+        C(throttled) or C(service_error)).
+      - A connection that cannot be made at all (refused, no route, proxy refused) is tried twice, without a wait in
+        between, and then fails with C(unreachable); that takes at most two times this timeout when connecting
+        hangs, and no time at all when it is refused.
     type: int
     default: 60
 requirements:

@@ -401,7 +401,9 @@ error_code:
   description:
     - Stable reason of a failure. One of V(invalid_config), V(invalid_material), V(key_mismatch), V(unsupported_key),
       V(expired), V(not_owned), V(soft_deleted), V(being_deleted), V(forbidden), V(auth_failed), V(vault_not_found),
-      V(conflict), V(throttled), V(service_error), V(timeout), V(rollback_failed), V(missing_dependency).
+      V(conflict), V(throttled), V(service_error), V(timeout), V(unreachable) (no connection to the vault or the sign-in
+      endpoint; refused, no route, proxy refused), V(network_denied) (the vault's firewall or private-endpoint rules refused
+      the caller), V(rollback_failed), V(missing_dependency).
   returned: failure
   type: str
   sample: not_owned

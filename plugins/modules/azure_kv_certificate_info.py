@@ -282,7 +282,7 @@ error_code:
   description:
     - Stable reason of a failure, from the codes of M(certdeploy.cloud.azure_kv_certificate_deploy). A read fails with
       V(invalid_config), V(forbidden), V(auth_failed), V(vault_not_found), V(conflict), V(throttled), V(service_error),
-      V(timeout) or V(missing_dependency).
+      V(timeout), V(unreachable), V(network_denied) or V(missing_dependency).
   returned: failure
   type: str
   sample: forbidden

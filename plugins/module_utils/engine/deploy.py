@@ -236,60 +236,84 @@ class DeployEngine(object):
 
     # -- verify and rollback ------------------------------------------------
 
-    def _read_latest_with_retries(self):
-        last = None
+    def _read_back(self, current):
+        """Read latest after an import, retrying within ``verify_attempts`` what may be transient.
+
+        Retried: a failed read with a transient code (throttled, service error, timeout, a token or
+        connection hiccup), a read that finds nothing (404 right after the import), and a stale read
+        that still returns the version from before the import.  A refusal (forbidden, not found
+        vault) is not retried.  Returns ``(latest, None)`` or ``(None, why)``.
+        """
+        why = None
         for attempt in range(self.verify_attempts):
             if attempt:
                 self._sleep(self.verify_delay * attempt)
             try:
-                return self.target.read_latest(), None
+                latest = self.target.read_latest()
             except errors.DeployError as exc:
-                last = exc
-                if exc.code not in errors.TRANSIENT_CODES and exc.code != errors.AUTH_FAILED:
+                why = '%s: %s' % (exc.code, exc.message)
+                if exc.code not in errors.READ_BACK_RETRY_CODES:
                     break
-        return None, last
+                continue
+            if latest is None:
+                why = 'the certificate was not found'
+            elif current is not None and latest.version == current.version:
+                why = 'the target still returned the previous version %s' % current.version
+            else:
+                return latest, None
+        return None, why
 
     def _verify(self, current, imported, snapshot, request, result):
         local = request.material.thumbprint
         result.certificate = imported.describe()
-        if imported.thumbprint != local:
-            self._rollback(snapshot, imported, request, result,
-                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local))
-        latest, failure = self._read_latest_with_retries()
-        if latest is not None and current is not None and latest.version == current.version:
-            # Still the version from before our import: a stale read, not another writer.
-            latest, failure = None, errors.DeployError(
-                errors.SERVICE_ERROR, 'the target still returned the previous version %s' % current.version)
+        garbled = imported.thumbprint != local
+        # Read latest before anything else, even when the import response already shows a mismatch:
+        # a version by another writer may have landed meanwhile, and it must never be rolled back over.
+        latest, why = self._read_back(current)
         if latest is None:
             result.outcome = model.UNVERIFIED
-            result.warnings.append(
-                'Version %s was imported and the import response matched, but reading it back failed (%s); '
-                'no rollback was attempted. Check the target before relying on it.'
-                % (imported.version, failure.message if failure else 'the certificate was not found'))
+            if garbled:
+                result.warnings.append(
+                    'The import response for version %s showed thumbprint %s, not the %s that was sent, and reading the '
+                    'certificate back failed (%s). No rollback was attempted: without a read it cannot be told whether '
+                    'another writer has deployed since. Check the target now.' % (imported.version, imported.thumbprint, local, why))
+            else:
+                result.warnings.append(
+                    'Version %s was imported and the import response matched, but reading it back failed (%s); '
+                    'no rollback was attempted. Check the target before relying on it.' % (imported.version, why))
             return
-        if latest.version == imported.version:
-            if latest.thumbprint != local:
-                self._rollback(snapshot, imported, request, result,
-                               'Reading version %s back returned thumbprint %s, not %s.' % (latest.version, latest.thumbprint, local))
-            result.outcome = model.ROTATED if current is not None else model.CREATED
-            result.certificate = latest.describe()
-            return
-        result.outcome = model.CONCURRENT_WRITER
-        result.certificate = imported.describe()
-        raise errors.DeployError(
-            errors.CONFLICT,
-            'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
-            'concurrently. It was not rolled back over. Coordinate writers and run again.'
-            % (imported.version, latest.version, latest.thumbprint),
-            result=dict(result.as_dict(), outcome=model.CONCURRENT_WRITER),
-        )
+        if latest.version != imported.version:
+            result.outcome = model.CONCURRENT_WRITER
+            result.certificate = imported.describe()
+            raise errors.DeployError(
+                errors.CONFLICT,
+                'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
+                'concurrently. It was not rolled back over%s. Coordinate writers and run again.'
+                % (imported.version, latest.version, latest.thumbprint,
+                   ' (the import response showed thumbprint %s, not %s)' % (imported.thumbprint, local) if garbled else ''),
+                result=dict(result.as_dict(), outcome=model.CONCURRENT_WRITER),
+            )
+        if garbled:
+            self._rollback(snapshot, latest, request, result,
+                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local))
+        if latest.thumbprint != local:
+            self._rollback(snapshot, latest, request, result,
+                           'Reading version %s back returned thumbprint %s, not %s.' % (latest.version, latest.thumbprint, local))
+        result.outcome = model.ROTATED if current is not None else model.CREATED
+        result.certificate = latest.describe()
 
     def _rollback(self, snapshot, imported, request, result, cause):
         rb = result.rollback
         if request.rollback == 'disabled':
             rb['reason'] = 'rollback is disabled'
-            raise errors.DeployError(errors.SERVICE_ERROR, cause + ' Rollback is disabled; the faulty version %s is latest.' % imported.version,
-                                     result=result.as_dict())
+            result.outcome = model.ROLLBACK_FAILED
+            result.certificate = imported.describe()
+            raise errors.DeployError(
+                errors.SERVICE_ERROR,
+                '%s Rollback is disabled, so nothing was restored: the faulty version %s (thumbprint %s) is latest. Manual '
+                'step: deploy a correct certificate (or re-import the previous one) as a new version; do not disable '
+                'versions, consumers follow the versionless id.' % (cause, imported.version, imported.thumbprint),
+                result=result.as_dict())
         if not snapshot.available:
             rb['reason'] = snapshot.reason
             result.outcome = model.ROLLBACK_FAILED
@@ -301,12 +325,14 @@ class DeployEngine(object):
         rb['attempted'] = True
         previous = snapshot.state
         rollback_tags = tags.rollback_tags(previous.tags, imported.version)
+        # The previous version as it was: its own enabled and exportable flags, not this run's options.
         try:
             if snapshot.source == 'backing_secret':  # the previous version's own bytes, in their own format
-                restored = self.target.import_exported(snapshot.material, rollback_tags, previous.enabled)
+                restored = self.target.import_exported(snapshot.material, rollback_tags, previous.enabled,
+                                                       exportable=previous.exportable)
             else:
                 restored = self.target.import_material(snapshot.material, rollback_tags, previous.enabled,
-                                                       content_type=previous.content_type)
+                                                       content_type=previous.content_type, exportable=previous.exportable)
         except errors.DeployError as exc:
             rb['reason'] = '%s: %s' % (exc.code, exc.message)
             result.outcome = model.ROLLBACK_FAILED

@@ -27,6 +27,8 @@ CONFLICT = 'conflict'
 THROTTLED = 'throttled'
 SERVICE_ERROR = 'service_error'
 TIMEOUT = 'timeout'
+UNREACHABLE = 'unreachable'
+NETWORK_DENIED = 'network_denied'
 ROLLBACK_FAILED = 'rollback_failed'
 MISSING_DEPENDENCY = 'missing_dependency'
 
@@ -34,16 +36,21 @@ ALL_CODES = frozenset((
     INVALID_CONFIG, INVALID_MATERIAL, KEY_MISMATCH, UNSUPPORTED_KEY, EXPIRED,
     NOT_OWNED, SOFT_DELETED, BEING_DELETED, FORBIDDEN, AUTH_FAILED,
     VAULT_NOT_FOUND, CONFLICT, THROTTLED, SERVICE_ERROR, TIMEOUT,
-    ROLLBACK_FAILED, MISSING_DEPENDENCY,
+    UNREACHABLE, NETWORK_DENIED, ROLLBACK_FAILED, MISSING_DEPENDENCY,
 ))
 
 # Failures that mean "the target could not be read right now", as opposed to
 # "the request is wrong".  Check mode turns these into a warning and a
 # conservative prediction instead of a failure.
-UNREACHABLE_CODES = frozenset((AUTH_FAILED, FORBIDDEN, THROTTLED, SERVICE_ERROR, TIMEOUT, MISSING_DEPENDENCY, VAULT_NOT_FOUND))
+UNREACHABLE_CODES = frozenset((AUTH_FAILED, FORBIDDEN, THROTTLED, SERVICE_ERROR, TIMEOUT, MISSING_DEPENDENCY, VAULT_NOT_FOUND,
+                               UNREACHABLE, NETWORK_DENIED))
 
 # Failures after which repeating the same request may succeed.
 TRANSIENT_CODES = frozenset((THROTTLED, SERVICE_ERROR, TIMEOUT))
+
+# Failures of a read-back right after an import that are worth another read: the transient ones, plus a
+# token or connection hiccup.  A refusal (forbidden, not found) is not retried.
+READ_BACK_RETRY_CODES = TRANSIENT_CODES | frozenset((AUTH_FAILED, UNREACHABLE))
 
 
 class DeployError(Exception):

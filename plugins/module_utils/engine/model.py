@@ -31,7 +31,7 @@ class VersionState(object):
     """
 
     def __init__(self, version, thumbprint, tags=None, enabled=True, facts=None, ids=None,
-                 created_on=None, content_type=None, leaf=None):
+                 created_on=None, content_type=None, leaf=None, exportable=None):
         self.version = version
         self.thumbprint = thumbprint.upper() if thumbprint else thumbprint
         self.tags = dict(tags or {})
@@ -40,6 +40,7 @@ class VersionState(object):
         self.ids = dict(ids or {})
         self.created_on = created_on
         self.content_type = content_type
+        self.exportable = exportable  # whether the target lets the key be exported again (None: not known)
         self.leaf = leaf
 
     def summary(self):

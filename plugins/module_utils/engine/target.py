@@ -42,15 +42,15 @@ class Target(object):
         """
         raise NotImplementedError
 
-    def import_material(self, material, tags, enabled, content_type=None):
+    def import_material(self, material, tags, enabled, content_type=None, exportable=None):
         """Import ``material`` as a new version; return the VersionState from the import response.
 
-        ``content_type`` overrides the target's configured content type (a rollback
-        re-imports in the previous version's format).
+        ``content_type`` and ``exportable`` override the target's configured ones (a rollback
+        re-imports in the previous version's format, as exportable as it was).
         """
         raise NotImplementedError
 
-    def import_exported(self, exported, tags, enabled, content_type=None):
+    def import_exported(self, exported, tags, enabled, content_type=None, exportable=None):
         """Import an ``ExportedVersion`` (a snapshot, or a version exported by another target) unchanged.
 
         When ``content_type`` asks for another format than the export's, the

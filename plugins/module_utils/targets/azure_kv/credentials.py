@@ -13,6 +13,7 @@ argument so tests can observe exactly what is constructed.
 from __future__ import annotations
 
 from ...engine import errors
+from . import faults
 
 MODES = ('default', 'managed_identity', 'client_secret', 'workload_identity')
 
@@ -141,6 +142,8 @@ class _TokenGuard(object):
         if isinstance(exc, errors.DeployError):
             return exc
         text = ' '.join(str(exc).split())[:1000] or type(exc).__name__
+        if faults.no_connection(text) is not None:
+            return faults.sign_in_unreachable(type(self._credential).__name__, text)
         return errors.DeployError(errors.AUTH_FAILED, 'Could not get a token for Key Vault from %s: %s'
                                   % (type(self._credential).__name__, text))
 

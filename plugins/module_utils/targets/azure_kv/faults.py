@@ -25,14 +25,65 @@ _ACCESS_POLICY = re.compile(r"(The user, group or application .*? does not have 
 _DNS = ('Name or service not known', 'nodename nor servname', 'getaddrinfo failed', 'Temporary failure in name resolution',
         'Failed to resolve', 'NameResolutionError', 'No address associated with hostname')
 _TLS = ('CERTIFICATE_VERIFY_FAILED', 'SSLCertVerificationError', 'certificate verify failed', 'hostname mismatch')
+# What the operating system or urllib3 says when no connection could be made at all.
+_NO_CONNECTION = (
+    ('Connection refused', 'connection refused'),
+    ('No route to host', 'no route to host'),
+    ('Network is unreachable', 'network is unreachable'),
+)
+_PROXY = 'Unable to connect to proxy'
+_ENDPOINT = re.compile(r"host='([^']+)', port=(\d+)")
+# Key Vault's own codes (error.code or error.innererror.code) for a caller the vault's network rules refused.
+_NETWORK_CODES = ('ForbiddenByConnection', 'ForbiddenByFirewall')
+_NETWORK_TEXT = ('public network access is disabled', 'client address is not authorized', 'not authorized and caller is not a trusted service')
+# Key Vault's codes for an object (not the vault) that does not exist.
+_OBJECT_NOT_FOUND = ('CertificateNotFound', 'SecretNotFound', 'KeyNotFound', 'VersionNotFound')
+_OBJECT_NOT_FOUND_TEXT = re.compile(r'\b(?:certificate|secret|key|version)\b.{0,120}\b(?:was not found|not found|does not exist)', re.I)
+# A 400 about tags: Key Vault's code, or its message naming tags as the subject (not "bad tag" inside a DER parser).
+_TAGS = re.compile(r'(?<!bad )\b(?:too many tags|tags? (?:name|key|value)s?\b|tags? (?:exceed|must|cannot|can not|is too|are too|count)|'
+                   r'number of tags|tag names?|tag values?|invalid tags?)', re.I)
 
 
 def _text(exc):
-    parts = [str(exc)]
+    """str(exc), and the inner exception's text when it adds something (never the same text twice)."""
+    outer = ' '.join(str(exc).split())
     inner = getattr(exc, 'inner_exception', None)
-    if inner is not None:
-        parts.append(str(inner))
-    return ' | '.join(p for p in parts if p)
+    inner = ' '.join(str(inner).split()) if inner is not None else ''
+    if inner and inner not in outer:
+        return '%s (%s)' % (outer, inner) if outer else inner
+    return outer
+
+
+def no_connection(text):
+    """(cause, 'host:port') when text says no connection could be made at all (refused, no route, proxy); else None.
+
+    Used for the vault and for sign-in and identity endpoints alike, so both report ``unreachable``.
+    """
+    proxy = _PROXY in text
+    for marker, cause in _NO_CONNECTION:
+        if marker in text:
+            break
+    else:
+        if not proxy:
+            return None
+        cause = 'no connection could be made'
+    endpoint = _ENDPOINT.search(text)
+    where = '%s:%s' % endpoint.groups() if endpoint else None
+    if proxy:
+        cause = 'the proxy%s refused the connection' % (' at %s' % where if where else '') if cause == 'connection refused' \
+            else 'the proxy%s could not be reached (%s)' % (' at %s' % where if where else '', cause)
+        where = None
+    return cause, where
+
+
+def sign_in_unreachable(credential, text):
+    """The ``unreachable`` error for a sign-in or identity endpoint that could not be connected to."""
+    cause, endpoint = no_connection(text)
+    return errors.DeployError(
+        errors.UNREACHABLE,
+        'The sign-in endpoint%s could not be reached, so %s got no token for Key Vault: %s. Check authority_host or '
+        'cloud, the managed-identity endpoint, and any firewall or proxy on the way.'
+        % (' %s' % endpoint if endpoint else '', credential, cause))
 
 
 def _service_message(exc):
@@ -75,6 +126,8 @@ def classify(exc, operation, subject=''):
             'Key Vault\'s authentication challenge named a resource that does not match the vault host%s, so no token was sent. '
             'If this is an emulator or a private endpoint alias you trust, set verify_challenge_resource: false.' % where)
     if name in ('CredentialUnavailableError', 'ClientAuthenticationError', 'AuthenticationRequiredError') or status == 401:
+        if status is None and no_connection(text) is not None:
+            return sign_in_unreachable(name, text)
         return errors.DeployError(
             errors.AUTH_FAILED,
             'Could not sign in to Key Vault%s: %s' % (where, ' '.join(text.split())[:2000]))
@@ -91,13 +144,27 @@ def classify(exc, operation, subject=''):
             return errors.DeployError(
                 errors.VAULT_NOT_FOUND,
                 'The vault host could not be resolved%s; check vault_url (and private DNS for private endpoints).' % where)
+        unreachable = no_connection(text)
+        if unreachable is not None:
+            cause, endpoint = unreachable
+            return errors.DeployError(
+                errors.UNREACHABLE, 'Key Vault%s could not be reached during %s: %s. Check vault_url, and any firewall or proxy '
+                'on the way.' % (where or (' (%s)' % endpoint if endpoint else ''), operation, cause))
         if name in ('ServiceRequestError', 'ServiceResponseError', 'ConnectionError'):
             return errors.DeployError(errors.SERVICE_ERROR, 'Could not talk to Key Vault during %s%s: %s' % (operation, where, _first_line(text)))
         return errors.DeployError(errors.SERVICE_ERROR, 'Unexpected failure during %s%s: %s: %s' % (operation, where, name, _first_line(text)))
 
     message = _service_message(exc)
     codes = _codes(exc)
-    if status == 403 and ('SecretDisabled' in codes or 'disabled' in message.lower()):
+    lowered = message.lower()
+    if status == 403 and (any(code in _NETWORK_CODES for code in codes) or any(marker in lowered for marker in _NETWORK_TEXT)):
+        return errors.DeployError(
+            errors.NETWORK_DENIED,
+            'The vault\'s network rules refused this caller during %s%s (firewall or private endpoint; not a permission '
+            'problem): %s Allow the address this host connects from, or reach the vault through its private endpoint.'
+            % (operation, where, message))
+    if status == 403 and ('SecretDisabled' in codes or 'CertificateDisabled' in codes or 'disabled secret' in lowered
+                          or 'disabled certificate' in lowered):
         # Not a permission problem: Key Vault hands out no key of a disabled version.
         return errors.DeployError(
             errors.CONFLICT, 'Key Vault refused %s%s because the version is disabled: %s' % (operation, where, message))
@@ -114,12 +181,15 @@ def classify(exc, operation, subject=''):
             errors.FORBIDDEN, 'Forbidden during %s%s: %s. Key Vault said: %s' % (operation, where, needed, message),
             action=action.group(1) if action else ACTIONS.get(operation))
     if status == 404:
-        if operation in ('read', 'connect', 'read_deleted'):
-            return errors.DeployError(errors.VAULT_NOT_FOUND, 'Key Vault answered 404 during %s%s: %s' % (operation, where, message))
-        # The vault answered, so the object went away (or never had this part) while we worked.
-        return errors.DeployError(errors.CONFLICT, 'Key Vault answered 404 during %s%s: %s' % (operation, where, message))
+        if any(code in _OBJECT_NOT_FOUND for code in codes) or _OBJECT_NOT_FOUND_TEXT.search(message):
+            # The vault answered for the object: it went away (or that version never existed) while we worked.
+            return errors.DeployError(
+                errors.CONFLICT, 'The object was not found during %s%s (deleted or changed meanwhile?): %s' % (operation, where, message))
+        return errors.DeployError(
+            errors.VAULT_NOT_FOUND,
+            'Key Vault answered 404 during %s%s without naming a missing certificate or secret: the URL does not reach a vault. '
+            'Check vault_url (and private DNS for private endpoints). It said: %s' % (operation, where, message))
     if status == 409:
-        lowered = message.lower()
         if 'ObjectIsDeletedButRecoverable' in codes or 'deleted but recoverable' in lowered:
             return errors.DeployError(
                 errors.SOFT_DELETED,
@@ -132,7 +202,7 @@ def classify(exc, operation, subject=''):
     if status >= 500:
         return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault failed with HTTP %d during %s%s: %s' % (status, operation, where, message))
     if status == 400:
-        if 'tag' in message.lower():
+        if any('tag' in code.lower() for code in codes) or _TAGS.search(message):
             return errors.DeployError(errors.INVALID_CONFIG, 'Key Vault rejected the tags%s: %s' % (where, message))
         if operation == 'import':
             return errors.DeployError(errors.INVALID_MATERIAL, 'Key Vault rejected the certificate%s: %s' % (where, message))

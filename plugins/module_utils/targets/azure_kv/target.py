@@ -21,7 +21,10 @@ CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-fil
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
 
 # azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
+# A connection that cannot be made at all (refused, no route) is tried twice, not five times: waiting
+# longer rarely helps, and `timeout` must bound a failing call.
 RETRY = {'retry_total': 4, 'retry_backoff_factor': 0.8, 'retry_backoff_max': 30}
+CONNECT_RETRIES = 1
 # ...and how long: one call, retries and waits included, gives up after this many request timeouts.
 TOTAL_TIMEOUT_FACTOR = 4
 
@@ -99,7 +102,8 @@ class KeyVaultTarget(Target):
         if self._clients is not None:
             return self._clients
         sdk = self._sdk
-        transport = {'connection_timeout': self.settings.timeout, 'read_timeout': self.settings.timeout}
+        transport = {'connection_timeout': self.settings.timeout, 'read_timeout': self.settings.timeout,
+                     'retry_connect': CONNECT_RETRIES}
         if self.settings.ca_path:
             self._ca_file = combined_ca_bundle(self.settings.ca_path)
             transport['connection_verify'] = self._ca_file
@@ -234,19 +238,19 @@ class KeyVaultTarget(Target):
                 % (state.version, material.thumbprint, state.thumbprint))
         return ExportedVersion(value, kind, material, version=state.version)
 
-    def import_material(self, material, tags, enabled, content_type=None):
+    def import_material(self, material, tags, enabled, content_type=None, exportable=None):
         kind = content_type or self.settings.content_type
         if kind == 'pem':
             payload, password = cert_material.build_pem(material), None
         else:
             password = cert_material.new_transport_password()
             payload = cert_material.build_pkcs12(material, password)
-        return self._import(payload, password, kind, material, tags, enabled)
+        return self._import(payload, password, kind, material, tags, enabled, exportable)
 
-    def import_exported(self, exported, tags, enabled, content_type=None):
+    def import_exported(self, exported, tags, enabled, content_type=None, exportable=None):
         kind = content_type or exported.content_type
         if kind != exported.content_type:
-            return self.import_material(exported.material, tags, enabled, content_type=kind)
+            return self.import_material(exported.material, tags, enabled, content_type=kind, exportable=exportable)
         if kind == 'pem':
             payload = cert_material.to_bytes(exported.payload)
         else:
@@ -256,11 +260,11 @@ class KeyVaultTarget(Target):
                 raise errors.DeployError(errors.INVALID_MATERIAL, 'The exported PKCS#12 of version %s is not base64.' % exported.version)
         # Key Vault exports PKCS#12 without a password, and its import accepts that without one: the
         # bytes go back unchanged and no `pwd` is sent.
-        return self._import(payload, None, kind, exported.material, tags, enabled)
+        return self._import(payload, None, kind, exported.material, tags, enabled, exportable)
 
-    def _import(self, payload, password, kind, material, tags, enabled):
+    def _import(self, payload, password, kind, material, tags, enabled, exportable=None):
         certs = self._connect()[0]
-        policy = self._policy(material, kind)
+        policy = self._policy(material, kind, self.settings.exportable if exportable is None else exportable)
         extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
         bundle = self._call('import', certs.import_certificate, self.name, payload,
                             enabled=enabled, tags=tags, password=password, policy=policy, **extra)
@@ -270,7 +274,7 @@ class KeyVaultTarget(Target):
             state.content_type = kind
         return state
 
-    def _policy(self, material, kind):
+    def _policy(self, material, kind, exportable):
         """The explicit import policy: issuer Unknown, content type, exportability, and no auto-renew."""
         kv = self._sdk.certificates
         key_kind, size = material.key_description
@@ -279,7 +283,7 @@ class KeyVaultTarget(Target):
         return kv.CertificatePolicy(
             issuer_name='Unknown',
             content_type=kv.CertificateContentType.pem if kind == 'pem' else kv.CertificateContentType.pkcs12,
-            exportable=self.settings.exportable,
+            exportable=exportable,
             reuse_key=False,
             lifetime_actions=[kv.LifetimeAction(action=kv.CertificatePolicyAction.email_contacts, lifetime_percentage=80)],
             **key_options)
@@ -310,6 +314,8 @@ class KeyVaultTarget(Target):
             content_type = _CONTENT_TYPE_NAMES.get(getattr(content_type, 'value', content_type))
         if thumb and not facts.get('x5t'):
             facts['x5t'] = cert_material.x5t_from_thumbprint(thumb)
+        exportable = getattr(policy, 'exportable', None) if policy is not None else None
         return VersionState(
             version=props.version, thumbprint=thumb, tags=props.tags or {}, enabled=props.enabled,
-            facts=facts, ids=ids, created_on=props.created_on, content_type=content_type, leaf=leaf)
+            facts=facts, ids=ids, created_on=props.created_on, content_type=content_type, leaf=leaf,
+            exportable=exportable if isinstance(exportable, bool) else None)

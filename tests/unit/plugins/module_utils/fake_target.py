@@ -22,10 +22,14 @@ class CommitThenFail(object):
 
 
 class ConcurrentImport(object):
-    """Import effect: another writer imports ``material`` right after ours."""
+    """Import effect: another writer imports ``material`` right after ours.
 
-    def __init__(self, material):
+    With ``garbled_leaf`` our import response also shows that certificate instead of the one stored.
+    """
+
+    def __init__(self, material, garbled_leaf=None):
         self.material = material
+        self.garbled_leaf = garbled_leaf
 
 
 class FakeTarget(Target):
@@ -42,11 +46,12 @@ class FakeTarget(Target):
 
     # -- test helpers ------------------------------------------------------
 
-    def seed(self, material, tags=None, enabled=True, content_type='pkcs12', payload=None):
+    def seed(self, material, tags=None, enabled=True, content_type='pkcs12', payload=None, exportable=True):
         """Store a version; ``payload`` stands for its exported bytes (a fresh token unless given)."""
         version = 'v%d' % next(self._ids)
         self.versions.append({'version': version, 'material': material, 'tags': dict(tags or {}), 'enabled': enabled,
-                              'content_type': content_type, 'payload': payload or ('exported-bytes-of-' + version)})
+                              'content_type': content_type, 'payload': payload or ('exported-bytes-of-' + version),
+                              'exportable': exportable})
         return version
 
     def fail(self, operation, *effects):
@@ -66,10 +71,12 @@ class FakeTarget(Target):
 
     def _state(self, entry, leaf_override=None):
         leaf = leaf_override or entry['material'].leaf
-        return VersionState(
+        state = VersionState(
             version=entry['version'], thumbprint=m.thumbprint(leaf), tags=entry['tags'], enabled=entry['enabled'],
             facts=m.certificate_facts(leaf), ids={'id': 'mem://vault/www/' + entry['version'], 'versionless_id': 'mem://vault/www'},
             created_on=int(entry['version'][1:]), content_type=entry['content_type'], leaf=leaf)
+        state.exportable = entry['exportable']
+        return state
 
     # -- Target port ---------------------------------------------------------
 
@@ -110,24 +117,26 @@ class FakeTarget(Target):
         entry = next(e for e in self.versions if e['version'] == state.version)
         return ExportedVersion(entry['payload'], entry['content_type'], entry['material'], version=entry['version'])
 
-    def import_material(self, material, tags, enabled, content_type=None):
-        return self._store(material, tags, enabled, content_type or 'pkcs12', None, 'import')
+    def import_material(self, material, tags, enabled, content_type=None, exportable=None):
+        return self._store(material, tags, enabled, content_type or 'pkcs12', None, 'import', exportable)
 
-    def import_exported(self, exported, tags, enabled, content_type=None):
+    def import_exported(self, exported, tags, enabled, content_type=None, exportable=None):
         if content_type not in (None, exported.content_type):
-            return self.import_material(exported.material, tags, enabled, content_type)
-        return self._store(exported.material, tags, enabled, exported.content_type, exported.payload, 'import_exported')
+            return self.import_material(exported.material, tags, enabled, content_type, exportable)
+        return self._store(exported.material, tags, enabled, exported.content_type, exported.payload, 'import_exported', exportable)
 
-    def _store(self, material, tags, enabled, content_type, payload, how):
+    def _store(self, material, tags, enabled, content_type, payload, how, exportable=None):
+        """``exportable=None`` means the target's configured default (True here)."""
         self.calls.append(('import', m.thumbprint(material.leaf), dict(tags), how))
         effect = self._apply_fault('import')
-        self.seed(material, tags, enabled, content_type, payload)
+        self.seed(material, tags, enabled, content_type, payload, True if exportable is None else exportable)
         mine = self.versions[-1]
         if isinstance(effect, CommitThenFail):
             raise effect.error
+        stored_leaf = effect if isinstance(effect, m.x509.Certificate) else None
         if isinstance(effect, ConcurrentImport):
             self.seed(effect.material, {'writer': 'someone-else'})
-        stored_leaf = effect if isinstance(effect, m.x509.Certificate) else None
+            stored_leaf = effect.garbled_leaf
         return self._state(mine, leaf_override=stored_leaf)
 
     def predicted_ids(self):

@@ -109,7 +109,7 @@ def test_repr_hides_the_secret():
 
 
 def test_real_azure_identity_types(monkeypatch):
-    identity = pytest.importorskip('azure.identity')
+    import azure.identity as identity  # pylint: disable=import-outside-toplevel
     for name in ('AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET', 'AZURE_FEDERATED_TOKEN_FILE', 'IDENTITY_ENDPOINT', 'MSI_ENDPOINT'):
         monkeypatch.delenv(name, raising=False)
     settings = credentials.resolve('client_secret', AUTHORITY, env=SECRET_ENV)
@@ -140,10 +140,14 @@ class Refusing(object):
 
 def test_token_failures_are_sign_in_failures():
     guard = credentials.guarded(Refusing())
-    for call in (guard.get_token, guard.get_token_info):
-        with pytest.raises(errors.DeployError) as info:
-            call('https://vault.azure.net/.default')
-        assert info.value.code == errors.AUTH_FAILED and 'Refusing' in info.value.message
+    with pytest.raises(errors.DeployError) as info:
+        guard.get_token('https://vault.azure.net/.default')
+    # No connection to the identity endpoint: unreachable, naming the credential and the endpoint, the cause once.
+    assert info.value.code == errors.UNREACHABLE and 'Refusing' in info.value.message
+    assert '127.0.0.1:9' in info.value.message and info.value.message.count('refused') == 1
+    with pytest.raises(errors.DeployError) as info:
+        guard.get_token_info('https://vault.azure.net/.default')
+    assert info.value.code == errors.AUTH_FAILED and 'Refusing' in info.value.message and 'timed out' in info.value.message
 
 
 def test_guard_keeps_the_token_protocol_of_the_credential():

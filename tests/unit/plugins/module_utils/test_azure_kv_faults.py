@@ -8,10 +8,12 @@ import json
 
 import pytest
 
+# Unit-test requirements (tests/unit/requirements.txt): a missing package fails collection, it never skips.
+import azure.core.exceptions as core
+import azure.identity as identity
+
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import faults
-
-core = pytest.importorskip('azure.core.exceptions')
 
 RBAC_403 = ("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions "
             "were changed recently, please observe propagation time.\r\nCaller: appid=00000000-0000-0000-0000-000000000001;"
@@ -108,7 +110,6 @@ def test_bad_request_on_import_is_material_and_on_tags_is_config():
 
 
 def test_credential_unavailable_is_auth_failed():
-    identity = pytest.importorskip('azure.identity')
     err = classify(identity.CredentialUnavailableError(message='ManagedIdentityCredential: no endpoint'), 'read')
     assert err.code == errors.AUTH_FAILED and 'ManagedIdentityCredential' in err.message
 
@@ -118,7 +119,7 @@ def test_transport_errors():
     assert classify(dns).code == errors.VAULT_NOT_FOUND
     assert classify(core.ServiceRequestTimeoutError('Read timed out.')).code == errors.TIMEOUT
     refused = core.ServiceRequestError('Connection refused')
-    assert classify(refused).code == errors.SERVICE_ERROR
+    assert classify(refused).code == errors.UNREACHABLE
     tls = core.ServiceRequestError('SSLError(SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"))')
     err = classify(tls)
     assert err.code == errors.INVALID_CONFIG and 'ca_path' in err.message
@@ -139,3 +140,78 @@ def test_unsupported_api_version():
 def test_deploy_errors_pass_through():
     original = errors.DeployError(errors.EXPIRED, 'x')
     assert faults.classify(original, 'read') is original
+
+
+# -- error codes by what happened ------------------------------------------------------------------------
+
+FIREWALL_403 = ("Client address is not authorized and caller is not a trusted service.\r\nClient address: 203.0.113.7\r\n"
+                "Caller: appid=00000000-0000-0000-0000-000000000001;oid=00000000-0000-0000-0000-000000000002\r\n"
+                "Vault: kv;location=westeurope")
+PRIVATE_ONLY_403 = ("Public network access is disabled and request is not from a trusted service nor via an approved private "
+                    "link.\r\nCaller: appid=00000000-0000-0000-0000-000000000001\r\nVault: kv;location=westeurope")
+
+
+@pytest.mark.parametrize('message, inner', [(FIREWALL_403, 'ForbiddenByFirewall'), (PRIVATE_ONLY_403, 'ForbiddenByConnection'),
+                                            (PRIVATE_ONLY_403, None)])
+def test_vault_firewall_403_is_network_denied_not_a_disabled_version(message, inner):
+    err = classify(http_error(403, 'Forbidden', message, inner), 'read')
+    assert err.code == errors.NETWORK_DENIED
+    assert 'firewall' in err.message and 'private endpoint' in err.message and 'not a permission problem' in err.message
+    assert 'action' not in err.details
+
+
+def test_access_policy_403_with_inner_forbidden_by_policy_is_still_forbidden():
+    err = classify(http_error(403, 'Forbidden', POLICY_403, 'ForbiddenByPolicy'))
+    assert err.code == errors.FORBIDDEN and 'does not have certificates import permission' in err.message
+
+
+@pytest.mark.parametrize('operation', ['import', 'update', 'read', 'get_secret'])
+def test_404_is_classified_by_key_vaults_code_in_any_operation(operation):
+    gone = classify(http_error(404, 'CertificateNotFound', 'A certificate with (name/id) www/v2 was not found in this key vault.'),
+                    operation)
+    assert gone.code == errors.CONFLICT and 'not found' in gone.message
+    nowhere = classify(http_error(404, 'NotFound', 'The requested resource does not exist on this server.'), operation)
+    assert nowhere.code == errors.VAULT_NOT_FOUND and 'vault_url' in nowhere.message
+
+
+def test_400_is_about_tags_only_when_key_vault_says_tags():
+    asn1 = classify(http_error(400, 'BadParameter', 'Property x5c has invalid value: ASN1 bad tag value met.'))
+    assert asn1.code == errors.INVALID_MATERIAL
+    for message in ('Too many tags. Maximum is 15.', 'Tag name is too long.', 'The number of tags exceeds the limit.'):
+        assert classify(http_error(400, 'BadParameter', message)).code == errors.INVALID_CONFIG, message
+    assert classify(http_error(400, 'TagsTooLarge', 'Request rejected.')).code == errors.INVALID_CONFIG
+
+
+REFUSED = "HTTPSConnection(host='kv.vault.azure.net', port=443): Failed to establish a new connection: [Errno 111] Connection refused"
+
+
+@pytest.mark.parametrize('text, cause', [
+    (REFUSED, 'connection refused'),
+    ("HTTPSConnection(host='10.1.2.3', port=443): Failed to establish a new connection: [Errno 113] No route to host", 'no route to host'),
+    ("HTTPSConnection(host='10.1.2.3', port=443): Failed to establish a new connection: [Errno 101] Network is unreachable",
+     'network is unreachable'),
+    ("('Unable to connect to proxy', NewConnectionError(\"HTTPSConnection(host='proxy.corp', port=3128): Failed to establish a new "
+     "connection: [Errno 111] Connection refused\"))", 'the proxy at proxy.corp:3128 refused the connection'),
+])
+def test_no_connection_is_unreachable_with_the_cause_once(text, cause):
+    exc = core.ServiceRequestError(text)
+    exc.inner_exception = ConnectionError(text)  # the SDK wraps the same text again
+    err = classify(exc, 'read')
+    assert err.code == errors.UNREACHABLE and cause in err.message
+    assert err.message.count('Errno') == 0 and err.message.count(cause) == 1
+    assert err.message.count('https://kv.vault.azure.net/certificates/www') == 1
+
+
+def test_sign_in_endpoint_refused_is_unreachable():
+    exc = identity.CredentialUnavailableError(
+        message="ManagedIdentityCredential: HTTPConnection(host='169.254.169.254', port=80): Failed to establish a new connection: "
+                "[Errno 111] Connection refused")
+    err = classify(exc, 'read')
+    assert err.code == errors.UNREACHABLE and 'sign-in endpoint 169.254.169.254:80' in err.message
+
+
+def test_inner_text_is_not_repeated():
+    exc = core.ServiceRequestError('Read aborted by peer')
+    exc.inner_exception = ConnectionError('Read aborted by peer')
+    err = classify(exc, 'read')
+    assert err.code == errors.SERVICE_ERROR and err.message.count('Read aborted by peer') == 1

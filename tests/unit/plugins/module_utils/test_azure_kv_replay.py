@@ -24,9 +24,6 @@ import types
 
 import pytest
 
-pytest.importorskip('azure.keyvault.certificates')
-pytest.importorskip('azure.keyvault.secrets')
-
 # pylint: disable=wrong-import-position
 import azure.core.exceptions as azure_core_exceptions
 import azure.keyvault.certificates as kv_certificates
@@ -39,7 +36,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.material import c
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, faults, sdk as azure_sdk
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultSettings, KeyVaultTarget
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay_transport import (
-    ReplayTransport, interactions, load)
+    RecordedRequest, ReplayTransport, interactions, load)
 
 try:
     from azure.core.credentials import AccessTokenInfo
@@ -414,3 +411,27 @@ def test_access_policy_forbidden_import_names_the_permission(entry, material):
     assert error.details['action'] == faults.ACTIONS['import']  # the RBAC equivalent, named for the operator
     assert 'lacks the RBAC action' not in error.message
     replay.check()
+
+
+class RefusingTransport(ReplayTransport):
+    """Every request fails as a refused TCP connection does (urllib3's text, wrapped by azure-core)."""
+
+    def send(self, request, **kwargs):
+        self.requests.append(RecordedRequest(request, kwargs))
+        raise azure_core_exceptions.ServiceRequestError(
+            "HTTPSConnection(host='%s', port=443): Failed to establish a new connection: [Errno 111] Connection refused" % HOST)
+
+
+def test_refused_connection_is_tried_twice_then_unreachable(no_network):
+    """A failing call honours ``timeout``: a connection that cannot be made is not retried for long (counted, not timed)."""
+    replay = Replay([])
+    replay.transport = RefusingTransport()
+    with pytest.raises(errors.DeployError) as info:
+        replay.target(VERSIONS_NAME, timeout=5).read_latest()
+    assert info.value.code == errors.UNREACHABLE, info.value.message
+    assert info.value.message.count('connection refused') == 1
+    assert len(replay.transport.requests) == 2  # the first try and one retry, no back-off sleep in between
+    assert sum(replay.transport.slept) == 0
+    built = dict((name, options) for name, _url, options in replay.built)
+    assert built['CertificateClient']['retry_connect'] == 1 and built['CertificateClient']['timeout'] == 20
+    assert built['DefaultAzureCredential']['retry_connect'] == 1

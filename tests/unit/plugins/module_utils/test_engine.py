@@ -434,3 +434,161 @@ def test_expected_sans_must_all_be_covered(target, material):
     assert err.code == errors.INVALID_MATERIAL and 'api.example.org' in err.message and name not in err.message.split(';')[0]
     assert target.calls == []
     assert run(target, material, expected_sans=[name.upper(), 'DNS:' + name]).outcome == model.CREATED
+
+
+# -- the deploy contract, pinned down (each of these failed, or let a mutation survive, before) ----------
+
+def test_garbled_import_response_with_a_newer_foreign_version_is_not_rolled_back_over(target, material, other, pki):
+    """Ours lands as v2, another writer's as v3, and our response comes back garbled: v3 stays latest, untouched."""
+    target.seed(other, MANAGED)
+    intruder = m.Material(pki.cert(pki.rsa(fresh=True), 'intruder'), None, [])
+    target.fail('import', ConcurrentImport(intruder, garbled_leaf=pki.cert(pki.rsa(fresh=True), 'garbled')))
+    err = fail(target, material)
+    assert err.code == errors.CONFLICT
+    result = err.details['result']
+    assert result['outcome'] == model.CONCURRENT_WRITER and result['rollback']['attempted'] is False
+    assert len(target.versions) == 3 and target.versions[-1]['tags'] == {'writer': 'someone-else'}
+    assert [c[0] for c in target.calls].count('import') == 1  # nothing re-imported over v3
+    assert 'the import response showed thumbprint' in err.message
+
+
+def test_garbled_import_response_reads_latest_before_rolling_back(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    fail(target, material)
+    ops = [c[0] for c in target.calls]
+    first_import = ops.index('import')
+    assert 'read' in ops[first_import + 1:ops.index('import', first_import + 1)]
+
+
+def test_read_back_thumbprint_mismatch_rolls_back(target, material, other, pki):
+    """The import response matched, but the read-back shows another certificate in our version: roll back."""
+    target.seed(other, MANAGED)
+    seen = {}
+
+    def tampered_read():
+        latest = target._state(target.versions[-1], leaf_override=pki.cert(pki.rsa(fresh=True), 'tampered'))
+        seen['version'] = latest.version
+        return latest
+    real_read = target.read_latest
+    reads = {'n': 0}
+
+    def read_latest():
+        reads['n'] += 1
+        return tampered_read() if reads['n'] == 2 else real_read()
+    target.read_latest = read_latest
+    err = fail(target, material)
+    result = err.details['result']
+    assert result['outcome'] == model.ROLLED_BACK and result['rollback']['succeeded']
+    assert 'Reading version %s back returned thumbprint' % seen['version'] in err.message
+    assert target.versions[-1]['material'] is other and target.versions[-1]['tags'][tags.ROLLBACK_OF] == seen['version']
+
+
+@pytest.mark.parametrize('transient', [
+    'stale', 'missing', errors.DeployError(errors.THROTTLED, 'slow'), errors.DeployError(errors.AUTH_FAILED, 'token hiccup'),
+    errors.DeployError(errors.UNREACHABLE, 'connection refused'), errors.DeployError(errors.TIMEOUT, 'timed out')])
+def test_read_back_retries_what_is_transient(target, material, other, transient):
+    target.seed(other, MANAGED)
+    stale = target._state(target.versions[0])
+    effect = stale if transient == 'stale' else transient
+    real_read = target.read_latest
+    queue = [effect, effect]
+
+    def read_latest():
+        if any(c[0] == 'import' for c in target.calls) and queue:
+            target.calls.append(('read',))
+            item = queue.pop(0)
+            if isinstance(item, Exception):
+                raise item
+            return None if item == 'missing' else item
+        return real_read()
+    target.read_latest = read_latest
+    result = run(target, material)
+    assert queue == [] and result.outcome == model.ROTATED  # two bad reads, the third counts
+    assert result.rollback['attempted'] is False
+
+
+@pytest.mark.parametrize('bad', ['stale', 'missing'])
+def test_read_back_that_stays_stale_or_missing_is_unverified_after_every_attempt(target, material, other, bad):
+    target.seed(other, MANAGED)
+    stale = target._state(target.versions[0])
+    reads = []
+    real_read = target.read_latest
+
+    def read_latest():
+        if any(c[0] == 'import' for c in target.calls):
+            reads.append(1)
+            return stale if bad == 'stale' else None
+        return real_read()
+    target.read_latest = read_latest
+    result = run(target, material)
+    assert len(reads) == 3  # verify_attempts, not one
+    assert result.outcome == model.UNVERIFIED and result.outcome not in (model.CREATED, model.ROTATED)
+    assert result.rollback['attempted'] is False and len(target.versions) == 2
+
+
+def test_forbidden_read_back_is_unverified_not_raised_and_not_retried(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('read', None, errors.DeployError(errors.FORBIDDEN, 'no read permission'))
+    result = run(target, material)
+    assert result.outcome == model.UNVERIFIED and 'no read permission' in ' '.join(result.warnings)
+    assert [c[0] for c in target.calls].count('read') == 2
+
+
+def test_auth_failed_read_back_is_retried(target, material):
+    target.fail('read', None, errors.DeployError(errors.AUTH_FAILED, 'token expired'))
+    assert run(target, material).outcome == model.CREATED
+
+
+def test_rollback_disabled_with_a_mismatch_reports_an_outcome_and_what_the_vault_holds(target, material, other, pki):
+    target.seed(other, MANAGED)
+    tampered = pki.cert(pki.rsa(fresh=True), 'tampered')
+    target.fail('import', tampered)
+    err = fail(target, material, rollback='disabled')
+    result = err.details['result']
+    assert err.code == errors.SERVICE_ERROR
+    assert result['outcome'] == model.ROLLBACK_FAILED
+    assert result['rollback'] == {'attempted': False, 'succeeded': False, 'version': None, 'reason': 'rollback is disabled'}
+    assert result['certificate']['version'] == 'v2' and 'faulty version v2' in err.message and 'Manual step' in err.message
+    assert [c[0] for c in target.calls].count('import') == 1 and len(target.versions) == 2
+
+
+@pytest.mark.parametrize('enabled, exportable', [(True, True), (False, True), (True, False)])
+def test_rollback_restores_the_previous_flags_not_this_runs(target, pki, enabled, exportable):
+    key = pki.rsa(fresh=True)
+    old = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    renewed = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    target.seed(old, MANAGED, enabled=enabled, exportable=exportable)
+    if not exportable:
+        target.exportable = False  # its key cannot be read back: rollback re-pairs (same public key)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    result = fail(target, renewed, enabled=True).details['result']
+    assert result['outcome'] == model.ROLLED_BACK
+    restored = target.versions[-1]
+    assert (restored['enabled'], restored['exportable']) == (enabled, exportable)
+    assert m.thumbprint(restored['material'].leaf) == old.thumbprint
+    # Nothing was disabled on the way: no update call, and the faulty version keeps its flags.
+    assert not any(c[0] == 'update' for c in target.calls) and target.versions[1]['enabled'] is True
+
+
+def test_rollback_failed_message_names_the_manual_step(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'), errors.DeployError(errors.SERVICE_ERROR, 'boom'))
+    err = fail(target, material)
+    assert 'Manual step: re-import the previous certificate (version v1' in err.message and 'do not disable' in err.message
+
+
+def test_snapshot_warning_quotes_no_key_bytes(target, pki):
+    from cryptography.hazmat.primitives import serialization
+    key = pki.rsa(fresh=True)
+    old = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    renewed = m.Material(pki.cert(key, 'www.example.com'), key, [])
+    target.seed(old, MANAGED)
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    result = run(target, renewed)
+    assert result.outcome == model.ROTATED and any('re-pair' in w for w in result.warnings)
+    text = ' '.join(result.warnings) + repr(result.as_dict())
+    for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        pem = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+        body = [line for line in pem.splitlines() if not line.startswith('-----')]
+        assert not [line for line in body if line[:24] in text]

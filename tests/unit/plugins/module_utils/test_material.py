@@ -369,3 +369,39 @@ def test_min_days_remaining_boundary(pki):
     with pytest.raises(errors.DeployError) as info:
         m.check_expectations(material, min_days_remaining=41, now=now)
     assert info.value.code == errors.INVALID_MATERIAL and 'in 39 days' in info.value.message
+
+
+# -- no key bytes in any message: asserted on the key's own base64 lines, not on the word "PRIVATE" ---------
+
+def key_body_lines(pem):
+    """The base64 lines of a PEM block: what would leak if a message quoted the key."""
+    return [line for line in pem.decode('ascii').splitlines() if line and not line.startswith('-----') and len(line) >= 16]
+
+
+def assert_no_key_bytes(text, pem):
+    leaked = [line for line in key_body_lines(pem) if line in text or line[:24] in text]
+    assert not leaked, 'message quotes %d line(s) of the key' % len(leaked)
+
+
+def test_key_parse_error_quotes_no_key_bytes(pki, hierarchy):
+    pem = pki.key_pem(hierarchy['key'])
+    lines = pem.splitlines()
+    truncated = b'\n'.join(lines[:4] + lines[-1:]) + b'\n'  # armour intact, DER cut short: cannot be parsed
+    code, msg = code_of(m.parse_private_key, truncated)
+    assert code == errors.INVALID_MATERIAL
+    assert_no_key_bytes(msg, truncated)
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), truncated)
+    assert code == errors.INVALID_MATERIAL
+    assert_no_key_bytes(msg, truncated)
+
+
+@pytest.mark.parametrize('maker', ['ed25519', 'dsa'])
+def test_unsupported_key_error_quotes_no_key_bytes(pki, maker):
+    key = getattr(pki, maker)()
+    pem = pki.key_pem(key)
+    code, msg = code_of(m.describe_key, key)
+    assert code == errors.UNSUPPORTED_KEY
+    assert_no_key_bytes(msg, pem)
+    code, msg = code_of(m.load_pem_material, pki.pem(pki.cert(key)), pem)
+    assert code == errors.UNSUPPORTED_KEY
+    assert_no_key_bytes(msg, pem)
