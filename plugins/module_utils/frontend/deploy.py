@@ -93,12 +93,24 @@ def _expiry_timestamp(result):
         return None
 
 
-def _record_metrics(module, target, result, error_code=None):
+def metric_labels(params, target=None, settings=None):
+    """The labels of this run's samples: the target's own, or as much as the options tell before one exists.
+
+    A run that fails on its material or its vault URL still counts as a failure of the certificate it meant to deploy.
+    """
+    if target is not None:
+        return target.labels
+    return {'target': 'azure_kv',
+            'vault': settings.address.url if settings is not None else (params.get('vault_url') or ''),
+            'name': (settings.certificate_name if settings is not None else None) or params.get('certificate_name') or ''}
+
+
+def _record_metrics(module, labels, result, error_code=None):
     path = module.params.get('metrics_file')
-    if not path or module.check_mode or target is None:
+    if not path or module.check_mode:
         return
     try:
-        metrics.write(path, target.labels, result, error_code=error_code, expires=_expiry_timestamp(result))
+        metrics.write(path, labels, result, error_code=error_code, expires=_expiry_timestamp(result))
     except (IOError, OSError) as exc:
         module.warn('metrics_file %s could not be written: %s' % (path, exc))
 
@@ -107,7 +119,7 @@ def run_deploy(module, env=None):
     """Run one deploy for an AnsibleModule built with the deploy argument spec; exits the module."""
     params = module.params
     env = os.environ if env is None else env
-    target = None
+    target = settings = None
     copied_from = None
     try:
         settings = keyvault_settings(params, env)
@@ -143,7 +155,7 @@ def run_deploy(module, env=None):
         report = DeployEngine(target).run(request)
     except errors.DeployError as exc:
         partial = exc.details.get('result') or {}
-        _record_metrics(module, target, partial, error_code=exc.code)
+        _record_metrics(module, metric_labels(params, target, settings), partial, error_code=exc.code)
         if target is not None:
             target.close()
         module.fail_deploy(exc, **({'copied_from': copied_from} if copied_from else {}))
@@ -156,5 +168,5 @@ def run_deploy(module, env=None):
         result['diff'] = report.diff
     for warning in report.warnings:
         module.warn(warning)
-    _record_metrics(module, target, result)
+    _record_metrics(module, target.labels, result)
     module.exit_json(**result)

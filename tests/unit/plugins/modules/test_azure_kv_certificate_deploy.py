@@ -152,6 +152,26 @@ def test_metrics_file_written_but_not_in_check_mode(capsys, files, target, tmp_p
     assert 'certdeploy_deploy_total{name="www",outcome="created",target="fake",vault="mem://vault"} 1' in text
 
 
+@pytest.mark.parametrize('case, extra, code, vault', [
+    ('bad material', {'certificate_path': None, 'certificate': 'not a certificate'}, 'invalid_material', 'https://kv1.vault.azure.net'),
+    ('key mismatch', {'private_key_path': 'other_key'}, 'key_mismatch', 'https://kv1.vault.azure.net'),
+    ('bad vault URL', {'vault_url': 'http://kv1.example.com/'}, 'invalid_config', 'http://kv1.example.com/'),
+])
+def test_metrics_count_failures_before_a_target_exists(capsys, files, target, tmp_path, pki, case, extra, code, vault):
+    prom = tmp_path / 'deploy.prom'
+    if extra.get('private_key_path') == 'other_key':
+        other = tmp_path / 'other.key'
+        other.write_bytes(pki.key_pem(pki.rsa(fresh=True)))
+        extra = dict(extra, private_key_path=str(other))
+    args = paths_args(files, metrics_file=str(prom), **extra)
+    args = dict((k, v) for k, v in args.items() if v is not None)
+    result = run_module(capsys, args)
+    assert result['failed'] and result['error_code'] == code, case
+    assert target.calls == []
+    text = prom.read_text()
+    assert 'certdeploy_deploy_failures_total{error_code="%s",name="www",target="azure_kv",vault="%s"} 1' % (code, vault) in text, text
+
+
 def test_return_documentation_lists_every_outcome_and_error_code():
     returned = yaml.safe_load(module.RETURN)
     outcome_doc = ' '.join(returned['outcome']['description'])
