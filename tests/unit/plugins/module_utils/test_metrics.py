@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import metrics
 
 LABELS = {'target': 'azure_kv', 'vault': 'https://kv1.vault.azure.net', 'name': 'www'}
 
 
 def parse(path):
-    parser = pytest.importorskip('prometheus_client.parser')
+    from prometheus_client import parser  # pylint: disable=import-outside-toplevel  (a unit-test requirement)
     with open(path) as handle:
         families = list(parser.text_string_to_metric_families(handle.read()))
     return dict(((s.name, tuple(sorted(s.labels.items()))), s.value) for f in families for s in f.samples)
