@@ -18,7 +18,8 @@ counted), lets ``skip`` matches through, then applies ``action`` to the next
 - ``cut``: forward, let the vault commit, then cut the connection before answering;
 - ``rewrite_x5t``: forward, then replace ``x5t`` in the JSON answer;
 - ``concurrent_import``: forward, then import ``pfx_b64`` as ``name`` directly into the
-  vault (another writer) before answering.
+  vault (another writer) before answering; with ``rewrite_x5t: true`` the answer's ``x5t``
+  is garbled as well (our version landed, another writer's after it, our response is wrong).
 """
 
 from __future__ import annotations
@@ -126,11 +127,17 @@ class Faults:
         if rule['action'] == 'cut':
             flow.kill()
         elif rule['action'] == 'rewrite_x5t':
-            data = json.loads(flow.response.content)
-            data['x5t'] = base64.urlsafe_b64encode(b'\x00' * 20).rstrip(b'=').decode()
-            flow.response.content = json.dumps(data).encode()
+            self._rewrite_x5t(flow)
         elif rule['action'] == 'concurrent_import':
             await asyncio.get_running_loop().run_in_executor(None, self._import_directly, flow, rule)
+            if rule.get('rewrite_x5t'):
+                self._rewrite_x5t(flow)
+
+    @staticmethod
+    def _rewrite_x5t(flow):
+        data = json.loads(flow.response.content)
+        data['x5t'] = base64.urlsafe_b64encode(b'\x00' * 20).rstrip(b'=').decode()
+        flow.response.content = json.dumps(data).encode()
 
     def _import_directly(self, flow, rule):
         upstream = '%s://%s:%d' % (flow.request.scheme, flow.request.host, flow.request.port)

@@ -109,7 +109,7 @@ def test_repr_hides_the_secret():
 
 
 def test_real_azure_identity_types(monkeypatch):
-    import azure.identity as identity  # pylint: disable=import-outside-toplevel
+    from azure import identity  # pylint: disable=import-outside-toplevel
     for name in ('AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET', 'AZURE_FEDERATED_TOKEN_FILE', 'IDENTITY_ENDPOINT', 'MSI_ENDPOINT'):
         monkeypatch.delenv(name, raising=False)
     settings = credentials.resolve('client_secret', AUTHORITY, env=SECRET_ENV)

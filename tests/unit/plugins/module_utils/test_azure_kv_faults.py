@@ -10,7 +10,7 @@ import pytest
 
 # Unit-test requirements (tests/unit/requirements.txt): a missing package fails collection, it never skips.
 import azure.core.exceptions as core
-import azure.identity as identity
+from azure import identity
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import faults

@@ -12,7 +12,7 @@ LABELS = {'target': 'azure_kv', 'vault': 'https://kv1.vault.azure.net', 'name': 
 
 
 def parse(path):
-    from prometheus_client import parser  # pylint: disable=import-outside-toplevel  (a unit-test requirement)
+    from prometheus_client import parser  # pylint: disable=import-outside-toplevel
     with open(path) as handle:
         families = list(parser.text_string_to_metric_families(handle.read()))
     return dict(((s.name, tuple(sorted(s.labels.items()))), s.value) for f in families for s in f.samples)
