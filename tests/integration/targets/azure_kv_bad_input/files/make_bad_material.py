@@ -4,72 +4,55 @@
 """Generate defective certificate material for the bad-input corpus (at test time).
 
 Usage: make_bad_material.py OUTPUT_DIR  -> prints a JSON map of the files written.
+
+Every certificate is a bare self-signed bad.certdeploy.test (no extensions), valid for 30 days,
+made by setup_certdeploy/files/testpki.py, the integration targets' one PKI helper.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import os
 import sys
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+# testpki.py lives in the setup_certdeploy target, this target's dependency (see meta/main.yml and aliases).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
 
+import testpki  # noqa: E402 pylint: disable=wrong-import-position
 
-def cert_for(key, start=None, days=30, signer=None):
-    start = start or NOW - datetime.timedelta(hours=1)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'bad.certdeploy.test')])
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(start)
-               .not_valid_after(start + datetime.timedelta(days=days)))
-    signer = signer or key
-    return builder.sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256())
+CN = 'bad.certdeploy.test'
 
 
-def pem(cert):
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def key_pem(key):
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+def cert_for(key, start=None, signer=None):
+    return testpki.issue(key, CN, issuer_key=signer, start=start, days=30, extensions=testpki.EXT_NONE)
 
 
 def main(out):
-    os.makedirs(out, mode=0o700, exist_ok=True)
-    files = {}
+    output = testpki.Output(out, default_mode=0o600)
+    write, files = output.write, output.files
 
-    def write(name, data, mode=0o600):
-        path = os.path.join(out, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-        files[name.replace('.', '_')] = path
-
-    good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    for label, key in (('rsa1024', rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+    good = testpki.rsa_key()
+    for label, key in (('rsa1024', testpki.rsa_key(1024)),
                        ('ed25519', ed25519.Ed25519PrivateKey.generate()),
                        ('dsa', dsa.generate_private_key(key_size=2048)),
-                       ('secp256k1', ec.generate_private_key(ec.SECP256K1()))):
-        write(label + '.crt', pem(cert_for(key, signer=good if label == 'dsa' else None)))
-        write(label + '.key', key_pem(key))
-    write('notyet.crt', pem(cert_for(good, start=NOW + datetime.timedelta(days=2))))
-    write('good.key', key_pem(good))
+                       ('secp256k1', testpki.ec_key(ec.SECP256K1()))):
+        # The DSA certificate is signed by the good RSA key (its subject and issuer name stay the same).
+        write(label + '.crt', testpki.pem(cert_for(key, signer=good if label == 'dsa' else None)))
+        write(label + '.key', testpki.key_pem(key))
+    write('notyet.crt', testpki.pem(cert_for(good, start=testpki.NOW + datetime.timedelta(days=2))))
+    write('good.key', testpki.key_pem(good))
     good_cert = cert_for(good)
-    write('good.crt', pem(good_cert))
-    write('broken_chain.pem', pem(good_cert) + b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n')
-    write('truncated_chain.pem', pem(good_cert)[:-40])
-    write('cert_with_key.pem', pem(good_cert) + key_pem(good))
+    write('good.crt', testpki.pem(good_cert))
+    write('broken_chain.pem', testpki.pem(good_cert) + b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n')
+    write('truncated_chain.pem', testpki.pem(good_cert)[:-40])
+    write('cert_with_key.pem', testpki.pem(good_cert) + testpki.key_pem(good))
     write('not_pem.txt', b'this is not a certificate\n')
-    nokey = pkcs12.serialize_key_and_certificates(b'x', None, None, [good_cert], serialization.NoEncryption())
+    nokey = testpki.pfx('x', None, None, [good_cert])
     write('nokey.pfx', nokey)
-    files['nokey_pfx_b64'] = base64.b64encode(nokey).decode()
+    files['nokey_pfx_b64'] = testpki.b64(nokey)
     print(json.dumps(files, sort_keys=True))
 
 

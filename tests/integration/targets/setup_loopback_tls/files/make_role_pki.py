@@ -17,70 +17,32 @@ For each leaf: NAME.crt (leaf), NAME.fullchain.pem (leaf + intermediate), NAME.k
 (PKCS#8; www2.key is PKCS#1, as certbot writes RSA keys), NAME.pfx (password
 protected, with the chain). Also chain.pem (intermediate + root) and root.pem.
 Prints a JSON map of the files, the thumbprints (upper-case hex SHA-1) and the PFX password.
+The certificates are made by setup_certdeploy/files/testpki.py, the integration targets' one PKI helper.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+# testpki.py lives in the setup_certdeploy target, a sibling of this one (see aliases: needs/target/setup_certdeploy).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+import testpki  # noqa: E402 pylint: disable=wrong-import-position
+
 PFX_PASSWORD = 'role-pfx-pass'
 WWW = ['www.role.test', 'role.test']
 
 
-def issue(key, cn, issuer=None, issuer_key=None, ca=False, days=90, sans=None, ips=()):
-    import ipaddress
-    start = NOW - datetime.timedelta(hours=1)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject)
-               .issuer_name(issuer.subject if issuer else subject)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(start)
-               .not_valid_after(start + datetime.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
-    if issuer is not None:
-        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-    else:
-        names = [x509.DNSName(s) for s in (sans or [cn])] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def pem(*certs):
-    return b''.join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
 def main(out):
-    os.makedirs(out, mode=0o700, exist_ok=True)
-    files = {}
+    output = testpki.Output(out)
+    write, files = output.write, output.files
 
-    def write(filename, data, mode=0o644):
-        path = os.path.join(out, filename)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-        files[filename.replace('.', '_')] = path
-
-    root_key = ec.generate_private_key(ec.SECP384R1())
-    root = issue(root_key, 'certdeploy role test root', ca=True, days=3650)
-    inter_key = ec.generate_private_key(ec.SECP256R1())
-    inter = issue(inter_key, 'certdeploy role test intermediate', root, root_key, ca=True, days=1825)
-    write('root.pem', pem(root))
-    write('chain.pem', pem(inter, root))
+    root, _root_key, inter, inter_key = testpki.ca_pair('certdeploy role test root', 'certdeploy role test intermediate',
+                                                        extensions=testpki.EXT_KEY_IDS)
+    write('root.pem', testpki.pem(root))
+    write('chain.pem', testpki.pem(inter, root))
 
     leaves = {
         'server': dict(cn='localhost', sans=['localhost'], ips=['127.0.0.1']),
@@ -90,15 +52,14 @@ def main(out):
         'other': dict(cn='other.role.test', sans=['other.role.test']),
     }
     for label, spec in leaves.items():
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = issue(key, spec['cn'], inter, inter_key, days=spec.get('days', 90), sans=spec['sans'], ips=spec.get('ips', ()))
-        key_format = serialization.PrivateFormat.TraditionalOpenSSL if label == 'www2' else serialization.PrivateFormat.PKCS8
-        write(label + '.crt', pem(cert))
-        write(label + '.fullchain.pem', pem(cert, inter))
-        write(label + '.key', key.private_bytes(serialization.Encoding.PEM, key_format, serialization.NoEncryption()), 0o600)
-        write(label + '.pfx', pkcs12.serialize_key_and_certificates(
-            label.encode(), key, cert, [inter, root], serialization.BestAvailableEncryption(PFX_PASSWORD.encode())), 0o600)
-        files[label + '_thumbprint'] = cert.fingerprint(hashes.SHA1()).hex().upper()
+        key = testpki.rsa_key()
+        cert = testpki.issue(key, spec['cn'], inter, inter_key, days=spec.get('days', 90), sans=spec['sans'], ips=spec.get('ips', ()),
+                             extensions=testpki.EXT_KEY_IDS)
+        write(label + '.crt', testpki.pem(cert))
+        write(label + '.fullchain.pem', testpki.pem(cert, inter))
+        write(label + '.key', testpki.key_pem(key, testpki.TRADITIONAL if label == 'www2' else testpki.PKCS8), 0o600)
+        write(label + '.pfx', testpki.pfx(label, key, cert, [inter, root], PFX_PASSWORD), 0o600)
+        files[label + '_thumbprint'] = testpki.thumbprint(cert)
     files['pfx_password'] = PFX_PASSWORD
     print(json.dumps(files, sort_keys=True))
 
