@@ -172,13 +172,14 @@ def classify(exc, operation, subject=''):
         action = _ACTION.search(text)
         policy = _ACCESS_POLICY.search(text)
         if action:
-            needed = "the identity lacks the RBAC action '%s'" % action.group(1)
-        elif policy:
-            needed = policy.group(1)
+            needed = "the identity lacks the RBAC action '%s'. Key Vault said: %s" % (action.group(1), message)
+        elif policy:  # Key Vault's own sentence names the missing access-policy permission: quoted once
+            needed = '%s (vault access policy). Grant that permission to this identity.' % policy.group(1)
         else:
-            needed = 'the operation needs %s (RBAC) or the matching access-policy permission' % ACTIONS.get(operation, operation)
+            needed = 'the operation needs %s (RBAC) or the matching access-policy permission. Key Vault said: %s' % (
+                ACTIONS.get(operation, operation), message)
         return errors.DeployError(
-            errors.FORBIDDEN, 'Forbidden during %s%s: %s. Key Vault said: %s' % (operation, where, needed, message),
+            errors.FORBIDDEN, 'Forbidden during %s%s: %s' % (operation, where, needed),
             action=action.group(1) if action else ACTIONS.get(operation))
     if status == 404:
         if any(code in _OBJECT_NOT_FOUND for code in codes) or _OBJECT_NOT_FOUND_TEXT.search(message):
