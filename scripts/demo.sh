@@ -150,4 +150,5 @@ main() {
     run_against_emulator
 }
 
-main "$@"
+# One line, so that bash has read all it will run: editing this file during a run cannot derail it.
+main "$@"; exit $?

@@ -499,4 +499,5 @@ main() {
     [[ ${failed} -eq 0 && ( ${skipped} -eq 0 || "${CI:-}" != true ) ]]
 }
 
-main "$@"
+# One line, so that bash has read all it will run: editing this file during a run cannot derail it.
+main "$@"; exit $?

@@ -126,6 +126,7 @@ start_fault_proxy() {
     log "fault proxy at https://localhost:${port} -> ${upstream}"
 }
 
+# shellcheck disable=SC2329  # run by the EXIT trap
 stop_emulators() {
     if [[ -f "${EMULATOR_STATE}/proxy/pid" ]]; then
         kill "$(cat "${EMULATOR_STATE}/proxy/pid")" 2>/dev/null || true
@@ -225,8 +226,5 @@ targets_needing() {
     done
 }
 
-if [[ "${1:-}" == --inside ]]; then
-    inside --inside
-else
-    outside
-fi
+# One compound command, read whole before it runs: editing this file during a run cannot derail it.
+{ if [[ "${1:-}" == --inside ]]; then inside --inside; else outside; fi; exit $?; }
