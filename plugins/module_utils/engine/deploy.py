@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The target-agnostic deploy engine (PRODUCT.md §4).
+"""The target-agnostic deploy engine.
 
 validate → read current → decide → snapshot → apply → verify → (rollback) → report
 

@@ -6,7 +6,7 @@
 
 Every foreseeable failure, whichever layer detects it, is raised as a
 :class:`DeployError` carrying one of the codes below.  Playbooks and tests
-match on these codes, so they are part of the public contract (PRODUCT.md §5).
+match on these codes, so they are part of the collection's public contract.
 Messages must tell the user what to do and must never contain key material.
 """
 

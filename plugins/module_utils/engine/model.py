@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-# Outcomes (PRODUCT.md §4).  Stable strings: playbooks match on them.
+# Outcomes of a deploy.  Stable strings: playbooks match on them.
 CREATED = 'created'
 ROTATED = 'rotated'
 UNCHANGED = 'unchanged'

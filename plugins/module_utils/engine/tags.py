@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Provenance tags and the ownership guard (PRODUCT.md §3).
+"""Provenance tags and the ownership guard.
 
 Tags live per version on most targets (Key Vault included) and are not
 inherited by a new version, so every write sends the full set built here.

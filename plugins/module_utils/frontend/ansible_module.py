@@ -4,7 +4,7 @@
 
 """The AnsibleModule wrapper shared by the collection's modules.
 
-It guarantees the error contract of PRODUCT.md §5 at the Ansible boundary:
+It guarantees the error contract (engine/errors.py) at the Ansible boundary:
 every failure carries an ``error_code`` (argument-spec failures detected by
 AnsibleModule itself become ``invalid_config``), a missing library is
 reported with ``missing_required_lib``, and engine errors never surface as

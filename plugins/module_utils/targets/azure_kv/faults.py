@@ -10,7 +10,7 @@ import re
 
 from ...engine import errors
 
-# RBAC data actions per operation (PRODUCT.md §8), named when Key Vault's own message does not.
+# Key Vault RBAC data actions per operation, named when Key Vault's own message does not.
 ACTIONS = {
     'read': 'Microsoft.KeyVault/vaults/certificates/read',
     'import': 'Microsoft.KeyVault/vaults/certificates/import/action',

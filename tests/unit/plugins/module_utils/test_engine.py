@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Engine decisions and outcomes against the in-memory FakeTarget (PRODUCT.md §4)."""
+"""Engine decisions and outcomes against the in-memory FakeTarget: the deploy contract of docs/architecture.md."""
 
 from __future__ import annotations
 
