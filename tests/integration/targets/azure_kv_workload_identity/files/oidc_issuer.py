@@ -35,8 +35,6 @@ import hashlib
 import http.server
 import json
 import os
-import signal
-import socket
 import sys
 import threading
 import time
@@ -44,47 +42,16 @@ import time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+# detached.py lives in the setup_certdeploy target, which this one depends on (meta/main.yml).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
+import detached  # noqa: E402 pylint: disable=wrong-import-position
+
 EXCHANGE_AUDIENCE = 'api://AzureADTokenExchange'
 WRONG_AUDIENCE = 'api://certdeploy-wrong-audience'
 DISCOVERY_PATH = '/.well-known/openid-configuration'
 JWKS_PATH = '/openid/v1/jwks'
 STATE = 'issuer.json'
 REQUESTS = 'requests.json'
-
-
-def _stat_fields(pid):
-    try:
-        with open('/proc/%d/stat' % pid, encoding='ascii', errors='replace') as handle:
-            return handle.read().rsplit(')', 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid):
-    fields = _stat_fields(pid)
-    return fields[19] if fields and fields[0] not in ('Z', 'X') else None
-
-
-def _cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
-    except OSError:
-        return ''
-
-
-def playbook_owner():
-    """(pid, start time) of the outermost ansible-playbook process above this one, or (None, None)."""
-    owner = None
-    pid = os.getppid()
-    while pid > 1:
-        if 'ansible-playbook' in _cmdline(pid):
-            owner = pid
-        fields = _stat_fields(pid)
-        if not fields:
-            break
-        pid = int(fields[1])
-    return (owner, start_time(owner)) if owner else (None, None)
 
 
 def b64url(data):
@@ -201,82 +168,31 @@ def make_handler(directory, issuer, jwk):
     return Handler
 
 
-def serve(sock, handler, ttl, owner, owner_start):
-    server = Server(sock, handler)
-    deadline = time.monotonic() + ttl
-
-    def watch():
-        while time.monotonic() < deadline:
-            if owner is not None and start_time(owner) != owner_start:
-                break
-            time.sleep(0.5)
-        server.shutdown()
-    threading.Thread(target=watch, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *args: threading.Thread(target=server.shutdown, daemon=True).start())
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-
-
 def cmd_start(args):
     directory = os.path.abspath(args.dir)
     if not os.path.isdir(directory):
         sys.exit('oidc_issuer: %r is not a directory' % directory)
-    owner, owner_start = playbook_owner()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(('127.0.0.1', 0))
-    sock.listen(32)
-    port = sock.getsockname()[1]
+    owner, owner_start = detached.playbook_owner()
+    sock, port = detached.listen_loopback()
     issuer = 'http://127.0.0.1:%d' % port
     assertions, jwk = mint_assertions(directory, issuer, args.subject, args.audience, args.ttl)
     handler = make_handler(directory, issuer, jwk)
     _write_json(os.path.join(directory, REQUESTS), {})
-    pid_file = os.path.join(directory, 'issuer.pid')
-    if os.path.exists(pid_file):
-        os.remove(pid_file)
-    log = open(os.path.join(directory, 'issuer.log'), 'ab')  # pylint: disable=consider-using-with
-    pid = os.fork()
-    if pid == 0:  # detached server: new session, no terminal, output to the log
-        os.setsid()
-        if os.fork():
-            os._exit(0)  # pylint: disable=protected-access
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        code = 0
-        try:
-            with open(pid_file, 'w', encoding='ascii') as handle:
-                handle.write(str(os.getpid()))
-            serve(sock, handler, args.ttl, owner, owner_start)
-        except BaseException:  # pylint: disable=broad-except
-            import traceback
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)  # pylint: disable=protected-access
-    os.waitpid(pid, 0)
+
+    def run():
+        detached.serve_until_done(Server(sock, handler), args.ttl, owner, owner_start)
+    server_pid = detached.detach(run, os.path.join(directory, 'issuer.pid'), os.path.join(directory, 'issuer.log'))
     sock.close()
-    for dummy in range(100):
-        if os.path.exists(pid_file) and os.path.getsize(pid_file):
-            break
-        time.sleep(0.05)
-    with open(pid_file, encoding='ascii') as handle:
-        server_pid = int(handle.read())
     state = {'issuer': issuer, 'subject': args.subject, 'audience': args.audience, 'kid': jwk['kid'], 'port': port,
-             'pid': server_pid, 'start_time': start_time(server_pid), 'owner': owner, 'assertions': assertions}
+             'pid': server_pid, 'start_time': detached.start_time(server_pid), 'owner': owner, 'assertions': assertions}
     _write_json(os.path.join(directory, STATE), state)
     print(json.dumps(state))
-
-
-def _alive(state):
-    return bool(state) and start_time(state['pid']) is not None and start_time(state['pid']) == state['start_time']
 
 
 def cmd_status(args):
     directory = os.path.abspath(args.dir)
     state = _read_json(os.path.join(directory, STATE))
-    print(json.dumps({'alive': _alive(state), 'requests': _read_json(os.path.join(directory, REQUESTS), {})}))
+    print(json.dumps({'alive': detached.alive(state), 'requests': _read_json(os.path.join(directory, REQUESTS), {})}))
 
 
 def cmd_stop(args):
@@ -285,16 +201,7 @@ def cmd_stop(args):
     if not state:
         print(json.dumps({'stopped': False, 'reason': 'no state file'}))
         return
-    stopped = False
-    if _alive(state):
-        os.kill(state['pid'], signal.SIGTERM)
-        for dummy in range(100):
-            if not _alive(state):
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(state['pid'], signal.SIGKILL)
-        stopped = True
+    stopped = detached.stop(state)
     print(json.dumps({'stopped': stopped, 'pid': state['pid'], 'requests': _read_json(os.path.join(directory, REQUESTS), {})}))
 
 

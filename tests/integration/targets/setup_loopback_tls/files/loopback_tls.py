@@ -29,47 +29,14 @@ import argparse
 import http.server
 import json
 import os
-import signal
-import socket
 import ssl
 import sys
 import threading
 import time
 
-
-def _stat_fields(pid):
-    try:
-        with open('/proc/%d/stat' % pid, encoding='ascii', errors='replace') as handle:
-            return handle.read().rsplit(')', 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid):
-    fields = _stat_fields(pid)
-    return fields[19] if fields and fields[0] not in ('Z', 'X') else None
-
-
-def _cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
-    except OSError:
-        return ''
-
-
-def playbook_owner():
-    """(pid, start time) of the outermost ansible-playbook process above this one, or (None, None)."""
-    owner = None
-    pid = os.getppid()
-    while pid > 1:
-        if 'ansible-playbook' in _cmdline(pid):
-            owner = pid
-        fields = _stat_fields(pid)
-        if not fields:
-            break
-        pid = int(fields[1])
-    return (owner, start_time(owner)) if owner else (None, None)
+# detached.py lives in the setup_certdeploy target, a sibling of this one (aliases: needs/target/setup_certdeploy).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
+import detached  # noqa: E402 pylint: disable=wrong-import-position
 
 
 class Certificates(object):
@@ -139,67 +106,20 @@ def make_handler(args):
     return Handler
 
 
-def serve(args, sock, owner, owner_start):
-    server = Server(sock, make_handler(args), Certificates(args))
-    deadline = time.monotonic() + args.ttl
-
-    def watch():
-        while time.monotonic() < deadline:
-            if owner is not None and start_time(owner) != owner_start:
-                break
-            time.sleep(0.5)
-        server.shutdown()
-    threading.Thread(target=watch, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *args: threading.Thread(target=server.shutdown, daemon=True).start())
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-
-
 def cmd_start(args):
     switching = args.switch_after is not None or args.switch_after_handshakes is not None
     for path in (args.cert, args.key) + ((args.next_cert, args.next_key) if switching else ()):
         if not path or not os.path.isfile(path):
             sys.exit('loopback_tls: %r is not a file' % path)
     Certificates(args).current()  # fail here, not in the detached process, when the files do not load
-    owner, owner_start = playbook_owner()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(('127.0.0.1', 0))
-    sock.listen(32)
-    port = sock.getsockname()[1]
-    pid_file = args.state + '.pid'
-    if os.path.exists(pid_file):
-        os.remove(pid_file)
-    log = open(args.state + '.log', 'ab')  # pylint: disable=consider-using-with
-    pid = os.fork()
-    if pid == 0:  # detached server: new session, no terminal, output to the log
-        os.setsid()
-        if os.fork():
-            os._exit(0)  # pylint: disable=protected-access
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        code = 0
-        try:
-            with open(pid_file, 'w', encoding='ascii') as handle:
-                handle.write(str(os.getpid()))
-            serve(args, sock, owner, owner_start)
-        except BaseException:  # pylint: disable=broad-except
-            import traceback
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)  # pylint: disable=protected-access
-    os.waitpid(pid, 0)
+    owner, owner_start = detached.playbook_owner()
+    sock, port = detached.listen_loopback()
+
+    def run():
+        detached.serve_until_done(Server(sock, make_handler(args), Certificates(args)), args.ttl, owner, owner_start)
+    server_pid = detached.detach(run, args.state + '.pid', args.state + '.log')
     sock.close()
-    for dummy in range(100):
-        if os.path.exists(pid_file) and os.path.getsize(pid_file):
-            break
-        time.sleep(0.05)
-    with open(pid_file, encoding='ascii') as handle:
-        server_pid = int(handle.read())
-    state = {'port': port, 'pid': server_pid, 'start_time': start_time(server_pid), 'owner': owner}
+    state = {'port': port, 'pid': server_pid, 'start_time': detached.start_time(server_pid), 'owner': owner}
     with open(args.state, 'w', encoding='ascii') as handle:
         json.dump(state, handle)
     print(json.dumps(state))
@@ -212,18 +132,7 @@ def cmd_stop(args):
     except OSError:
         print(json.dumps({'stopped': False, 'reason': 'no state file'}))
         return
-    pid = state['pid']
-    stopped = False
-    if start_time(pid) is not None and start_time(pid) == state['start_time']:
-        os.kill(pid, signal.SIGTERM)
-        for dummy in range(100):
-            if start_time(pid) != state['start_time']:
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        stopped = True
-    print(json.dumps({'stopped': stopped, 'pid': pid}))
+    print(json.dumps({'stopped': detached.stop(state), 'pid': state['pid']}))
 
 
 def main():
