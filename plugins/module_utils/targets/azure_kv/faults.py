@@ -86,6 +86,20 @@ def sign_in_unreachable(credential, text):
         % (' %s' % endpoint if endpoint else '', credential, cause))
 
 
+def is_object_not_found(exc):
+    """True for a 404 in which Key Vault names the missing certificate, secret or version (its code, or its message).
+
+    A 404 that names nothing did not come from a vault's object store: a wrong URL, a proxy or a private endpoint
+    that is not a vault. That must not read as "the certificate does not exist yet".
+    """
+    status = getattr(exc, 'status_code', None)
+    if status is None:
+        status = getattr(getattr(exc, 'response', None), 'status_code', None)
+    if status != 404:
+        return False
+    return any(code in _OBJECT_NOT_FOUND for code in _codes(exc)) or bool(_OBJECT_NOT_FOUND_TEXT.search(_service_message(exc)))
+
+
 def _service_message(exc):
     error = getattr(exc, 'error', None)
     message = getattr(error, 'message', None) or getattr(exc, 'message', None) or str(exc)
@@ -182,7 +196,7 @@ def classify(exc, operation, subject=''):
             errors.FORBIDDEN, 'Forbidden during %s%s: %s' % (operation, where, needed),
             action=action.group(1) if action else ACTIONS.get(operation))
     if status == 404:
-        if any(code in _OBJECT_NOT_FOUND for code in codes) or _OBJECT_NOT_FOUND_TEXT.search(message):
+        if is_object_not_found(exc):
             # The vault answered for the object: it went away (or that version never existed) while we worked.
             return errors.DeployError(
                 errors.CONFLICT, 'The object was not found during %s%s (deleted or changed meanwhile?): %s' % (operation, where, message))

@@ -162,7 +162,7 @@ class KeyVaultTarget(Target):
         try:
             bundle = certs.get_certificate(self.name)
         except Exception as exc:
-            if self._status(exc) != 404:
+            if not faults.is_object_not_found(exc):  # a 404 naming no certificate is a wrong vault URL, not a free name
                 raise faults.classify(exc, 'read', self._where)
             self._raise_if_soft_deleted(certs)
             return None
@@ -207,7 +207,7 @@ class KeyVaultTarget(Target):
             try:
                 state = self._state(certs.get_certificate_version(self.name, version))
             except Exception as exc:
-                if self._status(exc) != 404:
+                if not faults.is_object_not_found(exc):
                     raise faults.classify(exc, 'read', self._where)
                 state = None
         if state is None:

@@ -55,12 +55,12 @@ class FakeCertificateClient(object):
 
     def get_certificate(self, name):
         if self.latest is None:
-            raise HttpError(404, 'CertificateNotFound')
+            raise HttpError(404, 'A certificate with (name/id) %s was not found in this key vault.' % name)
         return self.latest
 
     def get_certificate_version(self, name, version):
         if self.latest is None or self.latest.properties.version != version:
-            raise HttpError(404, 'CertificateNotFound')
+            raise HttpError(404, 'A certificate with (name/id) %s was not found in this key vault.' % name)
         return self.latest
 
     def get_deleted_certificate(self, name):
@@ -114,6 +114,18 @@ def make_target(certs=None, secrets=None, **settings):
 
 def test_missing_name_reads_as_none(material):
     assert make_target().read_latest() is None
+
+
+def test_404_naming_no_certificate_on_read_is_vault_not_found_not_a_free_name():
+    """A wrong URL (a proxy, a private endpoint that is not a vault) answers 404 too: that is no "does not exist yet"."""
+    certs = FakeCertificateClient()
+
+    def nowhere(name):
+        raise HttpError(404, 'The requested resource does not exist on this server.')
+    certs.get_certificate = nowhere
+    with pytest.raises(errors.DeployError) as info:
+        make_target(certs).read_latest()
+    assert info.value.code == errors.VAULT_NOT_FOUND and 'vault_url' in info.value.message
 
 
 def test_soft_deleted_name_is_detected_on_read():
