@@ -203,6 +203,18 @@ options:
       - Deploy a certificate that has expired or is not yet valid. A warning is still returned.
     type: bool
     default: false
+  check_mode_read:
+    description:
+      - What check mode does when it cannot read the current certificate (no credential resolves, the vault cannot
+        be reached, or reading is forbidden). Check mode always validates options and material offline first.
+      - V(best_effort) warns and predicts C(changed=true); the diff then shows C(before) as C(unknown). Suits
+        validation runners that have no access to the vault.
+      - V(required) fails with the read's C(error_code) instead, for pipelines that must not pass a prediction they
+        could not check.
+      - Has no effect outside check mode.
+    type: str
+    choices: [best_effort, required]
+    default: best_effort
   metrics_file:
     description:
       - Write Prometheus text-format metrics for node_exporter's textfile collector to this path on the host the module
@@ -442,7 +454,7 @@ missing_action:
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS, CertdeployModule
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import run_deploy
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ON_SOFT_DELETED, ROLLBACK_MODES
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import CHECK_MODE_READ, ON_SOFT_DELETED, ROLLBACK_MODES
 
 ARGUMENT_SPEC = dict(
     CONNECTION_ARGS,
@@ -474,6 +486,7 @@ ARGUMENT_SPEC = dict(
     on_soft_deleted=dict(type='str', default='fail', choices=list(ON_SOFT_DELETED)),
     force=dict(type='bool', default=False),
     allow_expired=dict(type='bool', default=False),
+    check_mode_read=dict(type='str', default='best_effort', choices=list(CHECK_MODE_READ)),
     metrics_file=dict(type='path'),
 )
 

@@ -43,9 +43,13 @@ def decide(current, request, wanted_tags):
     return NOTHING
 
 
-def state_diff(current, after_facts, after_tags, after_enabled, after_version):
+# The diff's "before" when check mode could not read the target: not {} (which would claim "nothing there").
+BEFORE_UNKNOWN = 'unknown'
+
+
+def state_diff(current, after_facts, after_tags, after_enabled, after_version, before_unknown=False):
     """Before/after facts for diff mode; public facts only, never key material."""
-    before = {}
+    before = BEFORE_UNKNOWN if before_unknown else {}
     if current is not None:
         before = dict((k, current.facts.get(k)) for k in _DIFF_FACTS)
         before.update({'version': current.version, 'thumbprint': current.thumbprint,
@@ -114,7 +118,7 @@ class DeployEngine(object):
         if current is UNKNOWN:
             result.changed = True
             result.certificate = self._predicted(None, local_facts, wanted_tags, request)
-            result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None)
+            result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None, before_unknown=True)
             return result
 
         action = decide(current, request, wanted_tags)
@@ -168,6 +172,10 @@ class DeployEngine(object):
                 self._recover(result)
                 return self.target.read_latest()
             if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
+                if request.check_mode_read == 'required':
+                    raise errors.DeployError(
+                        exc.code, '%s (check mode could not read the current certificate, and check_mode_read is required)'
+                        % exc.message, **exc.details)
                 result.warnings.append(
                     'Check mode could not read the current certificate (%s: %s); predicting changed=true. '
                     'The configuration and material were validated offline.' % (exc.code, exc.message))

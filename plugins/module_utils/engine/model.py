@@ -19,6 +19,8 @@ OUTCOMES = (CREATED, ROTATED, UNCHANGED, UPDATED, CONCURRENT_WRITER, UNVERIFIED,
 
 ROLLBACK_MODES = ('auto', 'required', 'disabled')
 ON_SOFT_DELETED = ('fail', 'recover')
+# Check mode when the target cannot be read: predict changed=true with a warning, or fail with the read's error.
+CHECK_MODE_READ = ('best_effort', 'required')
 
 
 class VersionState(object):
@@ -113,7 +115,7 @@ class DeployRequest(object):
 
     def __init__(self, material, certificate_id, user_tags=None, enabled=True, force=False,
                  take_ownership=False, rollback='auto', on_soft_deleted='fail', allow_expired=False, check_mode=False,
-                 exported=None, min_days_remaining=None, expected_sans=None):
+                 exported=None, min_days_remaining=None, expected_sans=None, check_mode_read='best_effort'):
         # ``exported`` (an ExportedVersion) is set when the material was exported from another
         # target (copy_from): the target then imports those bytes rather than rebuilding them.
         self.material = exported.material if exported is not None else material
@@ -129,6 +131,7 @@ class DeployRequest(object):
         self.on_soft_deleted = on_soft_deleted
         self.allow_expired = allow_expired
         self.check_mode = check_mode
+        self.check_mode_read = check_mode_read
 
 
 class DeployResult(object):

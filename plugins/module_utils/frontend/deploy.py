@@ -128,7 +128,7 @@ def run_deploy(module, env=None):
             try:
                 exported, material, copied_from = read_copy_source(params, env, settings.content_type)
             except errors.DeployError as exc:
-                if not (module.check_mode and exc.code in errors.UNREACHABLE_CODES):
+                if not (module.check_mode and exc.code in errors.UNREACHABLE_CODES and params.get('check_mode_read') != 'required'):
                     raise
                 module.warn('Check mode could not read the copy_from source (%s: %s); predicting changed=true. '
                             'The configuration was validated offline.' % (exc.code, exc.message))
@@ -150,6 +150,7 @@ def run_deploy(module, env=None):
             on_soft_deleted=params['on_soft_deleted'],
             allow_expired=params['allow_expired'],
             check_mode=module.check_mode,
+            check_mode_read=params.get('check_mode_read') or 'best_effort',
         )
         target = KeyVaultTarget(settings, env=env)
         report = DeployEngine(target).run(request)

@@ -592,3 +592,18 @@ def test_snapshot_warning_quotes_no_key_bytes(target, pki):
         pem = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
         body = [line for line in pem.splitlines() if not line.startswith('-----')]
         assert not [line for line in body if line[:24] in text]
+
+
+def test_check_mode_unreadable_target_diff_before_is_unknown(target, material):
+    target.fail('read', errors.DeployError(errors.AUTH_FAILED, 'no credential'))
+    result = run(target, material, check_mode=True)
+    assert result.changed and result.outcome is None
+    assert result.diff['before'] == 'unknown' and result.diff['after']['thumbprint'] == material.thumbprint
+
+
+@pytest.mark.parametrize('code', [errors.AUTH_FAILED, errors.UNREACHABLE, errors.FORBIDDEN])
+def test_check_mode_read_required_fails_instead_of_predicting(target, material, code):
+    target.fail('read', errors.DeployError(code, 'cannot read', action='x/read'))
+    err = fail(target, material, check_mode=True, check_mode_read='required')
+    assert err.code == code and 'check_mode_read is required' in err.message and err.details['action'] == 'x/read'
+    assert target.writes == []

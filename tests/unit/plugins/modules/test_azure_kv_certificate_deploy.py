@@ -90,6 +90,19 @@ def test_check_and_diff_mode_write_nothing(capsys, files, target):
     assert 'PRIVATE KEY' not in json.dumps(result)
 
 
+def test_check_mode_without_a_credential_predicts_or_fails_as_asked(capsys, files, target):
+    """No credential resolves: best_effort predicts changed with before: unknown; required fails with the read's code."""
+    no_credential = errors.DeployError(errors.AUTH_FAILED, 'credential_mode client_secret needs AZURE_CLIENT_SECRET.')
+    target.fail('read', no_credential)
+    result = run_module(capsys, paths_args(files), check_mode=True, diff=True)
+    assert result['changed'] and 'outcome' not in result and result['diff']['before'] == 'unknown'
+    assert 'AZURE_CLIENT_SECRET' in json.dumps(result['warnings'])  # a plain or structured warning
+    target.fail('read', no_credential)
+    result = run_module(capsys, paths_args(files, check_mode_read='required'), check_mode=True, diff=True)
+    assert result['failed'] and result['error_code'] == 'auth_failed' and 'check_mode_read is required' in result['msg']
+    assert target.writes == []
+
+
 def test_pfx_with_password(capsys, files, target):
     result = run_module(capsys, {'pfx_path': files['pfx'], 'pfx_password': 'pfxpw'})
     assert result['outcome'] == 'created'
