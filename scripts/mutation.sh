@@ -339,4 +339,5 @@ for path in sys.argv[1:]:
 PY
 }
 
-main "$@"
+# One line, so that bash has read all it will run: editing this file during a run cannot derail it.
+main "$@"; exit $?
