@@ -27,6 +27,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 CACHE="${REPO_ROOT}/.cache"
 VENV="${CACHE}/venv/demo"
 HARNESS="${REPO_ROOT}/tests/integration/emulators/harness.py"
+# shellcheck source=scripts/lib/loopback_only.sh
+. "${REPO_ROOT}/scripts/lib/loopback_only.sh"
 log() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -57,20 +59,10 @@ ensure_venv() {
     printf '%s' "${want}" >"${stamp}"
 }
 
-# Nothing inherited may point the demo at a real tenant, vault or identity endpoint.
-clear_identity_environment() {
-    local name
-    for name in $(compgen -e); do
-        case "${name}" in AZURE_* | IDENTITY_* | MSI_* | IMDS_*) unset "${name}" ;; esac
-    done
-    unset PYTHONPATH PYTHONHOME
-}
-
 # After the installs: identity endpoints on a closed loopback port, proxies likewise (loopback excepted).
 pin_to_loopback() {
-    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 IMDS_ENDPOINT=http://127.0.0.1:9
-    export HTTPS_PROXY=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9
-    export NO_PROXY=localhost,127.0.0.1,::1 no_proxy=localhost,127.0.0.1,::1
+    pin_identity_to_loopback
+    trap_proxies
 }
 
 ansible_settings() {
@@ -111,7 +103,9 @@ main() {
         run_against_emulator
         return
     fi
-    clear_identity_environment
+    # Nothing inherited may point the demo at a real tenant, vault or identity endpoint.
+    clear_azure_environment
+    unset PYTHONPATH PYTHONHOME
     ensure_venv
 
     if [[ -n "${CERTDEPLOY_DEMO_VAULT_URL:-}" ]]; then

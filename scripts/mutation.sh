@@ -45,16 +45,14 @@ die() { printf '[mutation.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 mutmut_version() { "${VENV}/bin/python" -c 'from importlib.metadata import version; print("mutmut", version("mutmut"))' 2>/dev/null || echo mutmut; }
 
+# shellcheck source=scripts/lib/loopback_only.sh
+. "${REPO_ROOT}/scripts/lib/loopback_only.sh"
+
 # Nothing inherited may point the tests at a real cloud (the same rule as scripts/test.sh).
 sanitize_environment() {
-    local name
-    for name in $(compgen -e); do
-        case "${name}" in
-            AZURE_* | IDENTITY_* | IMDS_* | MSI_*) unset "${name}" ;;
-        esac
-    done
+    clear_azure_environment
+    pin_identity_to_loopback
     unset PYTHONPATH PYTHONHOME VIRTUAL_ENV PYENV_VERSION
-    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 IMDS_ENDPOINT=http://127.0.0.1:9
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 }
 

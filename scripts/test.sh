@@ -40,6 +40,8 @@ VENV_ROOT="${CACHE_DIR}/venv"
 PYTHON_LINKS="${CACHE_DIR}/bin"
 COLLECTION_DIR="${CACHE_DIR}/collections/ansible_collections/certdeploy/cloud"
 GET_PIP_STANDIN="${REPO_ROOT}/tests/utils/get_pip_standin.py"
+# shellcheck source=scripts/lib/loopback_only.sh
+. "${REPO_ROOT}/scripts/lib/loopback_only.sh"
 
 # ansible-core series under test and the controller Python for each.
 declare -A CORE_SPEC=([2.19]='ansible-core>=2.19,<2.20' [2.21]='ansible-core>=2.21,<2.22')
@@ -68,19 +70,13 @@ usage() {
 # another Python installation.
 # ---------------------------------------------------------------------------
 sanitize_environment() {
-    local name entry
-    # Azure credentials/endpoints inherited from the caller (AZURE_CLIENT_ID, ...,
-    # and the managed-identity endpoint variables the Azure SDK reads) must never
-    # reach the tests: unit tests must not authenticate or contact 169.254.169.254.
-    for name in $(compgen -e); do
-        case "${name}" in
-            AZURE_* | IDENTITY_* | IMDS_* | MSI_*)
-                unset "${name}" ;;
-        esac
-    done
+    local entry
+    # Azure credentials/endpoints inherited from the caller must never reach the tests: unit tests must
+    # not authenticate or contact 169.254.169.254. Should any test build a managed-identity credential
+    # anyway, it asks a closed loopback port.
+    clear_azure_environment
+    pin_identity_to_loopback
     unset PYTHONPATH PYTHONHOME VIRTUAL_ENV PYENV_VERSION
-    # Should any test build a managed-identity credential anyway, it asks a closed loopback port, not IMDS.
-    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9 IMDS_ENDPOINT=http://127.0.0.1:9
     export PIP_DISABLE_PIP_VERSION_CHECK=1
 
     # pyenv shims answer to every pythonX.Y name but fail for versions that are not

@@ -25,6 +25,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 export HARNESS="${HERE}/emulators/harness.py"
+# shellcheck source=scripts/lib/loopback_only.sh
+. "${HERE}/../../scripts/lib/loopback_only.sh"
 : "${CERTDEPLOY_VENV:?run through scripts/test.sh integration}"
 : "${CERTDEPLOY_COLLECTION_DIR:?run through scripts/test.sh integration}"
 PY="${CERTDEPLOY_VENV}/bin/python"
@@ -34,13 +36,8 @@ log() { printf '[integration] %s\n' "$*"; }
 
 # Identity endpoints pinned to loopback: nothing may fall back to the instance metadata service.
 pin_identity_environment() {
-    local name
-    for name in $(compgen -e); do
-        case "${name}" in AZURE_* | IDENTITY_* | IMDS_ENDPOINT | MSI_*) unset "${name}" ;; esac
-    done
-    export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9   # IMDS base URL override
-    export IMDS_ENDPOINT=http://127.0.0.1:9
-    export NO_PROXY=localhost,127.0.0.1,::1 no_proxy=localhost,127.0.0.1,::1
+    clear_azure_environment
+    pin_identity_to_loopback
 }
 
 outside() {
