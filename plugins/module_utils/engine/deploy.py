@@ -299,13 +299,12 @@ class DeployEngine(object):
                 'concurrently. It was not rolled back over%s. Coordinate writers and run again.'
                 % (imported.version, latest.version, latest.thumbprint,
                    ' (the import response showed thumbprint %s, not %s)' % (imported.thumbprint, local) if garbled else ''),
-                result=dict(result.as_dict(), outcome=model.CONCURRENT_WRITER),
+                result=result.as_dict(),
             )
-        if garbled:
+        if garbled or latest.thumbprint != local:  # our own version holds something else: roll back (raises)
             self._rollback(snapshot, latest, request, result,
-                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local))
-        if latest.thumbprint != local:
-            self._rollback(snapshot, latest, request, result,
+                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local)
+                           if garbled else
                            'Reading version %s back returned thumbprint %s, not %s.' % (latest.version, latest.thumbprint, local))
         result.outcome = model.ROTATED if current is not None else model.CREATED
         result.certificate = latest.describe()
