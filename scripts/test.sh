@@ -56,7 +56,7 @@ ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.21 units-2.21 lint integration)
 # A step exiting with this status could not run everything here (e.g. no emulator could be had): reported as
 # SKIP with the names it wrote to ${SKIPPED_FILE}; with CI=true that fails the run.
 SKIP_STATUS=77
-SKIPPED_FILE="${CACHE_DIR}/skipped-targets.txt"
+SKIPPED_FILE="${CACHE_DIR}/skipped-tests.txt"  # the integration targets or unit tests the last step skipped
 
 log() { printf '[test.sh] %s\n' "$*"; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
