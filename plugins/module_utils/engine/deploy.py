@@ -91,8 +91,8 @@ class DeployEngine(object):
             try:
                 return self._run(request, result)
             except errors.DeployError as exc:
-                # The name can turn out soft-deleted only when importing (for example when deleted
-                # certificates may not be read): recover, then start over once.
+                # A real run does not ask whether an absent name is soft-deleted (that costs a request
+                # on every first deploy); the import tells (SOFT_DELETED): recover, then start over once.
                 if not (exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover'
                         and not request.check_mode and not result.changed):
                     raise
@@ -110,7 +110,9 @@ class DeployEngine(object):
         result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
 
     def _run(self, request, result):
-        result.warnings.extend(self.validate(request))
+        for warning in self.validate(request):  # once, also when the run starts over after a recovery
+            if warning not in result.warnings:
+                result.warnings.append(warning)
         wanted_tags = tags.desired_tags(request.user_tags, request.certificate_id)
         local_facts = cert_material.certificate_facts(request.material.leaf)
 
@@ -162,15 +164,17 @@ class DeployEngine(object):
     # -- read ----------------------------------------------------------------
 
     def _read_current(self, request, result):
+        # A soft-deleted name is told apart from a free one up front only in check mode, where the
+        # prediction depends on it; a real run learns it from the import (SOFT_DELETED), see run().
         try:
-            return self.target.read_latest()
+            return self.target.read_latest(look_for_deleted=request.check_mode)
         except errors.DeployError as exc:
             if exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover':
                 if request.check_mode:
                     result.warnings.append('The certificate is soft-deleted; it would be recovered first and then compared.')
                     return UNKNOWN
                 self._recover(result)
-                return self.target.read_latest()
+                return self.target.read_latest(look_for_deleted=False)
             if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
                 if request.check_mode_read == 'required':
                     raise errors.DeployError(
@@ -230,7 +234,7 @@ class DeployEngine(object):
         # The request may have been committed before the failure reached us
         # (connection cut, gateway timeout).  Look before reporting failure.
         try:
-            latest = self.target.read_latest()
+            latest = self.target.read_latest(look_for_deleted=False)
         except errors.DeployError:
             latest = None
         committed = (latest is not None and latest.thumbprint == request.material.thumbprint
@@ -257,7 +261,7 @@ class DeployEngine(object):
             if attempt:
                 self._sleep(self.verify_delay * attempt)
             try:
-                latest = self.target.read_latest()
+                latest = self.target.read_latest(look_for_deleted=False)
             except errors.DeployError as exc:
                 why = '%s: %s' % (exc.code, exc.message)
                 if exc.code not in errors.READ_BACK_RETRY_CODES:

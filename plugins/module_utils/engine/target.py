@@ -17,12 +17,17 @@ class Target(object):
     #: Labels identifying the target in metrics and messages, e.g. {'vault': ..., 'name': ...}.
     labels = {}
 
-    def read_latest(self):
+    def read_latest(self, look_for_deleted=True):
         """Return the current ``VersionState``, or None when the name does not exist.
 
         Raises DeployError(SOFT_DELETED) when the name exists only as a
         deleted, recoverable object, and DeployError(BEING_DELETED) while a
         deletion is still in progress.
+
+        ``look_for_deleted=False`` lets a target skip what telling a free name from a
+        soft-deleted one costs (an extra request): such a name may then read as None,
+        and the import into it must raise DeployError(SOFT_DELETED) instead.  The engine
+        asks for it only where nothing is written after the read (check mode).
         """
         raise NotImplementedError
 

@@ -156,7 +156,7 @@ class KeyVaultInventory(object):
         self.warnings = []
 
     def _certs(self):
-        return self._target._connect()[0]
+        return self._target._connect()
 
     def _where(self, name=None):
         base = self.settings.address.url

@@ -18,21 +18,26 @@ from ...engine import errors
 PACKAGES = {
     'azure.identity': 'azure-identity',
     'azure.keyvault.certificates': 'azure-keyvault-certificates',
-    'azure.keyvault.secrets': 'azure-keyvault-secrets',
     'azure.core.exceptions': 'azure-core',
+    'azure.core.rest': 'azure-core',
 }
 
 _CACHE = {}
 
 
 class Sdk(object):
-    """The SDK modules the adapter uses, imported once."""
+    """The SDK modules the adapter uses, imported once.
 
-    def __init__(self, identity, certificates, secrets, core_exceptions):
+    There is no secrets client: the backing secret of a certificate version is read through the
+    certificate client's own pipeline (``core_rest.HttpRequest`` + ``CertificateClient.send_request``),
+    so one challenge and one token serve every call of a process.
+    """
+
+    def __init__(self, identity, certificates, core_exceptions, core_rest):
         self.identity = identity
         self.certificates = certificates
-        self.secrets = secrets
         self.core_exceptions = core_exceptions
+        self.core_rest = core_rest
 
 
 def _import(module):
@@ -51,7 +56,7 @@ def load():
         _CACHE['sdk'] = Sdk(
             identity=_import('azure.identity'),
             certificates=_import('azure.keyvault.certificates'),
-            secrets=_import('azure.keyvault.secrets'),
             core_exceptions=_import('azure.core.exceptions'),
+            core_rest=_import('azure.core.rest'),
         )
     return _CACHE['sdk']

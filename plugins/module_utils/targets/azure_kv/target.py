@@ -11,6 +11,11 @@ import os
 import ssl
 import tempfile
 
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover - Python 2
+    from urllib import quote  # type: ignore
+
 from ...engine import errors
 from ...engine.model import ExportedVersion, VersionState
 from ...engine.target import Target
@@ -81,7 +86,13 @@ def combined_ca_bundle(extra_path):
 
 
 class KeyVaultTarget(Target):
-    """One certificate name in one vault.  Clients are created on first use."""
+    """One certificate name in one vault.  The client is created on first use.
+
+    Every call goes through one ``CertificateClient``, the backing-secret read included (as a raw
+    request on that client's pipeline): Key Vault's authentication challenge is answered once and one
+    token serves the whole process.  A second SDK client would keep its own challenge cache and pay
+    another unauthenticated round trip.
+    """
 
     def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, clients=None):
         self.settings = settings
@@ -89,7 +100,9 @@ class KeyVaultTarget(Target):
         self.labels = {'target': 'azure_kv', 'vault': settings.address.url, 'name': self.name}
         self._env = env or {}
         self._sdk_loader = sdk_loader
-        self._clients = clients
+        # A CertificateClient (or anything with its methods).  A tuple is taken as (certificates, ...)
+        # for callers written when the adapter also held a secrets client.
+        self._client = clients[0] if isinstance(clients, tuple) else clients
         self._sdk = None
         self._ca_file = None
         self._where = '%s/certificates/%s' % (settings.address.url, self.name)
@@ -99,8 +112,8 @@ class KeyVaultTarget(Target):
     def _connect(self):
         if self._sdk is None:
             self._sdk = self._sdk_loader()
-        if self._clients is not None:
-            return self._clients
+        if self._client is not None:
+            return self._client
         sdk = self._sdk
         transport = {'connection_timeout': self.settings.timeout, 'read_timeout': self.settings.timeout,
                      'retry_connect': CONNECT_RETRIES}
@@ -118,12 +131,10 @@ class KeyVaultTarget(Target):
         if self.settings.api_version:
             options['api_version'] = self.settings.api_version
         try:
-            certs = sdk.certificates.CertificateClient(self.settings.address.url, credential, **options)
-            secrets = sdk.secrets.SecretClient(self.settings.address.url, credential, **options)
+            self._client = sdk.certificates.CertificateClient(self.settings.address.url, credential, **options)
         except (ValueError, NotImplementedError) as exc:
             raise faults.classify(exc, 'connect', self._where)
-        self._clients = (certs, secrets)
-        return self._clients
+        return self._client
 
     def _call(self, operation, func, *args, **kwargs):
         try:
@@ -138,12 +149,11 @@ class KeyVaultTarget(Target):
         return getattr(exc, 'status_code', None)
 
     def close(self):
-        if self._clients is not None:
-            for client in self._clients:
-                try:
-                    client.close()
-                except Exception:
-                    pass
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
         if self._ca_file and os.path.exists(self._ca_file):
             os.unlink(self._ca_file)
             self._ca_file = None
@@ -157,14 +167,17 @@ class KeyVaultTarget(Target):
             'versionless_secret_id': '%s/secrets/%s' % (base, self.name),
         }
 
-    def read_latest(self):
-        certs = self._connect()[0]
+    def read_latest(self, look_for_deleted=True):
+        """The latest version, or None.  ``look_for_deleted=False`` spares the deleted-certificate read on a 404:
+        a soft-deleted name then reads as absent, and importing into it answers 409 (soft_deleted)."""
+        certs = self._connect()
         try:
             bundle = certs.get_certificate(self.name)
         except Exception as exc:
             if not faults.is_object_not_found(exc):  # a 404 naming no certificate is a wrong vault URL, not a free name
                 raise faults.classify(exc, 'read', self._where)
-            self._raise_if_soft_deleted(certs)
+            if look_for_deleted:
+                self._raise_if_soft_deleted(certs)
             return None
         return self._state(bundle)
 
@@ -183,12 +196,12 @@ class KeyVaultTarget(Target):
             % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)))
 
     def recover_deleted(self):
-        certs = self._connect()[0]
+        certs = self._connect()
         poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
         self._call('recover', poller.result)
 
     def update_properties(self, state, tags, enabled):
-        certs = self._connect()[0]
+        certs = self._connect()
         # The SDK returns the whole KeyVaultCertificate; the version must be explicit (emulators and
         # the service differ on what "no version" means).
         bundle = self._call('update', certs.update_certificate_properties, self.name, state.version, enabled=enabled, tags=tags)
@@ -203,7 +216,7 @@ class KeyVaultTarget(Target):
         if version is None:
             state = self.read_latest()
         else:
-            certs = self._connect()[0]
+            certs = self._connect()
             try:
                 state = self._state(certs.get_certificate_version(self.name, version))
             except Exception as exc:
@@ -218,11 +231,10 @@ class KeyVaultTarget(Target):
 
     def export_version(self, state):
         """Read the backing secret of ``state``: the stored bytes with the private key, as an ExportedVersion."""
-        secrets = self._connect()[1]
-        secret = self._call('get_secret', secrets.get_secret, self.name, state.version)
-        mime = getattr(secret.properties, 'content_type', None) or CONTENT_TYPES['pkcs12']
+        secret = self._call('get_secret', self._get_secret, state.version)
+        mime = secret.get('contentType') or CONTENT_TYPES['pkcs12']
         kind = _CONTENT_TYPE_NAMES.get(mime)
-        value = secret.value or ''
+        value = secret.get('value') or ''
         try:
             if kind is None:
                 raise errors.DeployError(errors.INVALID_MATERIAL, 'its content type is %s, neither PKCS#12 nor PEM' % mime)
@@ -237,6 +249,29 @@ class KeyVaultTarget(Target):
                 'The backing secret of version %s holds thumbprint %s, not the certificate\'s %s.'
                 % (state.version, material.thumbprint, state.thumbprint))
         return ExportedVersion(value, kind, material, version=state.version)
+
+    def _get_secret(self, version):
+        """GET /secrets/{name}/{version} through the certificate client's pipeline: its challenge, its token, its
+        api-version, its retries and TLS settings.  Returns the secret bundle (JSON object); raises azure-core's
+        exceptions for an error answer, as the SDK's own operations do."""
+        certs = self._connect()
+        core = self._sdk.core_exceptions
+        request = self._sdk.core_rest.HttpRequest(
+            'GET', '/secrets/%s/%s' % (quote(self.name, safe=''), quote(version, safe='')),
+            headers={'Accept': 'application/json'})
+        response = certs.send_request(request)
+        if response.status_code != 200:
+            core.map_error(response.status_code, response, {
+                401: core.ClientAuthenticationError, 404: core.ResourceNotFoundError, 409: core.ResourceExistsError})
+            raise core.HttpResponseError(response=response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise errors.DeployError(errors.SERVICE_ERROR, 'Key Vault answered the read of the backing secret of version %s '
+                                     'with something that is not a secret bundle.' % version)
+        return body
 
     def import_material(self, material, tags, enabled, content_type=None, exportable=None):
         kind = content_type or self.settings.content_type
@@ -263,12 +298,25 @@ class KeyVaultTarget(Target):
         return self._import(payload, None, kind, exported.material, tags, enabled, exportable)
 
     def _import(self, payload, password, kind, material, tags, enabled, exportable=None):
-        certs = self._connect()[0]
+        certs = self._connect()
         policy = self._policy(material, kind, self.settings.exportable if exportable is None else exportable)
         extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
-        bundle = self._call('import', certs.import_certificate, self.name, payload,
-                            enabled=enabled, tags=tags, password=password, policy=policy, **extra)
-        del payload
+        try:
+            bundle = certs.import_certificate(self.name, payload, enabled=enabled, tags=tags, password=password,
+                                              policy=policy, **extra)
+        except Exception as exc:  # every SDK/transport failure is classified, none escapes raw
+            failure = faults.classify(exc, 'import', self._where)
+            if failure.code == errors.CONFLICT and self._status(exc) == 409:
+                # A 409 that does not say why: a soft-deleted name is told apart by its deleted certificate
+                # (read_latest may have skipped that read), and reported as soft_deleted.
+                try:
+                    self._raise_if_soft_deleted(certs)
+                except errors.DeployError as exc_deleted:
+                    if exc_deleted.code == errors.SOFT_DELETED:
+                        raise
+            raise failure
+        finally:
+            del payload
         state = self._state(bundle)
         if state.content_type is None:
             state.content_type = kind

@@ -39,6 +39,7 @@ class FakeTarget(Target):
         self.labels = {'target': 'fake', 'vault': 'mem://vault', 'name': 'www'}
         self.versions = []          # list of dicts: version, material, tags, enabled, content_type, payload
         self.soft_deleted = None    # a versions list waiting for recovery
+        self.deleted_lookups = []   # look_for_deleted of every read_latest, in order
         self.calls = []
         self.faults = {}
         self.exportable = True
@@ -80,13 +81,17 @@ class FakeTarget(Target):
 
     # -- Target port ---------------------------------------------------------
 
-    def read_latest(self):
+    def read_latest(self, look_for_deleted=True):
+        """Like Key Vault: without ``look_for_deleted`` a soft-deleted name reads as absent (the import then says 409)."""
         self.calls.append(('read',))
+        self.deleted_lookups.append(look_for_deleted)
         override = self._apply_fault('read')
         if isinstance(override, VersionState):
             return override
         if self.soft_deleted is not None:
-            raise errors.DeployError(errors.SOFT_DELETED, 'soft-deleted')
+            if look_for_deleted:
+                raise errors.DeployError(errors.SOFT_DELETED, 'soft-deleted')
+            return None
         return self._state(self.versions[-1]) if self.versions else None
 
     def recover_deleted(self):
@@ -129,6 +134,8 @@ class FakeTarget(Target):
         """``exportable=None`` means the target's configured default (True here)."""
         self.calls.append(('import', m.thumbprint(material.leaf), dict(tags), how))
         effect = self._apply_fault('import')
+        if self.soft_deleted is not None:  # Key Vault's 409 ObjectIsDeletedButRecoverable
+            raise errors.DeployError(errors.SOFT_DELETED, '409: the name is deleted but recoverable')
         self.seed(material, tags, enabled, content_type, payload, True if exportable is None else exportable)
         mine = self.versions[-1]
         if isinstance(effect, CommitThenFail):

@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""KeyVaultTarget over the REAL azure-keyvault-certificates/-secrets and azure-core stack, replaying Key Vault responses.
+"""KeyVaultTarget over the REAL azure-keyvault-certificates and azure-core stack, replaying Key Vault responses.
 
 The SDK clients are the real ones, built by ``KeyVaultTarget._connect`` itself (credential resolution,
 ``verify_challenge_resource``, retry and timeout options); only the HTTP transport is replaced by
@@ -26,8 +26,8 @@ import pytest
 
 # pylint: disable=wrong-import-position
 import azure.core.exceptions as azure_core_exceptions
+import azure.core.rest as azure_core_rest
 import azure.keyvault.certificates as kv_certificates
-import azure.keyvault.secrets as kv_secrets
 from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -43,10 +43,9 @@ try:
 except ImportError:  # azure-core < 1.31: no get_token_info protocol
     AccessTokenInfo = None
 
-try:  # the SDKs' process-wide challenge caches (one per package); cleared so every test starts unauthenticated
+try:  # the SDK's process-wide challenge cache; cleared so every test starts unauthenticated
     from azure.keyvault.certificates._shared import http_challenge_cache as _CERT_CHALLENGES
-    from azure.keyvault.secrets._shared import http_challenge_cache as _SECRET_CHALLENGES
-    CHALLENGE_CACHES = (_CERT_CHALLENGES, _SECRET_CHALLENGES)
+    CHALLENGE_CACHES = (_CERT_CHALLENGES,)
 except ImportError:  # pragma: no cover
     CHALLENGE_CACHES = ()
 
@@ -159,8 +158,7 @@ class Replay(object):
         return azure_sdk.Sdk(
             identity=types.SimpleNamespace(DefaultAzureCredential=self._default_credential),
             certificates=_Module(kv_certificates, CertificateClient=self._client(kv_certificates.CertificateClient)),
-            secrets=_Module(kv_secrets, SecretClient=self._client(kv_secrets.SecretClient)),
-            core_exceptions=azure_core_exceptions)
+            core_exceptions=azure_core_exceptions, core_rest=azure_core_rest)
 
     def target(self, name, vault=VAULT, **settings):
         settings.setdefault('api_version', API_VERSION)
@@ -380,8 +378,8 @@ def test_rbac_forbidden_import_quotes_the_action(material):
 
 
 def test_rbac_forbidden_secret_read_quotes_the_action():
-    """The verbatim RBAC 403 of a secret read (piyushsachdeva/Terraform_AKS#2) through the real SecretClient, which
-    runs its own challenge: read latest (test_crud_operations Entries[4]), then export the version's secret."""
+    """The verbatim RBAC 403 of a secret read (piyushsachdeva/Terraform_AKS#2) through the certificate client's
+    pipeline: read latest (test_crud_operations Entries[4]), then export the version's secret with the same token."""
     get, = interactions(CRUD_FIXTURE, 'get')
     forbidden, = interactions('forbidden_403.json', 'rbac_get_secret')
     replay = Replay([get, forbidden])
@@ -392,7 +390,8 @@ def test_rbac_forbidden_secret_read_quotes_the_action():
     assert info.value.code == errors.FORBIDDEN and info.value.details['action'] == action
     assert "the identity lacks the RBAC action '%s'" % action in info.value.message
     assert [(r.path.split('/')[1], bool(r.authorization)) for r in replay.transport.requests] == [
-        ('certificates', False), ('certificates', True), ('secrets', False), ('secrets', True)]
+        ('certificates', False), ('certificates', True), ('secrets', True)]  # one challenge for both
+    assert len(replay.credential.calls) == 1
     replay.check()
 
 

@@ -21,10 +21,10 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.material import c
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, sdk as azure_sdk
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import (
     KeyVaultSettings, KeyVaultTarget, combined_ca_bundle)
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay_transport import ReplayTransport
 
 # The SDK is a unit-test requirement (tests/unit/requirements.txt): a missing package fails collection, it never skips.
 import azure.keyvault.certificates  # noqa: F401  pylint: disable=unused-import
-import azure.keyvault.secrets  # noqa: F401  pylint: disable=unused-import
 
 VAULT = 'https://kv1.vault.azure.net'
 
@@ -46,12 +46,27 @@ def bundle(material, version='v1', tags=None, enabled=True, content_type='applic
         key_id='%s/keys/www/%s' % (VAULT, version))
 
 
+def secret(value=None, content_type='application/x-pkcs12', status=200, body=None):
+    """A stored answer to GET /secrets/{name}/{version}: a secret bundle, or an error body with ``status``."""
+    if body is None:
+        body = {'value': value, 'contentType': content_type, 'id': '%s/secrets/www/v1' % VAULT,
+                'kid': '%s/keys/www/v1' % VAULT, 'managed': True, 'attributes': {'enabled': True}}
+    return {'status': status, 'body': body}
+
+
 class FakeCertificateClient(object):
     def __init__(self):
         self.latest = None
         self.deleted = None
         self.imports = []
         self.closed = False
+        self.secret = secret(status=404, body={'error': {'code': 'SecretNotFound', 'message': 'Secret not found: www'}})
+        self.sent = []
+
+    def send_request(self, request):
+        """CertificateClient.send_request: a raw request through the client's pipeline; the answer as azure-core builds it."""
+        self.sent.append(request)
+        return ReplayTransport._response(request, self.secret)  # pylint: disable=protected-access
 
     def get_certificate(self, name):
         if self.latest is None:
@@ -88,28 +103,18 @@ class FakeCertificateClient(object):
         self.closed = True
 
 
-class FakeSecretClient(object):
-    def __init__(self, value=None, content_type='application/x-pkcs12', error=None):
-        self.value, self.content_type, self.error = value, content_type, error
-
-    def get_secret(self, name, version):
-        if self.error:
-            raise self.error
-        return types.SimpleNamespace(value=self.value, properties=types.SimpleNamespace(content_type=self.content_type))
-
-    def close(self):
-        pass
-
-
 @pytest.fixture
 def material(pki):
     h = pki.hierarchy()
     return m.Material(h['leaf'], h['key'], [h['inter'], h['root']])
 
 
-def make_target(certs=None, secrets=None, **settings):
+def make_target(certs=None, stored_secret=None, **settings):
     settings = KeyVaultSettings(config.parse_vault_url(VAULT), 'www', 'login.microsoftonline.com', **settings)
-    return KeyVaultTarget(settings, clients=(certs or FakeCertificateClient(), secrets or FakeSecretClient()))
+    certs = certs or FakeCertificateClient()
+    if stored_secret is not None:
+        certs.secret = stored_secret
+    return KeyVaultTarget(settings, clients=certs)
 
 
 def test_missing_name_reads_as_none(material):
@@ -202,7 +207,7 @@ def test_rollback_material_from_backing_secret(material):
                                                                  serialization.NoEncryption())).decode()
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
-    target = make_target(certs, FakeSecretClient(pfx))
+    target = make_target(certs, secret(pfx))
     restored = target.export_version(target.read_latest())
     assert restored.thumbprint == material.thumbprint and m.public_key_matches(restored.material.leaf, material.key)
     assert (restored.payload, restored.content_type, restored.version) == (pfx, 'pkcs12', 'v1')
@@ -212,7 +217,7 @@ def test_exported_pkcs12_is_re_imported_byte_for_byte_without_password(material)
     raw = pkcs12.serialize_key_and_certificates(b'x', material.key, material.leaf, material.chain, serialization.NoEncryption())
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
-    target = make_target(certs, FakeSecretClient(base64.b64encode(raw).decode()), content_type='pem')
+    target = make_target(certs, secret(base64.b64encode(raw).decode()), content_type='pem')
     exported = target.export_version(target.read_latest())
     state = target.import_exported(exported, {'t': '1'}, False)
     name, data, kwargs = certs.imports[0]
@@ -226,7 +231,7 @@ def test_exported_pem_is_re_imported_unchanged(pki, material):
     text = (pki.pem(material.leaf) + pki.key_pem(material.key)).decode()
     certs = FakeCertificateClient()
     certs.latest = bundle(material, content_type='application/x-pem-file')
-    target = make_target(certs, FakeSecretClient(text, 'application/x-pem-file'))
+    target = make_target(certs, secret(text, 'application/x-pem-file'))
     exported = target.export_version(target.read_latest())
     assert exported.content_type == 'pem'
     target.import_exported(exported, {}, True)
@@ -239,7 +244,7 @@ def test_exported_version_in_another_format_is_rebuilt(pki, material):
     text = (pki.pem(material.leaf) + pki.key_pem(material.key)).decode()
     certs = FakeCertificateClient()
     certs.latest = bundle(material, content_type='application/x-pem-file')
-    target = make_target(certs, FakeSecretClient(text, 'application/x-pem-file'))
+    target = make_target(certs, secret(text, 'application/x-pem-file'))
     target.import_exported(target.export_version(target.read_latest()), {}, True, content_type='pkcs12')
     data, kwargs = certs.imports[0][1:]
     assert kwargs['policy'].content_type.value == 'application/x-pkcs12' and kwargs['password']
@@ -249,7 +254,7 @@ def test_exported_version_in_another_format_is_rebuilt(pki, material):
 def test_secret_of_unknown_content_type_is_not_rollback_material(material):
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
-    target = make_target(certs, FakeSecretClient('{"json": true}', 'application/json'))
+    target = make_target(certs, secret('{"json": true}', 'application/json'))
     with pytest.raises(errors.DeployError) as info:
         target.export_version(target.read_latest())
     assert info.value.code == errors.INVALID_MATERIAL and 'application/json' in info.value.message
@@ -273,7 +278,7 @@ def test_rollback_material_must_match_the_version(material, pki):
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
     pem = (pki.pem(other['leaf']) + pki.key_pem(other['key'])).decode()
-    target = make_target(certs, FakeSecretClient(pem, 'application/x-pem-file'))
+    target = make_target(certs, secret(pem, 'application/x-pem-file'))
     with pytest.raises(errors.DeployError) as info:
         target.export_version(target.read_latest())
     assert 'not the certificate' in info.value.message
@@ -282,7 +287,7 @@ def test_rollback_material_must_match_the_version(material, pki):
 def test_forbidden_secret_read_is_classified(material):
     certs = FakeCertificateClient()
     certs.latest = bundle(material)
-    target = make_target(certs, FakeSecretClient(error=HttpError(403, 'denied')))
+    target = make_target(certs, secret(status=403, body={'error': {'code': 'Forbidden', 'message': 'denied'}}))
     with pytest.raises(errors.DeployError) as info:
         target.export_version(target.read_latest())
     assert info.value.code == errors.FORBIDDEN and 'getSecret' in info.value.message
@@ -316,7 +321,8 @@ def test_real_clients_are_built_with_transport_options(monkeypatch, tmp_path, pk
     settings = KeyVaultSettings(config.parse_vault_url('https://127.0.0.1:8443', 'custom'), 'www', 'https://127.0.0.1:9443',
                                 credential_mode='client_secret', api_version='7.5', ca_path=str(ca), timeout=7)
     target = KeyVaultTarget(settings, env={'AZURE_TENANT_ID': 't', 'AZURE_CLIENT_ID': 'c', 'AZURE_CLIENT_SECRET': 's'})
-    certs, secrets = target._connect()
+    certs = target._connect()
+    assert isinstance(certs, azure.keyvault.certificates.CertificateClient)  # the only client: no SecretClient
     assert certs.api_version == '7.5' and certs.vault_url == 'https://127.0.0.1:8443'
     retry = certs._client._config.retry_policy
     assert (retry.total_retries, retry.timeout, retry.backoff_max) == (4, 28, 30)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model, tags
@@ -220,6 +222,50 @@ def test_soft_deleted_recover_in_check_mode_does_not_recover(target, material):
     assert result.changed and target.writes == []
 
 
+def test_a_real_run_never_asks_for_deleted_names_check_mode_does(target, material, other):
+    """Telling a soft-deleted name from a free one costs a request: only check mode, which writes nothing, asks."""
+    run(target, material)                      # first import: read, import, read back
+    run(target, other)                         # rotation
+    assert target.deleted_lookups == [False, False, False, False]
+    del target.deleted_lookups[:]
+    run(target, material, check_mode=True)
+    assert target.deleted_lookups == [True]
+
+
+def test_soft_deleted_is_found_by_the_import_and_nothing_is_recovered(target, material):
+    target.soft_deleted = []
+    err = fail(target, material)
+    assert err.code == errors.SOFT_DELETED
+    assert [c[0] for c in target.calls] == ['read', 'import'] and target.versions == []
+    assert 'result' not in err.details  # nothing changed
+
+
+def test_soft_deleted_found_by_the_import_is_recovered_once_and_deployed(target, material, other):
+    target.seed(other, MANAGED)
+    target.soft_deleted, target.versions = target.versions, []
+    result = run(target, other, on_soft_deleted='recover')
+    # The recovered version is what was wanted: nothing is imported after the recovery.
+    assert [c[0] for c in target.calls] == ['read', 'import', 'recover', 'read']
+    assert (result.changed, result.outcome) == (True, model.UNCHANGED)
+    assert [w for w in result.warnings if 'recovered' in w] == [
+        'The soft-deleted certificate was recovered (on_soft_deleted: recover).']
+
+
+def test_warnings_are_not_repeated_when_the_run_starts_over(target, pki):
+    later = pki.hierarchy(leaf_not_before=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1))
+    early = m.Material(later['leaf'], later['key'], [later['inter']])  # not valid yet: check_rules warns
+    target.soft_deleted = []
+    result = run(target, early, on_soft_deleted='recover', allow_expired=True)
+    assert result.outcome == model.CREATED
+    assert len(result.warnings) == len(set(result.warnings)) and len(result.warnings) >= 2
+
+
+def test_soft_deleted_in_check_mode_is_told_by_the_read(target, material):
+    target.soft_deleted = []
+    err = fail(target, material, check_mode=True)
+    assert err.code == errors.SOFT_DELETED and target.writes == [] and target.deleted_lookups == [True]
+
+
 # -- snapshot and rollback ----------------------------------------------------------------
 
 def test_rollback_required_without_material_fails_before_import(target, material, other):
@@ -367,11 +413,11 @@ def test_soft_delete_found_only_at_import_is_recovered(target, material, other):
     target.soft_deleted, target.versions = target.versions, []
     real_read = target.read_latest
 
-    def blind_read():  # deleted certificates may not be read: the name looks free
+    def blind_read(**kwargs):  # deleted certificates may not be read: the name looks free
         if target.soft_deleted is not None:
             target.calls.append(('read',))
             return None
-        return real_read()
+        return real_read(**kwargs)
     target.read_latest = blind_read
     target.fail('import', errors.DeployError(errors.SOFT_DELETED, '409 ObjectIsDeletedButRecoverable'))
     result = run(target, material, on_soft_deleted='recover')
@@ -473,9 +519,9 @@ def test_read_back_thumbprint_mismatch_rolls_back(target, material, other, pki):
     real_read = target.read_latest
     reads = {'n': 0}
 
-    def read_latest():
+    def read_latest(**kwargs):
         reads['n'] += 1
-        return tampered_read() if reads['n'] == 2 else real_read()
+        return tampered_read() if reads['n'] == 2 else real_read(**kwargs)
     target.read_latest = read_latest
     err = fail(target, material)
     result = err.details['result']
@@ -494,14 +540,14 @@ def test_read_back_retries_what_is_transient(target, material, other, transient)
     real_read = target.read_latest
     queue = [effect, effect]
 
-    def read_latest():
+    def read_latest(**kwargs):
         if any(c[0] == 'import' for c in target.calls) and queue:
             target.calls.append(('read',))
             item = queue.pop(0)
             if isinstance(item, Exception):
                 raise item
             return None if item == 'missing' else item
-        return real_read()
+        return real_read(**kwargs)
     target.read_latest = read_latest
     result = run(target, material)
     assert queue == [] and result.outcome == model.ROTATED  # two bad reads, the third counts
@@ -515,11 +561,11 @@ def test_read_back_that_stays_stale_or_missing_is_unverified_after_every_attempt
     reads = []
     real_read = target.read_latest
 
-    def read_latest():
+    def read_latest(**kwargs):
         if any(c[0] == 'import' for c in target.calls):
             reads.append(1)
             return stale if bad == 'stale' else None
-        return real_read()
+        return real_read(**kwargs)
     target.read_latest = read_latest
     result = run(target, material)
     assert len(reads) == 3  # verify_attempts, not one
