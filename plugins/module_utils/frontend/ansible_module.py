@@ -21,6 +21,7 @@ from ..engine import errors
 from ..targets.azure_kv import config as kv_config
 from ..targets.azure_kv import credentials
 from ..targets.azure_kv.target import KeyVaultSettings
+from . import inprocess
 
 # Options every Key Vault module takes (documented by the doc fragment certdeploy.cloud.azure_kv).
 CONNECTION_ARGS = dict(
@@ -50,6 +51,13 @@ class CertdeployModule(AnsibleModule):
     """
 
     FAILURE_DEFAULTS = {'rollback': NO_ROLLBACK}
+
+    def __new__(cls, *args, **kwargs):
+        # Inside the controller's worker (the action plugin's in-process path) the same constructor call
+        # yields the in-process stand-in, validated with the same argument spec (frontend/inprocess.py).
+        if inprocess.CURRENT.get() is not None:
+            return inprocess.build(cls, *args, **kwargs)
+        return super(CertdeployModule, cls).__new__(cls)
 
     def __init__(self, *args, **kwargs):
         self._in_argspec = True
