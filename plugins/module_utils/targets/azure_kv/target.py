@@ -198,7 +198,13 @@ class KeyVaultTarget(Target):
     def recover_deleted(self):
         certs = self._connect()
         poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
-        self._call('recover', poller.result)
+        # The SDK's poller.result() returns at once; wait() polls the certificate until it is readable again.
+        limit = self.settings.timeout * TOTAL_TIMEOUT_FACTOR
+        self._call('recover', poller.wait, timeout=limit)
+        if not poller.done():
+            raise errors.DeployError(
+                errors.TIMEOUT, 'The recovery of %s was requested but the certificate was not readable again within %d s; '
+                'run again later.' % (self._where, limit))
 
     def update_properties(self, state, tags, enabled):
         certs = self._connect()
