@@ -452,59 +452,17 @@ missing_action:
   sample: Microsoft.KeyVault/vaults/certificates/import/action
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS, CertdeployModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CertdeployModule
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import run_deploy
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import CHECK_MODE_READ, ON_SOFT_DELETED, ROLLBACK_MODES
-
-ARGUMENT_SPEC = dict(
-    CONNECTION_ARGS,
-    certificate=dict(type='str'),
-    certificate_path=dict(type='path'),
-    private_key=dict(type='str', no_log=True),
-    private_key_path=dict(type='path', no_log=False),
-    private_key_passphrase=dict(type='str', no_log=True),
-    chain=dict(type='str'),
-    chain_path=dict(type='path'),
-    pfx=dict(type='str', no_log=True),
-    pfx_path=dict(type='path'),
-    pfx_password=dict(type='str', no_log=True),
-    copy_from=dict(type='dict', options=dict(
-        vault_url=dict(type='str', required=True),
-        certificate_name=dict(type='str', required=True),
-        version=dict(type='str'),
-    )),
-    min_days_remaining=dict(type='int'),
-    expected_sans=dict(type='list', elements='str'),
-    content_type=dict(type='str', default='pkcs12', choices=['pkcs12', 'pem']),
-    exportable=dict(type='bool', default=True),
-    enabled=dict(type='bool', default=True),
-    tags=dict(type='dict', default={}),
-    preserve_chain_order=dict(type='bool', default=False),
-    certificate_id=dict(type='str'),
-    take_ownership=dict(type='bool', default=False),
-    rollback=dict(type='str', default='auto', choices=list(ROLLBACK_MODES)),
-    on_soft_deleted=dict(type='str', default='fail', choices=list(ON_SOFT_DELETED)),
-    force=dict(type='bool', default=False),
-    allow_expired=dict(type='bool', default=False),
-    check_mode_read=dict(type='str', default='best_effort', choices=list(CHECK_MODE_READ)),
-    metrics_file=dict(type='path'),
-)
-
-_PEM_OPTIONS = ('certificate', 'certificate_path', 'private_key', 'private_key_path', 'private_key_passphrase', 'chain', 'chain_path')
-MUTUALLY_EXCLUSIVE = [
-    ('certificate', 'certificate_path'),
-    ('private_key', 'private_key_path'),
-    ('chain', 'chain_path'),
-    ('pfx', 'pfx_path'),
-] + [(pfx, pem) for pfx in ('pfx', 'pfx_path', 'pfx_password') for pem in _PEM_OPTIONS] + [
-    ('copy_from', option) for option in _PEM_OPTIONS + ('pfx', 'pfx_path', 'pfx_password')]
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy_args import (
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF)
 
 
 def main():
     run_deploy(CertdeployModule(
         argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
-        required_one_of=[('certificate', 'certificate_path', 'pfx', 'pfx_path', 'copy_from')],
+        required_one_of=REQUIRED_ONE_OF,
         supports_check_mode=True,
     ))
 

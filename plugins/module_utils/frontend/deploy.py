@@ -51,18 +51,20 @@ def load_material(params):
         certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), preserve)
 
 
-def read_copy_source(params, env, target_content_type):
+def read_copy_source(params, env, target_content_type, target_factory=None):
     """copy_from: export the source version (backing secret, key included) without it ever becoming a module argument.
 
     Returns ``(exported, material, copied_from)``: ``exported`` is imported byte for byte when its format is the
     target's content type; otherwise it is None and ``material`` is rebuilt in the target's format.
+    ``target_factory(settings, env=env)`` builds the source's target (default: a KeyVaultTarget of its own), so a
+    caller deploying many certificates can reuse one connection per vault.
     """
     spec = params['copy_from']
     source_params = dict(params, vault_url=spec['vault_url'], certificate_name=spec['certificate_name'])
     source = None
     try:
         settings = keyvault_settings(source_params, env)
-        source = KeyVaultTarget(settings, env=env)
+        source = (target_factory or KeyVaultTarget)(settings, env=env)
         state = source.read_version(spec.get('version'))
         exported = source.export_version(state)
     except errors.DeployError as exc:
@@ -81,6 +83,26 @@ def read_copy_source(params, env, target_content_type):
     if exported.content_type != target_content_type:
         return None, exported.material, copied_from
     return exported, None, copied_from
+
+
+def build_request(params, settings, material, exported, check_mode):
+    """The DeployRequest of one certificate's options (the deploy argument spec's names)."""
+    return DeployRequest(
+        material=material,
+        exported=exported,
+        min_days_remaining=params.get('min_days_remaining'),
+        expected_sans=params.get('expected_sans'),
+        certificate_id=params.get('certificate_id') or settings.certificate_name,
+        user_tags=params.get('tags'),
+        enabled=params['enabled'],
+        force=params['force'],
+        take_ownership=params['take_ownership'],
+        rollback=params['rollback'],
+        on_soft_deleted=params['on_soft_deleted'],
+        allow_expired=params['allow_expired'],
+        check_mode=check_mode,
+        check_mode_read=params.get('check_mode_read') or 'best_effort',
+    )
 
 
 def _expiry_timestamp(result):
@@ -136,22 +158,7 @@ def run_deploy(module, env=None):
                 return
         else:
             material = load_material(params)
-        request = DeployRequest(
-            material=material,
-            exported=exported,
-            min_days_remaining=params.get('min_days_remaining'),
-            expected_sans=params.get('expected_sans'),
-            certificate_id=params.get('certificate_id') or settings.certificate_name,
-            user_tags=params.get('tags'),
-            enabled=params['enabled'],
-            force=params['force'],
-            take_ownership=params['take_ownership'],
-            rollback=params['rollback'],
-            on_soft_deleted=params['on_soft_deleted'],
-            allow_expired=params['allow_expired'],
-            check_mode=module.check_mode,
-            check_mode_read=params.get('check_mode_read') or 'best_effort',
-        )
+        request = build_request(params, settings, material, exported, module.check_mode)
         target = KeyVaultTarget(settings, env=env)
         report = DeployEngine(target).run(request)
     except errors.DeployError as exc:
