@@ -52,9 +52,20 @@ class Count:
             'path': flow.request.path.split('?', 1)[0].rstrip('/') or '/',
             'auth': 'authorization' in flow.request.headers,
             'status': status,
+            'error': self._error_codes(flow) if status is not None and status >= 400 else None,
         }
         with open(ctx.options.budget_log, 'a', encoding='utf-8') as handle:
             handle.write(json.dumps(line) + '\n')
+
+    @staticmethod
+    def _error_codes(flow):
+        """Key Vault's error code and inner code of an error answer, e.g. 'Conflict/ObjectIsDeletedButRecoverable'."""
+        try:
+            error = json.loads(flow.response.content or b'{}').get('error') or {}
+        except (ValueError, AttributeError):
+            return 'not JSON'
+        inner = error.get('innererror') or error.get('innerError') or {}
+        return '%s/%s' % (error.get('code'), inner.get('code') if isinstance(inner, dict) else None)
 
     def response(self, flow: http.HTTPFlow):
         self._write(flow, flow.response.status_code)
