@@ -163,7 +163,14 @@ class InProcessAction(ActionBase):
         parts = type(self).__module__.split('.')
         return '.'.join([parts[1], parts[2], parts[-1]])
 
+    def _host_vars(self, task_vars):
+        """The variables of the host the module would run on: the delegated host's when delegated (as _execute_module)."""
+        if self._task.delegate_to:
+            return (task_vars.get('ansible_delegated_vars') or {}).get(self._task.delegate_to) or task_vars
+        return task_vars
+
     def _interpreter(self, task_vars):
+        task_vars = self._host_vars(task_vars)
         value = C.config.get_config_value('INTERPRETER_PYTHON', variables=task_vars)
         value = self._templar.template(value) if value else value
         value = str(value or '').strip()
@@ -173,10 +180,12 @@ class InProcessAction(ActionBase):
         return value
 
     def _force(self, task_vars):
-        if FORCE_VAR not in task_vars:
-            return None
-        from ansible.module_utils.parsing.convert_bool import boolean
-        return boolean(self._templar.template(task_vars[FORCE_VAR]), strict=False)
+        # The task's own variables first (task vars, the inventory host's), then the delegated host's.
+        for variables in (task_vars, self._host_vars(task_vars)):
+            if FORCE_VAR in variables:
+                from ansible.module_utils.parsing.convert_bool import boolean
+                return boolean(self._templar.template(variables[FORCE_VAR]), strict=False)
+        return None
 
     def _task_environment(self):
         raw = {}

@@ -115,7 +115,8 @@ class InProcessModule(object):
     # -- what the frontends call ---------------------------------------------
 
     def warn(self, warning):
-        self._warnings.append(warning)
+        if warning not in self._warnings:  # AnsibleModule reports each warning once
+            self._warnings.append(warning)
 
     def exit_json(self, **kwargs):
         raise ModuleExit(self._formatted(kwargs))
