@@ -10,11 +10,7 @@ import base64
 import os
 import ssl
 import tempfile
-
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover - Python 2
-    from urllib import quote  # type: ignore
+from urllib.parse import quote
 
 from ...engine import errors
 from ...engine.model import ExportedVersion, VersionState

@@ -53,7 +53,8 @@ def start(state_dir, vault_url, identity_endpoint):
     identity = urllib.parse.urlsplit(identity_endpoint)
     vault_port, token_port = free_port(), free_port()
     log = os.path.join(state_dir, 'requests.jsonl')
-    open(log, 'w').close()  # pylint: disable=consider-using-with
+    with open(log, 'w', encoding='utf-8'):
+        pass
     owner, dummy = detached.playbook_owner()
     argv = [find_mitmdump(), '--quiet', '--listen-host', '127.0.0.1',
             '--mode', 'reverse:%s://%s@%d' % (vault.scheme, vault.netloc, vault_port),
