@@ -12,6 +12,8 @@
 #    Once that version is released (changelog.yaml committed), it is `antsibull-changelog generate`.
 #    A warning from antsibull-changelog (for example a release without a release_summary) is a finding.
 # 3. `antsibull-docs lint-collection-docs --plugin-docs`: schema, markup and RST of every module and role.
+# 4. Every Ansible example (a ```yaml play or task list) in README.md and docs/*.md passes
+#    `ansible-playbook --syntax-check` against this collection.
 #
 # The tools (pinned below) are installed from PyPI into .cache/venv/docs on first use and reused afterwards;
 # the checks themselves are offline. They run on a temporary copy of the files git would track (tracked and
@@ -166,9 +168,66 @@ fi
 log 'Running: antsibull-docs lint-collection-docs --plugin-docs'
 antsibull-docs lint-collection-docs --plugin-docs "${copy}" || findings=$((findings + 1))
 
+# The Ansible examples in README.md and docs/: every ```yaml block that is a play or a task list (an indented
+# task list continues the play before it) must pass `ansible-playbook --syntax-check`, which also resolves every
+# module and role name against this collection.
+log 'Running: ansible-playbook --syntax-check on the YAML examples of README.md and docs/*.md'
+if ! python - "${copy}" "${work}/examples" <<'PY'
+import glob
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import yaml
+
+copy, out = sys.argv[1], sys.argv[2]
+os.makedirs(out)
+failed = checked = 0
+for doc in ['README.md'] + sorted(os.path.relpath(p, copy) for p in glob.glob(os.path.join(copy, 'docs', '*.md'))):
+    with open(os.path.join(copy, doc)) as handle:
+        text = handle.read()
+    play = None
+    for number, match in enumerate(re.finditer(r'^```yaml\n(.*?)^```', text, re.M | re.S), 1):
+        block = match.group(1)
+        line = text.count('\n', 0, match.start()) + 1
+        if block.startswith((' ', '\t')) and play is not None:  # more tasks of the play before (same page)
+            play = play + '\n' + block
+            source = play
+        else:
+            try:
+                data = yaml.safe_load(block)
+            except yaml.YAMLError as exc:
+                print('%s:%d: not valid YAML: %s' % (doc, line, exc))
+                failed += 1
+                continue
+            if not (isinstance(data, list) and data and all(isinstance(item, dict) for item in data)):
+                continue  # not Ansible (an execution-environment file, a requirements list, ...)
+            if all('hosts' in item for item in data):
+                play = source = block
+            else:
+                play = None
+                source = '- name: Example\n  hosts: localhost\n  gather_facts: false\n  tasks:\n' + textwrap.indent(block, '    ')
+        path = os.path.join(out, '%s-%d.yml' % (doc.replace('/', '_'), number))
+        with open(path, 'w') as handle:
+            handle.write(source)
+        checked += 1
+        done = subprocess.run(['ansible-playbook', '--syntax-check', '-i', 'localhost,', path],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        if done.returncode != 0:
+            print('%s:%d: ansible-playbook --syntax-check failed:\n%s' % (doc, line, done.stdout.strip()))
+            failed += 1
+print('[docs.sh] %d example(s) checked, %d failed' % (checked, failed))
+sys.exit(1 if failed or not checked else 0)
+PY
+then
+    findings=$((findings + 1))
+fi
+
 if [[ ${findings} -gt 0 ]]; then
     log "FAILED: ${findings} check(s) had findings"
     exit 1
 fi
-log 'passed: fragments lint clean, CHANGELOG.rst current, plugin docs lint clean'
+log 'passed: fragments lint clean, CHANGELOG.rst current, plugin docs lint clean, examples parse'
 exit 0
