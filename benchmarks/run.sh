@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# certdeploy.cloud against azure.azcollection on one emulated vault under a production name.
+#
+#   ./benchmarks/run.sh           the published run: writes docs/performance.md (about 20 minutes on 2 cores)
+#   ./benchmarks/run.sh --quick   a development run (2 runs, fleet of 10): writes .cache/bench/performance-quick.md
+#
+# Installs what it needs under .cache/bench/ on first use (PyPI): the peer from the `ansible` package with
+# azure.azcollection's whole requirements list, and an environment for this collection with the same
+# ansible-core. Needs root (a private mount + network namespace) and lowkey-vault (the integration
+# harness resolves it: cache, build from the shared emulator sources, or its registry).
+# Not part of scripts/test.sh: a benchmark measures, it does not pass or fail on times.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# shellcheck source=../scripts/lib/loopback_only.sh
+. "${ROOT}/scripts/lib/loopback_only.sh"
+
+QUICK=''
+[[ "${1:-}" == --quick ]] && QUICK=--quick
+
+ANSIBLE_VERSION=14.5.0   # the `ansible` package: ships azure.azcollection (and ansible-core 2.21)
+CACHE="${ROOT}/.cache/bench"
+PY="${CERTDEPLOY_BENCH_PYTHON:-}"
+if [[ -z "${PY}" ]]; then
+    for candidate in "${ROOT}/.cache/bin/python3.13" python3.13 python3.12; do
+        if command -v "${candidate}" >/dev/null 2>&1; then PY="$(command -v "${candidate}")"; break; fi
+    done
+fi
+[[ -n "${PY}" ]] || { echo "benchmarks: Python 3.12+ not found (set CERTDEPLOY_BENCH_PYTHON)" >&2; exit 3; }
+# The interpreter itself, not a link to it: scripts/test.sh re-creates .cache/bin while it runs.
+PY="$(readlink -f "${PY}")"
+[[ "$(id -u)" == 0 ]] || { echo "benchmarks: needs root (private mount + network namespace)" >&2; exit 3; }
+mkdir -p "${CACHE}"
+
+pip_quiet() { "$1/bin/pip" install -q --disable-pip-version-check "${@:2}"; }
+
+# The peer, unmodified: ansible==${ANSIBLE_VERSION}, then the collection's own requirements.txt, whole.
+# One constraint on top (benchmarks/peer-constraints.txt): azure-keyvault-certificates 4.10.0, inside the range
+# the peer's requirements allow, whose default api-version 7.6 is one lowkey-vault 3.4.33 serves.
+PEER="${CACHE}/venv-peer"
+PEER_STAMP="${PEER}/.bench-${ANSIBLE_VERSION}-$(sha256sum "${ROOT}/benchmarks/peer-constraints.txt" | cut -c1-12)"
+if [[ ! -f "${PEER_STAMP}" ]]; then
+    rm -rf "${PEER}"
+    started=${SECONDS}
+    "${PY}" -m venv "${PEER}"
+    pip_quiet "${PEER}" "ansible==${ANSIBLE_VERSION}"
+    AZREQ="$("${PEER}/bin/python" -c 'import ansible_collections.azure.azcollection as c, os; print(os.path.join(os.path.dirname(c.__file__), "requirements.txt"))')"
+    pip_quiet "${PEER}" -r "${AZREQ}" -c "${ROOT}/benchmarks/peer-constraints.txt"
+    echo "$((SECONDS - started))" >"${PEER}/.bench-install-seconds"
+    touch "${PEER_STAMP}"
+fi
+
+# This collection: ansible-core as the peer's environment has it, and requirements.txt.
+CORE_VERSION="$("${PEER}/bin/python" -c 'import ansible.release as r; print(r.__version__)')"
+OURS="${CACHE}/venv-ours"
+OURS_STAMP="${OURS}/.bench-${CORE_VERSION}-$(sha256sum "${ROOT}/requirements.txt" | cut -c1-12)"
+if [[ ! -f "${OURS_STAMP}" ]]; then
+    rm -rf "${OURS}"
+    started=${SECONDS}
+    "${PY}" -m venv "${OURS}"
+    pip_quiet "${OURS}" "ansible-core==${CORE_VERSION}" -r "${ROOT}/requirements.txt"
+    echo "$((SECONDS - started))" >"${OURS}/.bench-install-seconds"
+    touch "${OURS_STAMP}"
+fi
+
+# This collection from the working tree, as ansible-galaxy would lay it out.
+COLLECTIONS="${CACHE}/collections"
+rm -rf "${COLLECTIONS}"
+mkdir -p "${COLLECTIONS}/ansible_collections/certdeploy/cloud" "${CACHE}/collections-none"
+tar -C "${ROOT}" --exclude=./.cache --exclude=./.git --exclude=./benchmarks -cf - . | tar -C "${COLLECTIONS}/ansible_collections/certdeploy/cloud" -xf -
+
+CONFIG="${CACHE}/config.json"
+"${OURS}/bin/python" "${ROOT}/benchmarks/facts.py" --root "${ROOT}" --peer "${PEER}" --ours "${OURS}" \
+    --collections-ours "${COLLECTIONS}" --collections-peer "${CACHE}/collections-none" --ansible-version "${ANSIBLE_VERSION}" >"${CONFIG}"
+
+clear_azure_environment
+pin_identity_to_loopback
+trap_proxies
+RESULTS="${CACHE}/results${QUICK:+-quick}.json"
+OUT="${ROOT}/docs/performance.md"
+[[ -n "${QUICK}" ]] && OUT="${CACHE}/performance-quick.md"
+started=${SECONDS}
+"${OURS}/bin/python" "${ROOT}/benchmarks/bench.py" run --work-dir "${CACHE}/work" --config "${CONFIG}" --results "${RESULTS}" ${QUICK}
+"${OURS}/bin/python" "${ROOT}/benchmarks/report.py" --results "${RESULTS}" --out "${OUT}" --seconds "$((SECONDS - started))"
+rm -rf "${CACHE}/work"
+echo "benchmarks: wrote ${OUT#"${ROOT}"/} in $((SECONDS - started)) s${QUICK:+ (QUICK: development numbers, not the published ones)}"
