@@ -294,7 +294,8 @@ def main(work):
         summary = stats(events)
         check(deploy.get('outcome') == outcome, 'job %s: outcome %r, expected %r' % (ident, deploy.get('outcome'), outcome))
         check(deploy['certificate']['thumbprint'] == thumbprint, 'job %s: deployed thumbprint %s' % (ident, deploy['certificate']['thumbprint']))
-        check(deploy['certificate']['id'].startswith(facts['prod_vault_url'] + '/certificates/%s/' % NAME), 'job %s: id %s' % (ident, deploy['certificate']['id']))
+        check(deploy['certificate']['id'].startswith(facts['prod_vault_url'] + '/certificates/%s/' % NAME),
+              'job %s: id %s' % (ident, deploy['certificate']['id']))
         check(info['exists'] and info['certificate']['thumbprint'] == thumbprint, 'job %s: info %r' % (ident, info.get('certificate')))
         check(bool(deploy['changed']) == (outcome != 'unchanged'), 'job %s: changed=%s' % (ident, deploy['changed']))
         check(summary['failures'] == {} and summary['dark'] == {}, 'job %s: failures %r' % (ident, summary))
@@ -317,8 +318,8 @@ def main(work):
         report.append('job %s: %s, outcome %s, %d job events, %d files checked (%d bytes)%s for %d needles; vault: %d version(s)'
                       % (ident, runner.status, outcome, events_checked, len(checked), sum(checked.values()),
                          ' (outside artifacts/: %s)' % ', '.join(outside) if outside else '', len(job_needles), state['count']))
-        report.append('  checked: %s' % ', '.join(sorted({os.path.dirname(rel) + '/*.json' if '%sjob_events%s' % (os.sep, os.sep) in rel else rel
-                                                        for rel in checked})))
+        kinds = {os.path.dirname(rel) + '/*.json' if '%sjob_events%s' % (os.sep, os.sep) in rel else rel for rel in checked}
+        report.append('  checked: %s' % ', '.join(sorted(kinds)))
     for line in report + ['module warning, %s' % w for w in warnings]:
         print('[awx_runner_job] %s' % line)
     return 0

@@ -90,6 +90,7 @@ def build(source, work):
     src = os.path.join(work, 'src', 'ansible_collections', NAMESPACE, NAME)
     dist = os.path.join(work, 'dist')
     # The source's own caches and results stay behind; the decoys stand in for them, so their names are known.
+
     def leave_behind(directory, names):
         rel = os.path.relpath(directory, source)
         return [name for name in names if name in ('.cache', '__pycache__') or name.endswith('.tar.gz')
