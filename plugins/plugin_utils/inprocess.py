@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import shlex
@@ -76,20 +77,30 @@ def interpreter_fingerprint(interpreter, env=None, timeout=60):
         return None
 
 
-def sdk_problem():
-    """None when this Python can run the Key Vault modules; otherwise what is missing (the SDK or cryptography)."""
+def _installed(module):
     try:
-        from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def sdk_problem():
+    """None when this Python has what the Key Vault modules import; otherwise what is missing (the SDK or cryptography).
+
+    Looks the packages up without importing them: a task that never reaches the vault (check mode offline, a
+    refused input) does not pay for the SDK import, and the module path would find the same packages in this
+    same environment.
+    """
+    try:
         from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate
         from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import sdk
     except ImportError as exc:
         return 'the collection cannot be imported here (%s)' % exc
     if not certificate.HAS_CRYPTOGRAPHY:
         return 'the Python package cryptography is not installed for the controller'
-    try:
-        sdk.load()
-    except errors.DeployError as exc:
-        return 'the Python package %s is not installed for the controller' % exc.details.get('package')
+    for module, package in sorted(sdk.PACKAGES.items()):
+        if not _installed(module):
+            return 'the Python package %s is not installed for the controller' % package
     return None
 
 
@@ -217,7 +228,7 @@ class InProcessAction(ActionBase):
         result = super(InProcessAction, self).run(tmp, task_vars)
         del tmp
         path, reason = self.decide(task_vars)
-        display.vvv('certdeploy: %s runs %s: %s' % (self._task.action, path.replace('_', '-'), reason),
+        display.vvv('certdeploy: %s runs %s: %s' % (self._task.action, 'in-process' if path == IN_PROCESS else 'as a module', reason),
                     host=self._play_context.remote_addr)
         if path == MODULE:
             wrap_async = self._task.async_val and not getattr(self._connection, 'has_native_async', False)

@@ -99,17 +99,21 @@ def test_this_python_can_run_the_modules():
 
 
 def test_sdk_problem_names_the_missing_package(monkeypatch):
-    from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import sdk
-    monkeypatch.setattr(sdk, '_CACHE', {})
-    real_import = __import__
+    real_find_spec = inprocess.importlib.util.find_spec
 
     def no_identity(name, *args, **kwargs):
         if name == 'azure.identity':
-            raise ImportError('No module named azure.identity')
-        return real_import(name, *args, **kwargs)
+            return None
+        return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr('builtins.__import__', no_identity)
+    monkeypatch.setattr(inprocess.importlib.util, 'find_spec', no_identity)
     assert inprocess.sdk_problem() == 'the Python package azure-identity is not installed for the controller'
+
+
+def test_sdk_problem_names_missing_cryptography(monkeypatch):
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate
+    monkeypatch.setattr(certificate, 'HAS_CRYPTOGRAPHY', False)
+    assert 'cryptography' in inprocess.sdk_problem()
 
 
 # -- asking an interpreter for its environment (real processes) ----------------
