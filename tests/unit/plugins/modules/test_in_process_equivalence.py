@@ -16,6 +16,7 @@ import pytest
 from ansible.module_utils import _internal as module_internal
 
 from ansible.module_utils.common import warnings as module_warnings
+from ansible.module_utils.common.parameters import PASS_VARS
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
@@ -51,8 +52,9 @@ def target(monkeypatch):
 def as_module(capsys, module, args, check_mode=False, diff=False):
     # AnsibleModule keeps warnings in a process-wide store meant for one module run; start each run empty.
     module_warnings._global_warnings.clear()
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_inject_invocation=True,
-                _ansible_module_name='certdeploy.cloud.test')
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_module_name='certdeploy.cloud.test')
+    if 'inject_invocation' in PASS_VARS:  # ansible-core 2.21 adds invocation only when asked; 2.19 always does
+        args['_ansible_inject_invocation'] = True
     # Once controller code is imported into this test process (the action plugin's tests do), module_utils would send
     # warnings to the controller's display; a real module process is never a controller.
     with patch_module_args(args), mock.patch.object(module_internal, 'is_controller', False):
