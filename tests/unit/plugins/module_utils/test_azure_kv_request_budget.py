@@ -40,8 +40,13 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import err
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import (
+    CRUD_FIXTURE, CRUD_NAME, RECORDED_ID_BASE, TOKEN, Replay, interactions, renamed)
+# The replay module's autouse fixtures (no socket may be opened; a fresh challenge cache per test) apply here too.
+# pylint: disable=unused-import
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import (  # noqa: F401
-    CRUD_FIXTURE, CRUD_NAME, RECORDED_ID_BASE, TOKEN, Replay, fresh_challenge_cache, interactions, no_network, renamed)
+    fresh_challenge_cache, no_network)
+# pylint: enable=unused-import
 
 NAME = CRUD_NAME
 CERT = '/certificates/%s' % NAME
