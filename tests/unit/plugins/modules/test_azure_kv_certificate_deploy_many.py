@@ -145,8 +145,8 @@ def test_two_vaults_and_a_default(capsys, material, targets):
 
 
 def test_an_element_without_a_vault_fails_alone(capsys, material, targets):
-    out = run_module(capsys, {'vault_url': None, 'certificates': [element(material, 'www'),
-                                                                 element(material, 'api', vault_url=VAULT_B)]})
+    certificates = [element(material, 'www'), element(material, 'api', vault_url=VAULT_B)]
+    out = run_module(capsys, {'vault_url': None, 'certificates': certificates})
     assert out['failed'] is True and out['failed_certificates'][0]['error_code'] == 'invalid_config'
     assert out['certificates'][1]['outcome'] == 'created'
 
