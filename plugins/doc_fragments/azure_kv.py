@@ -88,6 +88,5 @@ requirements:
   - python >= 3.9
   - azure-identity
   - azure-keyvault-certificates
-  - azure-keyvault-secrets
   - cryptography
 '''
