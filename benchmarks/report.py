@@ -71,11 +71,13 @@ def per_item(counts):
         return '-'
     items = counts['items'] or 1
     text = '%s / %s / %s' % tuple(_num(counts[k] / items) for k in ('token', 'challenge', 'authenticated'))
+    if items > 1:
+        text += ' (all %d: %d / %d / %d)' % (items, counts['token'], counts['challenge'], counts['authenticated'])
     return text + ('' if counts['same'] else ' (varied)')
 
 
 def _num(value):
-    return ('%d' % value) if abs(value - round(value)) < 1e-9 else ('%.2f' % value)
+    return ('%d' % value) if abs(value - round(value)) < 1e-9 else ('%.3f' % value)
 
 
 def render(data, seconds):
