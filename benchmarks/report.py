@@ -115,7 +115,9 @@ def render(data, seconds):
             cfg['ours']['versions']['azure-keyvault-certificates'], cfg['ours']['versions']['azure-identity'],
             cfg['ours']['versions']['azure-core']))
     add('- Peer: azure.azcollection %s from the `ansible` %s package, unmodified, with its whole `requirements.txt`: %d packages, '
-        '%.2f GB installed%s. SDK: azure-keyvault-certificates %s (the one constraint added, `benchmarks/peer-constraints.txt`: lowkey-vault 3.4.33 serves api-version 7.3-7.6, and this release defaults to 7.6; see `benchmarks/README.md`), azure-identity %s, azure-core %s.' % (
+        '%.2f GB installed%s. SDK: azure-keyvault-certificates %s (the one constraint added, `benchmarks/peer-constraints.txt`: '
+        'lowkey-vault 3.4.33 serves api-version 7.3-7.6, and this release defaults to 7.6; see `benchmarks/README.md`), '
+        'azure-identity %s, azure-core %s.' % (
             cfg['peer']['azure.azcollection'], cfg['peer']['ansible'], cfg['peer']['packages'], cfg['peer']['install_bytes'] / 1e9,
             (' in %d s' % cfg['peer']['install_seconds']) if cfg['peer']['install_seconds'] else '',
             cfg['peer']['versions']['azure-keyvault-certificates'], cfg['peer']['versions']['azure-identity'],
