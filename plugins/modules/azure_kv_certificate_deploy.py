@@ -450,6 +450,14 @@ missing_action:
   returned: when error_code is forbidden
   type: str
   sample: Microsoft.KeyVault/vaults/certificates/import/action
+execution:
+  description:
+    - How the task ran. V(in_process) inside the controller's worker (a local connection in the controller's own
+      Python environment, without become or async); V(module) as a normal module on the target host.
+    - Set the variable C(certdeploy_in_process=false) (task, host or delegated host) to force V(module).
+  returned: always
+  type: str
+  sample: in_process
 '''
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CertdeployModule
