@@ -134,6 +134,11 @@ class DeployEngine(object):
             result.certificate = current.describe()
             return result
 
+        if action != UPDATE or not request.check_mode:
+            # The key is about to be sent (or, in check mode, predicted to be): check it in full now.  A no-op
+            # needs only the key-to-certificate match, done when the material was loaded.
+            cert_material.check_private_key(request.material.key)
+
         if request.check_mode:
             result.changed = True
             result.outcome = {UPDATE: model.UPDATED}.get(action, model.ROTATED if current else model.CREATED)

@@ -111,6 +111,23 @@ def test_force_imports_the_same_certificate(target, material):
     assert len(target.versions) == 2
 
 
+def test_an_inconsistent_rsa_key_is_refused_before_any_write_and_a_no_op_does_not_pay_the_full_check(target, pki):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    good = pki.rsa(fresh=True)
+    n = good.private_numbers()
+    broken = rsa.RSAPrivateNumbers(n.p, n.q, n.d + 2, n.dmp1, n.dmq1, n.iqmp, n.public_numbers).private_key(
+        unsafe_skip_rsa_key_validation=True)
+    h = pki.hierarchy(leaf_key=good)
+    run(target, m.Material(h['leaf'], good, [h['inter']]))
+    bad = m.Material(h['leaf'], broken, [h['inter']])
+    assert run(target, bad).outcome == model.UNCHANGED  # nothing is sent: the certificate match is enough
+    writes = len(target.writes)
+    for check_mode in (True, False):
+        exc = fail(target, bad, force=True, check_mode=check_mode)
+        assert exc.code == errors.INVALID_MATERIAL and 'not consistent' in exc.message
+    assert len(target.writes) == writes
+
+
 def test_previous_rollback_marker_is_not_drift(target, material):
     target.seed(material, tags.rollback_tags(MANAGED, 'v0'))
     assert run(target, material).outcome == model.UNCHANGED

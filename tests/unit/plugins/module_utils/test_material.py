@@ -405,3 +405,26 @@ def test_unsupported_key_error_quotes_no_key_bytes(pki, maker):
     code, msg = code_of(m.load_pem_material, pki.pem(pki.cert(key)), pem)
     assert code == errors.UNSUPPORTED_KEY
     assert_no_key_bytes(msg, pem)
+
+
+def _inconsistent_rsa_pem(pki):
+    """An RSA key whose public half is a real key's but whose private exponent is wrong."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = good.private_numbers()
+    broken = rsa.RSAPrivateNumbers(numbers.p, numbers.q, numbers.d + 2, numbers.dmp1, numbers.dmq1, numbers.iqmp,
+                                   numbers.public_numbers)
+    key = broken.private_key(unsafe_skip_rsa_key_validation=True)
+    return good, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+
+
+def test_rsa_consistency_check_is_deferred_to_check_private_key(pki):
+    good, pem = _inconsistent_rsa_pem(pki)
+    key = m.parse_private_key(pem)  # loads: the public half is sound
+    assert key.public_key().public_numbers() == good.public_key().public_numbers()
+    with pytest.raises(errors.DeployError) as info:
+        m.check_private_key(key)
+    assert info.value.code == errors.INVALID_MATERIAL
+    assert 'not consistent' in info.value.message
+    m.check_private_key(good)  # a sound key passes
