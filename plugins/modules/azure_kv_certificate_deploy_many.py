@@ -382,6 +382,14 @@ diff:
   returned: in diff mode
   type: list
   elements: dict
+execution:
+  description:
+    - How the task ran. V(in_process) inside the controller's worker (a local connection in the controller's own
+      Python environment, without become or async); V(module) as a normal module on the target host.
+    - Set the variable C(certdeploy_in_process=false) (task, host or delegated host) to force V(module).
+  returned: always
+  type: str
+  sample: in_process
 '''
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.batch import ARGUMENT_SPEC, BatchModule, run_batch
