@@ -284,7 +284,7 @@ certificates:
   description:
     - One result per element of O(certificates), in the same order. Each holds what
       M(certdeploy.cloud.azure_kv_certificate_deploy) returns for that certificate, plus its vault and name.
-  returned: always
+  returned: when the certificates were run (all options, each element's too, passed validation)
   type: list
   elements: dict
   contains:
@@ -339,7 +339,7 @@ certificates:
       type: str
 failed_certificates:
   description: The certificates that failed, in input order.
-  returned: always
+  returned: when the certificates were run (all options, each element's too, passed validation)
   type: list
   elements: dict
   contains:
@@ -361,7 +361,7 @@ failed_certificates:
 summary:
   description:
     - How many certificates had each outcome, how many changed and how many failed, and the total.
-  returned: always
+  returned: when the certificates were run (all options, each element's too, passed validation)
   type: dict
   sample: {total: 3, changed: 1, failed: 1, created: 1, rotated: 0, unchanged: 1, updated: 0, concurrent_writer: 0,
            unverified: 0, rolled_back: 0, rollback_failed: 0}

@@ -185,9 +185,8 @@ class InProcessAction(ActionBase):
         value = C.config.get_config_value('INTERPRETER_PYTHON', variables=task_vars)
         value = self._templar.template(value) if value else value
         value = str(value or '').strip()
-        if value in AUTO_INTERPRETERS:
-            discovered = (task_vars.get('ansible_facts') or {}).get('discovered_interpreter_python')
-            return str(discovered) if discovered else value
+        # An automatic interpreter is taken as the controller's own, whether or not an earlier task has
+        # discovered one: the path must not depend on whether facts were gathered before this task.
         return value
 
     def _force(self, task_vars):

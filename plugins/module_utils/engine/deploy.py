@@ -118,6 +118,7 @@ class DeployEngine(object):
 
         current = self._read_current(request, result)
         if current is UNKNOWN:
+            cert_material.check_private_key(request.material.key)  # predicted to be imported
             result.changed = True
             result.certificate = self._predicted(None, local_facts, wanted_tags, request)
             result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None, before_unknown=True)
@@ -134,9 +135,9 @@ class DeployEngine(object):
             result.certificate = current.describe()
             return result
 
-        if action != UPDATE or not request.check_mode:
-            # The key is about to be sent (or, in check mode, predicted to be): check it in full now.  A no-op
-            # needs only the key-to-certificate match, done when the material was loaded.
+        if action != UPDATE:
+            # The key is about to be sent (or, in check mode, predicted to be): check it in full now.  A no-op or
+            # a properties update needs only the key-to-certificate match, done when the material was loaded.
             cert_material.check_private_key(request.material.key)
 
         if request.check_mode:
@@ -154,6 +155,7 @@ class DeployEngine(object):
                 result.warnings.append(
                     'Updating tags/enabled on version %s was forbidden (%s); importing a new version with the '
                     'wanted tags instead. Allow property updates to avoid the extra version.' % (current.version, exc.message))
+                cert_material.check_private_key(request.material.key)  # the key is sent after all
             else:
                 result.changed = True
                 result.outcome = model.UPDATED

@@ -344,6 +344,27 @@ class Item(object):
         return self.params.get('certificate_name')
 
 
+def object_key(vault_url, certificate_name):
+    """The identity of one certificate object: vault URL and name, compared without case (as Key Vault does)."""
+    return ((vault_url or '').rstrip('/').lower(), (certificate_name or '').lower())
+
+
+def phases(items):
+    """Split items into (first, second): an item whose copy_from source is another item's certificate runs second.
+
+    Run together, such a copy could read the source before (or while) the other item rotates it and carry the old
+    certificate into its vault; run after it, the copy takes what this run deployed.
+    """
+    targets = set(object_key(i.vault_url, i.certificate_name) for i in items if i.error is None)
+    first, second = [], []
+    for item in items:
+        source = item.params.get('copy_from') or None
+        waits = (item.error is None and source is not None
+                 and object_key(source.get('vault_url') or item.vault_url, source.get('certificate_name')) in targets)
+        (second if waits else first).append(item)
+    return first, second
+
+
 def prepare(params, env):
     """Validate each element offline: its settings, and that no certificate appears twice. Returns the Items."""
     items = [Item(index, item_params(params, element)) for index, element in enumerate(params['certificates'])]
@@ -355,7 +376,9 @@ def prepare(params, env):
             item.settings = keyvault_settings(item.params, env)
         except errors.DeployError as exc:
             item.error = exc
-    keys = [(i.settings.address.url, i.settings.certificate_name) if i.settings is not None else None for i in items]
+    # Key Vault object names are case-insensitive: Www-Contoso and www-contoso are one certificate.
+    keys = [object_key(i.settings.address.url, i.settings.certificate_name) if i.settings is not None else None
+            for i in items]
     for index, indexes in sorted(find_duplicates(keys).items()):
         items[index].error = errors.DeployError(
             errors.INVALID_CONFIG, '%s in %s is in the list more than once (certificates %s); give each certificate once.'
@@ -406,7 +429,15 @@ def deploy_item(item, connections, env, check_mode, want_diff):
 
 
 def run_items(items, connections, env, check_mode, want_diff, concurrency):
-    """Deploy every item with at most ``concurrency`` at a time; results stay in input order."""
+    """Deploy every item with at most ``concurrency`` at a time; results stay in input order.
+
+    Items that copy from another item's certificate run after all the others (see phases()).
+    """
+    for phase in phases(items):
+        _run_phase(phase, connections, env, check_mode, want_diff, concurrency)
+
+
+def _run_phase(items, connections, env, check_mode, want_diff, concurrency):
     if concurrency <= 1 or len(items) <= 1:
         for item in items:
             deploy_item(item, connections, env, check_mode, want_diff)

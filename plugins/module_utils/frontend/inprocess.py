@@ -24,6 +24,7 @@ does. Pure apart from calling ``main``.
 from __future__ import annotations
 
 import contextvars
+import logging
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
@@ -154,10 +155,16 @@ def run_main(main, invocation):
     A module that returns without exiting is reported as a failure, as Ansible reports a module that printed nothing.
     """
     token = CURRENT.set(invocation)
+    # The worker's root logger may write to Ansible's log_path at INFO; a module process has no such handler.
+    # Keep the SDK's request traces (URLs, headers) out of it, as on the module path.
+    azure_logger = logging.getLogger('azure')
+    level = azure_logger.level
+    azure_logger.setLevel(max(level, logging.WARNING))
     try:
         main()
     except ModuleExit as done:
         return done.result
     finally:
+        azure_logger.setLevel(level)
         CURRENT.reset(token)
     return {'failed': True, 'msg': 'Module %s returned without a result.' % invocation.module_name}

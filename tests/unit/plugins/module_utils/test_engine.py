@@ -126,6 +126,9 @@ def test_an_inconsistent_rsa_key_is_refused_before_any_write_and_a_no_op_does_no
         exc = fail(target, bad, force=True, check_mode=check_mode)
         assert exc.code == errors.INVALID_MATERIAL and 'not consistent' in exc.message
     assert len(target.writes) == writes
+    # A tags-only change sends no key: check mode and the real run agree that it is an update.
+    assert run(target, bad, user_tags={'team': 'web'}, check_mode=True).outcome == model.UPDATED
+    assert run(target, bad, user_tags={'team': 'web'}).outcome == model.UPDATED
 
 
 def test_previous_rollback_marker_is_not_drift(target, material):

@@ -106,6 +106,29 @@ def test_prepare_fails_only_the_bad_elements(monkeypatch):
     assert items[4].settings.address.url == VAULT_B
 
 
+def test_names_that_differ_only_in_case_are_one_certificate():
+    params = {'vault_url': VAULT_A, 'certificates': [{'certificate_name': 'Www-Contoso'}, {'certificate_name': 'www-contoso'}]}
+    items = batch.prepare(params, {})
+    assert [i.error.code if i.error else None for i in items] == ['invalid_config', 'invalid_config']
+
+
+def test_a_copy_from_another_elements_certificate_runs_after_it(monkeypatch):
+    params = {'vault_url': VAULT_A, 'certificates': [
+        {'certificate_name': 'copy', 'vault_url': VAULT_B,
+         'copy_from': {'vault_url': VAULT_A + '/', 'certificate_name': 'WWW'}},
+        {'certificate_name': 'www'},
+        {'certificate_name': 'other', 'vault_url': VAULT_B, 'copy_from': {'vault_url': VAULT_B, 'certificate_name': 'elsewhere'}},
+    ]}
+    items = batch.prepare(params, {})
+    first, second = batch.phases(items)
+    assert [i.certificate_name for i in first] == ['www', 'other']
+    assert [i.certificate_name for i in second] == ['copy']
+    order = []
+    monkeypatch.setattr(batch, 'deploy_item', lambda item, *args: order.append(item.certificate_name))
+    batch.run_items(items, None, {}, False, False, 4)
+    assert sorted(order[:2]) == ['other', 'www'] and order[2] == 'copy'
+
+
 # -- results -------------------------------------------------------------------------------------------------
 
 def test_failure_result_has_the_single_module_failure_keys():

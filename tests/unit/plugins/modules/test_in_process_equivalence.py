@@ -226,3 +226,20 @@ def test_deploy_many_is_the_same(capsys, monkeypatch, tmp_path, pki):
     assert key.splitlines()[1] not in json.dumps(predicted_s)
     unsupported_m, unsupported_s = both(capsys, many_module, dict(args, bogus=True))
     assert unsupported_m == unsupported_s and unsupported_s['error_code'] == 'invalid_config'
+
+
+def test_sdk_request_traces_stay_out_of_the_workers_log(caplog):
+    import logging
+    logger = logging.getLogger('azure.core.pipeline.policies.http_logging_policy')
+
+    def main():
+        logger.info('Request URL: https://kv.vault.azure.net/certificates/x')
+        logger.warning('a warning still goes through')
+        return None
+
+    with caplog.at_level(logging.INFO):
+        inprocess.run_main(main, inprocess.Invocation('x.y.z', {}))
+    messages = [record.getMessage() for record in caplog.records]
+    assert 'a warning still goes through' in messages
+    assert not any('Request URL' in m for m in messages)
+    assert logging.getLogger('azure').level == logging.NOTSET  # restored

@@ -255,9 +255,11 @@ def test_decide_asks_a_different_interpreter(monkeypatch, tmp_path):
     other = str(tmp_path / 'venv' / 'bin' / 'python')
     path, reason = action().decide({'ansible_python_interpreter': other})
     assert path == inprocess.MODULE and other in reason
-    # A discovered interpreter counts like a configured one.
-    facts = {'ansible_python_interpreter': 'auto', 'ansible_facts': {'discovered_interpreter_python': other}}
-    assert action().decide(facts)[0] == inprocess.MODULE
+    # An automatic interpreter is the controller's, discovered by an earlier task or not: the path must not
+    # depend on whether facts were gathered first.
+    for facts in ({'ansible_python_interpreter': 'auto'},
+                  {'ansible_python_interpreter': 'auto', 'ansible_facts': {'discovered_interpreter_python': other}}):
+        assert action().decide(facts)[0] == inprocess.IN_PROCESS
 
 
 def test_decide_reads_the_delegated_hosts_interpreter(monkeypatch, tmp_path):
