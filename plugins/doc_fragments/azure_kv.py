@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # Connection, identity and transport options shared by the Key Vault modules.
+    # The vault and the certificate of a module that works on one certificate.  Use together with CONNECTION.
     DOCUMENTATION = r'''
 options:
   vault_url:
@@ -23,6 +23,11 @@ options:
       - A DNS-style name such as C(*.example.com) is rejected with a suggested valid name (C(wildcard-example-com)).
     type: str
     required: true
+'''
+
+    # Sign-in, identity and transport options shared by every Key Vault module (certdeploy.cloud.azure_kv.connection).
+    CONNECTION = r'''
+options:
   cloud:
     description:
       - The Azure cloud the vault lives in; sets the Microsoft Entra sign-in host of the credential.

@@ -29,7 +29,7 @@ description:
 author:
   - certdeploy.cloud maintainers (@certdeploy)
 extends_documentation_fragment:
-  - certdeploy.cloud.azure_kv_many
+  - certdeploy.cloud.azure_kv.connection
 attributes:
   check_mode:
     support: full
@@ -47,6 +47,14 @@ attributes:
     description:
       - Runs where the Azure SDK is installed, usually the controller or an execution environment (C(delegate_to=localhost)).
 options:
+  vault_url:
+    description:
+      - URL of the vault of every element of O(certificates) that gives no C(vault_url) of its own, for example
+        C(https://contoso-tls.vault.azure.net).
+      - The portal's form with a trailing C(/), an explicit C(:443) and upper-case letters in the host are accepted and normalised.
+      - Only C(https://) is accepted; paths, queries and user information are rejected.
+      - Hosts outside C(*.vault.azure.net), C(*.vault.usgovcloudapi.net) and C(*.vault.azure.cn) need O(cloud=custom).
+    type: str
   certificates:
     description:
       - The certificates to deploy. Each element takes the per-certificate options of

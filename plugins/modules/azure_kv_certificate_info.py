@@ -21,6 +21,7 @@ author:
   - certdeploy.cloud maintainers (@certdeploy)
 extends_documentation_fragment:
   - certdeploy.cloud.azure_kv
+  - certdeploy.cloud.azure_kv.connection
 attributes:
   check_mode:
     support: full

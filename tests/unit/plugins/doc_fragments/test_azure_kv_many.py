@@ -2,22 +2,21 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The run-level connection fragment of the deploy_many module is the azure_kv fragment, minus the certificate name."""
+"""deploy_many documents its optional vault_url itself; the rules of the URL are the single-certificate fragment's."""
 
 from __future__ import annotations
 
 import yaml
 
-from ansible_collections.certdeploy.cloud.plugins.doc_fragments import azure_kv, azure_kv_many
+from ansible_collections.certdeploy.cloud.plugins.doc_fragments import azure_kv
+from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as many
 
 
-def test_the_many_fragment_is_the_key_vault_fragment_without_the_name():
-    single = yaml.safe_load(azure_kv.ModuleDocFragment.DOCUMENTATION)
-    many = yaml.safe_load(azure_kv_many.ModuleDocFragment.DOCUMENTATION)
-    assert set(many['options']) == set(single['options']) - {'certificate_name'}
-    for name, option in many['options'].items():
-        if name != 'vault_url':
-            assert option == single['options'][name], name
-    assert 'required' not in many['options']['vault_url']
-    assert many['options']['vault_url']['description'][1:] == single['options']['vault_url']['description'][1:]
-    assert dict(many, options=None) == dict(single, options=None)
+def test_deploy_many_takes_the_connection_fragment_and_states_the_same_vault_url_rules():
+    doc = yaml.safe_load(many.DOCUMENTATION)
+    single = yaml.safe_load(azure_kv.ModuleDocFragment.DOCUMENTATION)['options']
+    connection = yaml.safe_load(azure_kv.ModuleDocFragment.CONNECTION)['options']
+    assert doc['extends_documentation_fragment'] == ['certdeploy.cloud.azure_kv.connection']
+    assert 'required' not in doc['options']['vault_url']
+    assert doc['options']['vault_url']['description'][1:] == single['vault_url']['description'][1:]
+    assert not set(connection) & {'vault_url', 'certificate_name'}

@@ -125,7 +125,8 @@ def test_forbidden_carries_the_missing_action(capsys, vault):
 
 def test_documentation_matches_the_argument_spec():
     documented = yaml.safe_load(module.DOCUMENTATION)['options']
-    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
+    fragment = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'],
+                    **yaml.safe_load(ModuleDocFragment.CONNECTION)['options'])
     assert set(documented) | set(fragment) == set(module.ARGUMENT_SPEC)
     assert documented['certificate_name']['required'] is False and 'required' not in module.ARGUMENT_SPEC['certificate_name']
     for option in ('managed_only', 'include_versions'):
