@@ -22,8 +22,14 @@ ANSIBLE_VERSION=14.5.0   # the `ansible` package: ships azure.azcollection (and 
 CACHE="${ROOT}/.cache/bench"
 PY="${CERTDEPLOY_BENCH_PYTHON:-}"
 if [[ -z "${PY}" ]]; then
-    for candidate in "${ROOT}/.cache/bin/python3.13" python3.13 python3.12; do
-        if command -v "${candidate}" >/dev/null 2>&1; then PY="$(command -v "${candidate}")"; break; fi
+    # A real interpreter that runs: pyenv's shims answer to every pythonX.Y but fail for versions not selected.
+    for candidate in "${ROOT}/.cache/bin/python3.13" \
+                     $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/3.13.[0-9]*/bin/python3.13" | sort -rV) \
+                     $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/3.12.[0-9]*/bin/python3.12" | sort -rV) \
+                     python3.13 python3.12; do
+        if command -v "${candidate}" >/dev/null 2>&1 && "${candidate}" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            PY="$(command -v "${candidate}")"; break
+        fi
     done
 fi
 [[ -n "${PY}" ]] || { echo "benchmarks: Python 3.12+ not found (set CERTDEPLOY_BENCH_PYTHON)" >&2; exit 3; }
