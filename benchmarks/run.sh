@@ -50,7 +50,7 @@ if [[ ! -f "${PEER_STAMP}" ]]; then
     started=${SECONDS}
     "${PY}" -m venv "${PEER}"
     pip_quiet "${PEER}" "ansible==${ANSIBLE_VERSION}"
-    AZREQ="$("${PEER}/bin/python" -c 'import ansible_collections.azure.azcollection as c, os; print(os.path.join(os.path.dirname(c.__file__), "requirements.txt"))')"
+    AZREQ="$("${PEER}/bin/python" -c 'import ansible_collections.azure.azcollection as c, os; print(os.path.join(list(c.__path__)[0], "requirements.txt"))')"
     pip_quiet "${PEER}" -r "${AZREQ}" -c "${ROOT}/benchmarks/peer-constraints.txt"
     echo "$((SECONDS - started))" >"${PEER}/.bench-install-seconds"
     touch "${PEER_STAMP}"
