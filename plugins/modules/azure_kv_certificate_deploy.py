@@ -461,19 +461,13 @@ execution:
   sample: in_process
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CertdeployModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import DeployModule, create_module
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import run_deploy
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy_args import (
-    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF)
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import DEPLOY
 
 
 def main():
-    run_deploy(CertdeployModule(
-        argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=MUTUALLY_EXCLUSIVE,
-        required_one_of=REQUIRED_ONE_OF,
-        supports_check_mode=True,
-    ))
+    run_deploy(create_module(DEPLOY, DeployModule))
 
 
 if __name__ == '__main__':

@@ -400,11 +400,13 @@ execution:
   sample: in_process
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.batch import ARGUMENT_SPEC, BatchModule, run_batch
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import create_module
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy_many import run_deploy_many
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import DEPLOY_MANY
 
 
 def main():
-    run_batch(BatchModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+    run_deploy_many(create_module(DEPLOY_MANY))
 
 
 if __name__ == '__main__':

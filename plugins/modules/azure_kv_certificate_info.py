@@ -302,20 +302,13 @@ execution:
   sample: in_process
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import ReadOnlyModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import create_module
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.info import run_info
-
-ARGUMENT_SPEC = dict(
-    CONNECTION_ARGS,
-    certificate_name=dict(type='str'),
-    managed_only=dict(type='bool', default=False),
-    include_versions=dict(type='bool', default=False),
-)
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import INFO
 
 
 def main():
-    run_info(ReadOnlyModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+    run_info(create_module(INFO))
 
 
 if __name__ == '__main__':

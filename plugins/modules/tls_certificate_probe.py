@@ -226,25 +226,12 @@ error_code:
   sample: unreachable
 '''
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import ReadOnlyModule
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.probe import run_probe
-
-ARGUMENT_SPEC = dict(
-    host=dict(type='str', required=True),
-    port=dict(type='int', default=443),
-    server_name=dict(type='str'),
-    expected_thumbprint=dict(type='str'),
-    timeout=dict(type='int', default=0),
-    interval=dict(type='int', default=10),
-    connect_timeout=dict(type='int', default=10),
-    validate_certs=dict(type='bool', default=True),
-    ca_path=dict(type='path'),
-    fail_on_mismatch=dict(type='bool', default=False),
-)
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import create_module
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.probe import PROBE, run_probe
 
 
 def main():
-    run_probe(ReadOnlyModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+    run_probe(create_module(PROBE))
 
 
 if __name__ == '__main__':

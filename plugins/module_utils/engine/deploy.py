@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 
-from . import errors, model, tags
+from .. import errors
+from . import model, tags
 from ..material import certificate as cert_material
 
 NOTHING = 'none'

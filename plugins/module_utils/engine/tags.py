@@ -10,7 +10,7 @@ inherited by a new version, so every write sends the full set built here.
 
 from __future__ import annotations
 
-from . import errors
+from .. import errors
 
 RESERVED_PREFIX = 'certdeploy-'
 MANAGED_BY = 'certdeploy-managed-by'

@@ -2,62 +2,51 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The AnsibleModule wrapper shared by the collection's modules.
+"""The module object every frontend runs on, and the error contract at the Ansible boundary.
 
-It guarantees the error contract (engine/errors.py) at the Ansible boundary:
-every failure carries an ``error_code`` (argument-spec failures detected by
-AnsibleModule itself become ``invalid_config``), a missing library is
-reported with ``missing_required_lib``, and engine errors never surface as
-tracebacks.
+- :func:`create_module` builds it from an :class:`~.argspec.ArgumentSpec`: an AnsibleModule subclass in a
+  module process, or -- inside the controller's worker, while an action plugin runs the module's ``main()``
+  (module_standin.run_main) -- the in-process stand-in, validated with the same spec.
+- Every failure carries an ``error_code``: argument-spec failures detected by AnsibleModule itself become
+  ``invalid_config``, a DeployError becomes :func:`failure_result`, a missing library is reported with
+  ``missing_required_lib``, and no foreseeable failure surfaces as a traceback.
+
+Imports no target adapter: the TLS probe's module payload carries none of the Key Vault code.
 """
 
 from __future__ import annotations
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ..engine import errors
-from ..targets.azure_kv import config as kv_config
-from ..targets.azure_kv import credentials
-from ..targets.azure_kv.target import KeyVaultSettings
-from . import inprocess
+from .. import errors
+from . import module_standin
 
-# Options every Key Vault module takes (documented by the doc fragment certdeploy.cloud.azure_kv).
-CONNECTION_ARGS = dict(
-    vault_url=dict(type='str', required=True),
-    certificate_name=dict(type='str', required=True),
-    cloud=dict(type='str', choices=list(kv_config.CLOUD_CHOICES)),
-    authority_host=dict(type='str'),
-    credential_mode=dict(type='str', default='default', choices=list(credentials.MODES)),
-    client_id=dict(type='str'),
-    tenant_id=dict(type='str'),
-    api_version=dict(type='str'),
-    ca_path=dict(type='path'),
-    verify_challenge_resource=dict(type='bool', default=True),
-    timeout=dict(type='int', default=60),
-)
-
-
-# The documented shape holds on failures too: a rollback block, attempted or not.
+# The documented shape of a deploy's result holds on failures too: a rollback block, attempted or not.
 NO_ROLLBACK = {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
+
+
+def failure_result(exc, **result):
+    """What a run fails with for the DeployError ``exc``, on top of ``result``: the partial result the error
+    carries, ``failed``, ``error_code``, ``msg``, ``missing_action`` (a 403's RBAC action) and the warnings
+    gathered before the failure (a list, for the caller to report)."""
+    out = dict(result)
+    out.update(exc.details.get('result') or {})
+    msg = exc.message
+    if exc.code == errors.MISSING_DEPENDENCY and exc.details.get('package'):
+        msg = missing_required_lib(exc.details['package'])
+    out.update(failed=True, error_code=exc.code, msg=msg, warnings=list(exc.details.get('warnings') or []))
+    if exc.details.get('action'):
+        out['missing_action'] = exc.details['action']
+    return out
 
 
 class CertdeployModule(AnsibleModule):
     """AnsibleModule whose failures always carry an ``error_code``.
 
-    ``FAILURE_DEFAULTS`` are added to every failure that lacks them: the deploy
-    module's documented rollback block; read-only modules set it to ``{}``.
+    ``FAILURE_DEFAULTS`` are added to every failure that lacks them, argument-spec failures included.
     """
 
-    FAILURE_DEFAULTS = {'rollback': NO_ROLLBACK}
-
-    def __new__(cls, *args, **kwargs):
-        # Inside the controller's worker (the action plugin's in-process path) the same constructor call
-        # yields the in-process stand-in, validated with the same argument spec (frontend/inprocess.py).
-        if inprocess.CURRENT.get() is not None:
-            return inprocess.build(cls, *args, **kwargs)
-        return super(CertdeployModule, cls).__new__(cls)
+    FAILURE_DEFAULTS = {}
 
     def __init__(self, *args, **kwargs):
         self._in_argspec = True
@@ -71,55 +60,37 @@ class CertdeployModule(AnsibleModule):
             kwargs.setdefault(key, dict(value))
         super(CertdeployModule, self).fail_json(msg=msg, **kwargs)
 
+    def finish(self, result, error=None):
+        """Exit with ``result`` (``failed``, ``msg`` and a ``warnings`` list as failure_result leaves them): the
+        warnings are reported as the module's own, a failure fails, anything else exits. ``error`` is the
+        DeployError of a failure: a missing library adds its traceback, as missing_required_lib expects."""
+        result = dict(result)
+        for warning in result.pop('warnings', None) or []:
+            self.warn(warning)
+        if not result.pop('failed', False):
+            self.exit_json(**result)
+            return
+        if error is not None and error.code == errors.MISSING_DEPENDENCY and error.details.get('package'):
+            result['exception'] = error.details.get('exception')
+        self.fail_json(**result)
+
     def fail_deploy(self, exc, **result):
         """Fail with a DeployError: code, message and any partial result it carries."""
-        result.update(exc.details.get('result') or {})
-        result['error_code'] = exc.code
-        msg = exc.message
-        if exc.code == errors.MISSING_DEPENDENCY and exc.details.get('package'):
-            msg = missing_required_lib(exc.details['package'])
-            result['exception'] = exc.details.get('exception')
-        if exc.details.get('action'):
-            result['missing_action'] = exc.details['action']
-        for warning in exc.details.get('warnings') or []:
-            self.warn(warning)
-        self.fail_json(msg=msg, **result)
+        self.finish(failure_result(exc, **result), exc)
 
 
-class ReadOnlyModule(CertdeployModule):
-    """CertdeployModule for modules that never write (info, probe): failures carry ``error_code`` but no rollback block."""
+class DeployModule(CertdeployModule):
+    """azure_kv_certificate_deploy's module: a failure has the documented rollback block, attempted or not."""
 
-    FAILURE_DEFAULTS = {}
+    FAILURE_DEFAULTS = {'rollback': NO_ROLLBACK}
 
 
-def keyvault_settings(params, env=None, name_required=True):
-    """Map module options to validated Key Vault settings (pure apart from reading ``env``).
-
-    With ``name_required=False`` a missing ``certificate_name`` is allowed (the settings then name none).
-    """
-    env = os.environ if env is None else env
-    cloud = params.get('cloud') or kv_config.cloud_from_env(env)
-    address = kv_config.parse_vault_url(params['vault_url'], cloud)
-    mode = params.get('credential_mode') or 'default'
-    authority = kv_config.authority_host_for(address.cloud, params.get('authority_host'), env,
-                                             required=mode != 'managed_identity')
-    name = params.get('certificate_name')
-    if name is not None or name_required:
-        name = kv_config.check_certificate_name(name)
-    if params.get('timeout') is not None and params['timeout'] <= 0:
-        raise errors.DeployError(errors.INVALID_CONFIG, 'timeout must be a positive number of seconds.')
-    return KeyVaultSettings(
-        address=address,
-        certificate_name=name,
-        authority_host=authority,
-        credential_mode=mode,
-        tenant_id=params.get('tenant_id'),
-        client_id=params.get('client_id'),
-        content_type=params.get('content_type') or 'pkcs12',
-        exportable=params.get('exportable', True),
-        preserve_chain_order=params.get('preserve_chain_order', False),
-        api_version=params.get('api_version'),
-        ca_path=params.get('ca_path'),
-        verify_challenge_resource=params.get('verify_challenge_resource', True),
-        timeout=params.get('timeout') or 60,
-    )
+def create_module(spec, module_class=CertdeployModule):
+    """The module object for ``spec`` (an ArgumentSpec): ``module_class`` in a module process; inside the
+    controller's worker (module_standin.run_main is running this module's ``main()``) the stand-in, built from
+    the same spec and taking ``module_class``'s failure defaults and helpers. Every module supports check mode."""
+    invocation = module_standin.current_invocation()
+    if invocation is not None:
+        return module_standin.InProcessModule(invocation, module_class=module_class, supports_check_mode=True,
+                                              **spec.module_kwargs())
+    return module_class(supports_check_mode=True, **spec.module_kwargs())

@@ -2,19 +2,27 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""azure_kv_certificate_deploy: from module options to an engine run and back."""
+"""One certificate's deploy, from its options to an engine run and back: :func:`deploy_one`.
+
+``deploy_one`` is the single deploy path. azure_kv_certificate_deploy runs it once (:func:`run_deploy`: it plus
+metrics and exit); azure_kv_certificate_deploy_many runs it per element of its list (deploy_many.py). It never
+exits and never raises a DeployError: a failure is part of the result it returns, with the keys the module
+fails with.
+"""
 
 from __future__ import annotations
 
 import datetime
 import os
 
-from ..engine import errors, metrics
+from .. import errors
+from ..engine import metrics
 from ..engine.deploy import DeployEngine
 from ..engine.model import DeployRequest
 from ..material import certificate as cert_material
 from ..targets.azure_kv.target import KeyVaultTarget
-from .ansible_module import NO_ROLLBACK, keyvault_settings
+from .ansible_module import NO_ROLLBACK, failure_result
+from .keyvault_options import keyvault_settings
 
 
 def read_file(path, option):
@@ -51,20 +59,20 @@ def load_material(params):
         certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), preserve)
 
 
-def read_copy_source(params, env, target_content_type, target_factory=None):
+def read_copy_source(params, env, target_content_type, connect):
     """copy_from: export the source version (backing secret, key included) without it ever becoming a module argument.
 
     Returns ``(exported, material, copied_from)``: ``exported`` is imported byte for byte when its format is the
     target's content type; otherwise it is None and ``material`` is rebuilt in the target's format.
-    ``target_factory(settings, env=env)`` builds the source's target (default: a KeyVaultTarget of its own), so a
-    caller deploying many certificates can reuse one connection per vault.
+    ``connect(settings)`` builds the source's target (a caller deploying many certificates gives one on its
+    vault's shared connection).
     """
     spec = params['copy_from']
     source_params = dict(params, vault_url=spec['vault_url'], certificate_name=spec['certificate_name'])
     source = None
     try:
         settings = keyvault_settings(source_params, env)
-        source = (target_factory or KeyVaultTarget)(settings, env=env)
+        source = connect(settings)
         state = source.read_version(spec.get('version'))
         exported = source.export_version(state)
     except errors.DeployError as exc:
@@ -105,7 +113,8 @@ def build_request(params, settings, material, exported, check_mode):
     )
 
 
-def _expiry_timestamp(result):
+def expiry_timestamp(result):
+    """The certificate's expiry in a result, as a Unix timestamp (None when the result has none)."""
     expires = (result.get('certificate') or {}).get('expires')
     if not expires:
         return None
@@ -127,54 +136,90 @@ def metric_labels(params, target=None, settings=None):
             'name': (settings.certificate_name if settings is not None else None) or params.get('certificate_name') or ''}
 
 
-def _record_metrics(module, labels, result, error_code=None):
-    path = module.params.get('metrics_file')
-    if not path or module.check_mode:
-        return
-    try:
-        metrics.write(path, labels, result, error_code=error_code, expires=_expiry_timestamp(result))
-    except (IOError, OSError) as exc:
-        module.warn('metrics_file %s could not be written: %s' % (path, exc))
+class CertificateRun(object):
+    """One certificate's deploy as deploy_one leaves it.
+
+    ``result``: the module's return for it, with ``failed`` (bool) and a ``warnings`` list, and on failure
+    ``msg`` and ``error_code``; ``labels``: its metric labels; ``error``: the DeployError of a failure, or None.
+    """
+
+    def __init__(self, result, labels, error=None):
+        self.result = result
+        self.labels = labels
+        self.error = error
 
 
-def run_deploy(module, env=None):
-    """Run one deploy for an AnsibleModule built with the deploy argument spec; exits the module."""
-    params = module.params
-    env = os.environ if env is None else env
-    target = settings = None
+def failed_run(exc, params, settings=None, target=None, copied_from=None):
+    """The CertificateRun of a DeployError: the keys the deploy module fails with, and the labels to count it by."""
+    extra = {'copied_from': copied_from} if copied_from else {}
+    return CertificateRun(failure_result(exc, changed=False, rollback=dict(NO_ROLLBACK), **extra),
+                          metric_labels(params, target, settings), exc)
+
+
+COPY_SOURCE_UNREADABLE = ('Check mode could not read the copy_from source (%s: %s); predicting changed=true. '
+                          'The configuration was validated offline.')
+
+
+def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None):
+    """Deploy one certificate: ``params`` are its options (the deploy argument spec's names); returns a CertificateRun.
+
+    ``connect(settings)`` builds the Target of a certificate (its own, or the copy_from source's); every target
+    built is closed before this returns. ``settings`` are the KeyVaultSettings when the caller has already
+    derived them from ``params``. Check mode predicts and never writes; with ``diff`` the result has the diff.
+    """
+    target = None
     copied_from = None
     try:
-        settings = keyvault_settings(params, env)
+        if settings is None:
+            settings = keyvault_settings(params, env)
         exported = None
         if params.get('copy_from'):
             try:
-                exported, material, copied_from = read_copy_source(params, env, settings.content_type)
+                exported, material, copied_from = read_copy_source(params, env, settings.content_type, connect)
             except errors.DeployError as exc:
-                if not (module.check_mode and exc.code in errors.UNREACHABLE_CODES and params.get('check_mode_read') != 'required'):
+                if not (check_mode and exc.code in errors.UNREACHABLE_CODES and params.get('check_mode_read') != 'required'):
                     raise
-                module.warn('Check mode could not read the copy_from source (%s: %s); predicting changed=true. '
-                            'The configuration was validated offline.' % (exc.code, exc.message))
-                module.exit_json(changed=True, rollback=dict(NO_ROLLBACK))
-                return
+                return CertificateRun({'changed': True, 'rollback': dict(NO_ROLLBACK), 'failed': False,
+                                       'warnings': [COPY_SOURCE_UNREADABLE % (exc.code, exc.message)]},
+                                      metric_labels(params, None, settings))
         else:
             material = load_material(params)
-        request = build_request(params, settings, material, exported, module.check_mode)
-        target = KeyVaultTarget(settings, env=env)
+        request = build_request(params, settings, material, exported, check_mode)
+        target = connect(settings)
         report = DeployEngine(target).run(request)
     except errors.DeployError as exc:
-        partial = exc.details.get('result') or {}
-        _record_metrics(module, metric_labels(params, target, settings), partial, error_code=exc.code)
+        return failed_run(exc, params, settings, target, copied_from)
+    finally:
         if target is not None:
             target.close()
-        module.fail_deploy(exc, **({'copied_from': copied_from} if copied_from else {}))
-        return
-    target.close()
     result = report.as_dict()
+    result.update(failed=False, warnings=list(report.warnings))
     if copied_from:
         result['copied_from'] = copied_from
-    if module._diff and report.diff is not None:
+    if diff and report.diff is not None:
         result['diff'] = report.diff
-    for warning in report.warnings:
-        module.warn(warning)
-    _record_metrics(module, target.labels, result)
-    module.exit_json(**result)
+    return CertificateRun(result, target.labels)
+
+
+def record_metrics(params, check_mode, runs):
+    """Write each run to the ``metrics_file`` option's file (never in check mode); returns the warnings (a file
+    that cannot be written is one, and no further run is tried)."""
+    path = params.get('metrics_file')
+    if not path or check_mode:
+        return []
+    for run in runs:
+        try:
+            metrics.write(path, run.labels, run.result, error_code=run.result.get('error_code'),
+                          expires=expiry_timestamp(run.result))
+        except (IOError, OSError) as exc:
+            return ['metrics_file %s could not be written: %s' % (path, exc)]
+    return []
+
+
+def run_deploy(module, env=None):
+    """azure_kv_certificate_deploy: deploy_one for the module's options, metrics, then exit or fail the module."""
+    env = os.environ if env is None else env
+    run = deploy_one(module.params, env, lambda settings: KeyVaultTarget(settings, env=env),
+                     check_mode=module.check_mode, diff=module._diff)
+    warnings = record_metrics(module.params, module.check_mode, [run])
+    module.finish(dict(run.result, warnings=run.result['warnings'] + warnings), run.error)

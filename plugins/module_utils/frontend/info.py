@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from ..engine import errors
+from .. import errors
 from ..targets.azure_kv.inventory import KeyVaultInventory
-from .ansible_module import keyvault_settings
+from .keyvault_options import keyvault_settings
 
 
 def info_settings(params, env):

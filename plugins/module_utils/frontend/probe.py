@@ -2,13 +2,28 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""tls_certificate_probe: from module options to a probe run and back."""
+"""tls_certificate_probe: its argument spec, and from module options to a probe run and back."""
 
 from __future__ import annotations
 
 from ansible.module_utils.basic import missing_required_lib
 
+from .. import errors
 from ..probe import tls
+from .argspec import ArgumentSpec
+
+PROBE = ArgumentSpec(dict(
+    host=dict(type='str', required=True),
+    port=dict(type='int', default=443),
+    server_name=dict(type='str'),
+    expected_thumbprint=dict(type='str'),
+    timeout=dict(type='int', default=0),
+    interval=dict(type='int', default=10),
+    connect_timeout=dict(type='int', default=10),
+    validate_certs=dict(type='bool', default=True),
+    ca_path=dict(type='path'),
+    fail_on_mismatch=dict(type='bool', default=False),
+))
 
 
 def run_probe(module, fetch=None, clock=None, sleep=None):
@@ -36,8 +51,8 @@ def run_probe(module, fetch=None, clock=None, sleep=None):
         if sleep is not None:
             kwargs['sleep'] = sleep
         report = tls.wait_for_certificate(fetch, expected, options['timeout'], options['interval'], **kwargs)
-    except tls.ProbeError as exc:
-        if exc.code == tls.MISSING_DEPENDENCY:
+    except errors.DeployError as exc:
+        if exc.code == errors.MISSING_DEPENDENCY:
             module.fail_json(msg=missing_required_lib('cryptography'), error_code=exc.code, **result)
         module.fail_json(msg=exc.message, error_code=exc.code, **result)
         return

@@ -7,7 +7,7 @@
 Pure functions over ``cryptography``.  Nothing here touches the network, the
 file system or Ansible; callers hand in bytes and get back a
 :class:`Material` (leaf, private key, ordered chain) or a
-:class:`~..engine.errors.DeployError` that says what is wrong.  Key bytes are
+:class:`~..errors.DeployError` that says what is wrong.  Key bytes are
 only ever held in memory.
 """
 
@@ -20,7 +20,7 @@ import ipaddress
 import re
 import secrets
 
-from ..engine import errors
+from .. import errors
 
 try:
     from cryptography import x509

@@ -12,8 +12,8 @@ compare its SHA-1 thumbprint with the expected one, retrying until a deadline.
 Nothing here imports Ansible.  The network is reached through one function,
 :func:`fetch_certificate`; the waiting loop (:func:`wait_for_certificate`)
 takes the fetch, the clock and the sleep as arguments so that it is tested
-without a network or real time.  Failures are :class:`ProbeError` with one of
-the stable codes below.
+without a network or real time.  Failures are the collection's
+:class:`~..errors.DeployError` with one of ``errors.PROBE_CODES``.
 """
 
 from __future__ import annotations
@@ -24,32 +24,12 @@ import socket
 import ssl
 import time
 
-from ..engine import errors as engine_errors
+from .. import errors
+from ..errors import INVALID_CONFIG, MISMATCH, MISSING_DEPENDENCY, TLS_ERROR, UNREACHABLE
 from ..material import certificate as cert_material
-
-INVALID_CONFIG = 'invalid_config'
-UNREACHABLE = 'unreachable'
-TLS_ERROR = 'tls_error'
-MISMATCH = 'mismatch'
-MISSING_DEPENDENCY = 'missing_dependency'
-CODES = frozenset((INVALID_CONFIG, UNREACHABLE, TLS_ERROR, MISMATCH, MISSING_DEPENDENCY))
 
 _HEX40 = re.compile(r'^[0-9A-F]{40}$')
 _HOSTNAME = re.compile(r'^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$')
-
-
-class ProbeError(Exception):
-    """A foreseeable probe failure with a stable ``code``."""
-
-    def __init__(self, code, message):
-        if code not in CODES:
-            raise ValueError('unknown probe error code %r' % (code,))
-        super(ProbeError, self).__init__(message)
-        self.code = code
-        self.message = message
-
-    def as_dict(self):
-        return {'code': self.code, 'message': self.message}
 
 
 # --------------------------------------------------------------------------
@@ -62,7 +42,7 @@ def normalise_thumbprint(value):
         return None
     text = re.sub(r'[\s:]', '', str(value)).upper()
     if not _HEX40.match(text):
-        raise ProbeError(
+        raise errors.DeployError(
             INVALID_CONFIG,
             'expected_thumbprint must be a SHA-1 thumbprint: 40 hexadecimal digits, colons allowed, as '
             'azure_kv_certificate_deploy returns it in certificate.thumbprint (got %d characters).' % len(text))
@@ -83,12 +63,12 @@ def check_host(value, option):
     if text.startswith('[') and text.endswith(']'):
         text = text[1:-1]
     if not text:
-        raise ProbeError(INVALID_CONFIG, '%s must be a host name or an IP address.' % option)
+        raise errors.DeployError(INVALID_CONFIG, '%s must be a host name or an IP address.' % option)
     if '://' in text or '/' in text:
-        raise ProbeError(INVALID_CONFIG, '%s must be a host name or an IP address, not a URL (%s); give the port in port.'
-                         % (option, text))
+        raise errors.DeployError(INVALID_CONFIG, '%s must be a host name or an IP address, not a URL (%s); give the port in port.'
+                                 % (option, text))
     if not (_is_ip(text) or _HOSTNAME.match(text)):
-        raise ProbeError(INVALID_CONFIG, '%s %r is neither a host name nor an IP address.' % (option, text))
+        raise errors.DeployError(INVALID_CONFIG, '%s %r is neither a host name nor an IP address.' % (option, text))
     return text
 
 
@@ -97,13 +77,13 @@ def check_options(host, port, server_name=None, timeout=0, interval=5, connect_t
     host = check_host(host, 'host')
     server_name = check_host(server_name, 'server_name') if server_name else host
     if not 1 <= int(port) <= 65535:
-        raise ProbeError(INVALID_CONFIG, 'port must be between 1 and 65535 (got %s).' % port)
+        raise errors.DeployError(INVALID_CONFIG, 'port must be between 1 and 65535 (got %s).' % port)
     if timeout < 0:
-        raise ProbeError(INVALID_CONFIG, 'timeout must be zero (a single attempt) or a positive number of seconds.')
+        raise errors.DeployError(INVALID_CONFIG, 'timeout must be zero (a single attempt) or a positive number of seconds.')
     if interval <= 0:
-        raise ProbeError(INVALID_CONFIG, 'interval must be a positive number of seconds.')
+        raise errors.DeployError(INVALID_CONFIG, 'interval must be a positive number of seconds.')
     if connect_timeout <= 0:
-        raise ProbeError(INVALID_CONFIG, 'connect_timeout must be a positive number of seconds.')
+        raise errors.DeployError(INVALID_CONFIG, 'connect_timeout must be a positive number of seconds.')
     return {'host': host, 'port': int(port), 'server_name': server_name, 'timeout': timeout,
             'interval': interval, 'connect_timeout': connect_timeout}
 
@@ -128,8 +108,8 @@ def client_context(validate_certs=True, ca_path=None):
         try:
             context.load_verify_locations(cafile=ca_path)
         except (IOError, OSError, ssl.SSLError) as exc:
-            raise ProbeError(INVALID_CONFIG, 'ca_path %s cannot be used as a PEM file of trust anchors: %s.'
-                             % (ca_path, getattr(exc, 'strerror', None) or exc))
+            raise errors.DeployError(INVALID_CONFIG, 'ca_path %s cannot be used as a PEM file of trust anchors: %s.'
+                                     % (ca_path, getattr(exc, 'strerror', None) or exc))
     return context
 
 
@@ -138,34 +118,34 @@ def client_context(validate_certs=True, ca_path=None):
 # --------------------------------------------------------------------------
 
 def fetch_certificate(host, port, server_name, context, connect_timeout):
-    """Complete a TLS handshake and return (leaf DER bytes, TLS version). Raises ProbeError."""
+    """Complete a TLS handshake and return (leaf DER bytes, TLS version). Raises DeployError."""
     where = '%s:%d' % (host, port) if server_name == host else '%s:%d (server name %s)' % (host, port, server_name)
     try:
         raw = socket.create_connection((host, port), timeout=connect_timeout)
     except socket.timeout:
-        raise ProbeError(UNREACHABLE, 'No connection to %s within %s seconds.' % (where, connect_timeout))
+        raise errors.DeployError(UNREACHABLE, 'No connection to %s within %s seconds.' % (where, connect_timeout))
     except (socket.gaierror, socket.herror) as exc:
-        raise ProbeError(UNREACHABLE, 'Cannot resolve %s: %s.' % (host, exc.strerror or exc))
+        raise errors.DeployError(UNREACHABLE, 'Cannot resolve %s: %s.' % (host, exc.strerror or exc))
     except (IOError, OSError) as exc:
-        raise ProbeError(UNREACHABLE, 'Cannot connect to %s: %s.' % (where, exc.strerror or exc))
+        raise errors.DeployError(UNREACHABLE, 'Cannot connect to %s: %s.' % (where, exc.strerror or exc))
     try:
         # No SNI is sent for an IP address; the certificate is then checked against the IP.
         with context.wrap_socket(raw, server_hostname=server_name) as tls:
             der = tls.getpeercert(binary_form=True)
             version = tls.version()
     except ssl.SSLCertVerificationError as exc:
-        raise ProbeError(TLS_ERROR, '%s presented a certificate that failed verification: %s. Set ca_path to the issuing '
-                         'CA, or validate_certs: false to read it anyway.' % (where, exc.verify_message or exc.reason or exc))
+        raise errors.DeployError(TLS_ERROR, '%s presented a certificate that failed verification: %s. Set ca_path to the issuing '
+                                 'CA, or validate_certs: false to read it anyway.' % (where, exc.verify_message or exc.reason or exc))
     except ssl.SSLError as exc:
-        raise ProbeError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.reason or exc))
+        raise errors.DeployError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.reason or exc))
     except socket.timeout:
-        raise ProbeError(UNREACHABLE, 'No TLS handshake with %s within %s seconds.' % (where, connect_timeout))
+        raise errors.DeployError(UNREACHABLE, 'No TLS handshake with %s within %s seconds.' % (where, connect_timeout))
     except (IOError, OSError) as exc:
-        raise ProbeError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.strerror or exc))
+        raise errors.DeployError(TLS_ERROR, 'TLS handshake with %s failed: %s.' % (where, exc.strerror or exc))
     finally:
         raw.close()
     if not der:
-        raise ProbeError(TLS_ERROR, '%s completed the handshake without presenting a certificate.' % where)
+        raise errors.DeployError(TLS_ERROR, '%s completed the handshake without presenting a certificate.' % where)
     return der, version
 
 
@@ -173,15 +153,15 @@ def served_facts(der):
     """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires."""
     try:
         cert = cert_material.load_der_certificate(der)
-    except engine_errors.DeployError as exc:  # cryptography is missing
-        raise ProbeError(MISSING_DEPENDENCY, exc.message)
+    except errors.DeployError as exc:  # cryptography is missing
+        raise errors.DeployError(MISSING_DEPENDENCY, exc.message)
     if cert is None:
-        raise ProbeError(TLS_ERROR, 'The endpoint presented a certificate that cannot be parsed.')
+        raise errors.DeployError(TLS_ERROR, 'The endpoint presented a certificate that cannot be parsed.')
     return cert_material.certificate_facts(cert)
 
 
 def probe_once(options, context):
-    """One attempt: the served certificate's facts plus the TLS version. Raises ProbeError."""
+    """One attempt: the served certificate's facts plus the TLS version. Raises DeployError."""
     der, version = fetch_certificate(options['host'], options['port'], options['server_name'], context, options['connect_timeout'])
     facts = served_facts(der)
     facts['tls_version'] = version
@@ -195,7 +175,7 @@ def probe_once(options, context):
 def wait_for_certificate(fetch, expected=None, timeout=0, interval=5, clock=time.monotonic, sleep=time.sleep):
     """Call ``fetch()`` until it returns the expected thumbprint, or, without ``expected``, any certificate.
 
-    ``fetch`` returns a facts dict (with ``thumbprint``) or raises ProbeError. Attempts are
+    ``fetch`` returns a facts dict (with ``thumbprint``) or raises DeployError. Attempts are
     ``interval`` seconds apart and the last one starts when ``timeout`` seconds have passed, so the
     wait lasts at most ``timeout`` plus one attempt. ``timeout=0`` makes exactly one attempt.
 
@@ -213,7 +193,7 @@ def wait_for_certificate(fetch, expected=None, timeout=0, interval=5, clock=time
         try:
             served = fetch()
             error = None
-        except ProbeError as exc:
+        except errors.DeployError as exc:
             error = exc
         if error is None and (expected is None or served.get('thumbprint') == expected):
             break
@@ -232,7 +212,7 @@ def wait_for_certificate(fetch, expected=None, timeout=0, interval=5, clock=time
 
 
 def failure(report, expected, fail_on_mismatch):
-    """The ProbeError a report amounts to, or None.
+    """The DeployError a report amounts to, or None.
 
     Without ``expected`` the probe's purpose is to read the certificate: not getting one fails.
     With ``expected`` a miss fails only when ``fail_on_mismatch`` asks for it (by default the
@@ -241,12 +221,12 @@ def failure(report, expected, fail_on_mismatch):
     error = report['error']
     if expected is None:
         if report['served'] is None:
-            return ProbeError(error['code'], error['message'])
+            return errors.DeployError(error['code'], error['message'])
         return None
     if report['matched'] or not fail_on_mismatch:
         return None
     if error is not None:
-        return ProbeError(error['code'], error['message'] + ' Expected thumbprint %s.' % expected)
-    return ProbeError(MISMATCH, 'After %d attempts in %s seconds the endpoint still serves %s (%s), not %s.'
-                      % (report['attempts'], report['elapsed'], report['served']['thumbprint'],
-                         report['served']['subject'], expected))
+        return errors.DeployError(error['code'], error['message'] + ' Expected thumbprint %s.' % expected)
+    return errors.DeployError(MISMATCH, 'After %d attempts in %s seconds the endpoint still serves %s (%s), not %s.'
+                              % (report['attempts'], report['elapsed'], report['served']['thumbprint'],
+                                 report['served']['subject'], expected))

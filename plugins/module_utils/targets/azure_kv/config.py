@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ...engine import errors
+from ... import errors
 
 try:  # Python 3
     from urllib.parse import urlsplit

@@ -12,7 +12,7 @@ argument so tests can observe exactly what is constructed.
 
 from __future__ import annotations
 
-from ...engine import errors
+from ... import errors
 from . import faults
 
 MODES = ('default', 'managed_identity', 'client_secret', 'workload_identity')

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ...engine import errors
+from ... import errors
 
 # Key Vault RBAC data actions per operation, named when Key Vault's own message does not.
 ACTIONS = {

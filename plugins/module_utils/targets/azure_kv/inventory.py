@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime
 
-from ...engine import errors, tags as provenance
+from ... import errors
+from ...engine import tags as provenance
 from ...material import certificate as cert_material
 from . import faults, sdk as azure_sdk
 from .target import KeyVaultTarget
@@ -156,7 +157,7 @@ class KeyVaultInventory(object):
         self.warnings = []
 
     def _certs(self):
-        return self._target._connect()
+        return self._target.connection.client()
 
     def _where(self, name=None):
         base = self.settings.address.url
@@ -171,7 +172,7 @@ class KeyVaultInventory(object):
             raise faults.classify(exc, 'read', self._where(name))
 
     def _describe(self, name, bundle, include_versions):
-        state = self._target._state(bundle)
+        state = self._target.state_of(bundle)
         props = bundle.properties
         info = certificate_info(name, state, self._now, updated_on=getattr(props, 'updated_on', None),
                                 not_before=getattr(props, 'not_before', None), expires_on=getattr(props, 'expires_on', None))
@@ -212,7 +213,7 @@ class KeyVaultInventory(object):
                 self.warnings.append('Could not tell whether %s is soft-deleted: %s'
                                      % (name, faults.classify(exc, 'read_deleted', self._where(name)).message))
             return None
-        return deleted_info(name, deleted, self._target._state(deleted), self._now)
+        return deleted_info(name, deleted, self._target.state_of(deleted), self._now)
 
     def list_certificates(self, managed_only=False, include_versions=False):
         """Every certificate of the vault (only those tagged as managed by certdeploy with ``managed_only``), by name."""

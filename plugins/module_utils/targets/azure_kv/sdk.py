@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 
-from ...engine import errors
+from ... import errors
 
 PACKAGES = {
     'azure.identity': 'azure-identity',

@@ -7,27 +7,17 @@
 from __future__ import annotations
 
 import base64
-import os
-import ssl
-import tempfile
 from urllib.parse import quote
 
-from ...engine import errors
+from ... import errors
 from ...engine.model import ExportedVersion, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
-from . import credentials, faults, sdk as azure_sdk
+from . import faults, sdk as azure_sdk
+from .connection import TOTAL_TIMEOUT_FACTOR, VaultConnection
 
 CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
-
-# azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
-# A connection that cannot be made at all (refused, no route) is tried twice, not five times: waiting
-# longer rarely helps, and `timeout` must bound a failing call.
-RETRY = {'retry_total': 4, 'retry_backoff_factor': 0.8, 'retry_backoff_max': 30}
-CONNECT_RETRIES = 1
-# ...and how long: one call, retries and waits included, gives up after this many request timeouts.
-TOTAL_TIMEOUT_FACTOR = 4
 
 
 class KeyVaultSettings(object):
@@ -51,86 +41,36 @@ class KeyVaultSettings(object):
         self.timeout = timeout
 
 
-def combined_ca_bundle(extra_path):
-    """Write the default trust store plus ``extra_path`` to a temporary file; return its path.
-
-    ``ca_path`` *adds* trust anchors: requests' ``verify=<file>`` would replace
-    the public roots, which would break a vault behind a public CA.
-    """
-    try:
-        with open(extra_path, 'rb') as handle:
-            extra = handle.read()
-    except (IOError, OSError) as exc:
-        raise errors.DeployError(errors.INVALID_CONFIG, 'ca_path %s cannot be read: %s' % (extra_path, exc.strerror or exc))
-    try:
-        cert_material.parse_certificates(extra, 'ca_path file')
-    except errors.DeployError as exc:
-        raise errors.DeployError(errors.INVALID_CONFIG, 'ca_path %s: %s' % (extra_path, exc.message))
-    default = b''
-    try:
-        import certifi  # requests' own trust store
-        bundle = certifi.where()
-    except ImportError:
-        bundle = ssl.get_default_verify_paths().cafile
-    if bundle and os.path.exists(bundle):
-        with open(bundle, 'rb') as handle:
-            default = handle.read()
-    fd, path = tempfile.mkstemp(prefix='certdeploy-ca-', suffix='.pem')
-    with os.fdopen(fd, 'wb') as handle:
-        handle.write(default + b'\n' + extra + b'\n')
-    return path
-
-
 class KeyVaultTarget(Target):
-    """One certificate name in one vault.  The client is created on first use.
+    """One certificate name in one vault, reached through a :class:`~.connection.VaultConnection`.
 
-    Every call goes through one ``CertificateClient``, the backing-secret read included (as a raw
-    request on that client's pipeline): Key Vault's authentication challenge is answered once and one
-    token serves the whole process.  A second SDK client would keep its own challenge cache and pay
-    another unauthenticated round trip.
+    Without ``connection`` the target makes a private one (from ``sdk_loader`` and, for unit tests, a ready
+    ``clients``) and closes it with itself. With ``connection`` -- shared by the certificates of one vault, see
+    ``connection.ConnectionPool`` -- the pool closes it. Either way the latest-version read goes through
+    ``connection.first_request``: on a shared connection the vault's first request then pays for the
+    challenge and the token alone; on a private one it is the target's own first request, and nothing waits.
     """
 
-    def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, clients=None):
+    def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, clients=None, connection=None):
         self.settings = settings
         self.name = settings.certificate_name
         self.labels = {'target': 'azure_kv', 'vault': settings.address.url, 'name': self.name}
-        self._env = env or {}
-        self._sdk_loader = sdk_loader
-        # A CertificateClient (or anything with its methods).  A tuple is taken as (certificates, ...)
-        # for callers written when the adapter also held a secrets client.
-        self._client = clients[0] if isinstance(clients, tuple) else clients
-        self._sdk = None
-        self._ca_file = None
+        self._owns_connection = connection is None
+        if connection is None:
+            # A tuple is taken as (certificates, ...) for callers written when the adapter also held a secrets client.
+            client = clients[0] if isinstance(clients, tuple) else clients
+            connection = VaultConnection(settings, env=env, sdk_loader=sdk_loader, client=client)
+        self.connection = connection
         self._where = '%s/certificates/%s' % (settings.address.url, self.name)
 
     # -- plumbing ------------------------------------------------------------
 
-    def _connect(self):
-        if self._sdk is None:
-            self._sdk = self._sdk_loader()
-        if self._client is not None:
-            return self._client
-        sdk = self._sdk
-        transport = {'connection_timeout': self.settings.timeout, 'read_timeout': self.settings.timeout,
-                     'retry_connect': CONNECT_RETRIES}
-        if self.settings.ca_path:
-            self._ca_file = combined_ca_bundle(self.settings.ca_path)
-            transport['connection_verify'] = self._ca_file
-        resolved = credentials.resolve(self.settings.credential_mode, self.settings.authority_host,
-                                       tenant_id=self.settings.tenant_id, client_id=self.settings.client_id, env=self._env)
-        try:
-            credential = credentials.guarded(credentials.build_credential(resolved, sdk.identity, **transport))
-        except (ValueError, TypeError) as exc:  # azure-identity validates tenant ids and hosts on construction
-            raise errors.DeployError(errors.AUTH_FAILED, 'The %s credential cannot be built: %s' % (resolved.mode, exc))
-        options = dict(transport, verify_challenge_resource=self.settings.verify_challenge_resource,
-                       timeout=self.settings.timeout * TOTAL_TIMEOUT_FACTOR, **RETRY)
-        if self.settings.api_version:
-            options['api_version'] = self.settings.api_version
-        try:
-            self._client = sdk.certificates.CertificateClient(self.settings.address.url, credential, **options)
-        except (ValueError, NotImplementedError) as exc:
-            raise faults.classify(exc, 'connect', self._where)
-        return self._client
+    def _client(self):
+        return self.connection.client()
+
+    @property
+    def _sdk(self):
+        return self.connection.sdk
 
     def _call(self, operation, func, *args, **kwargs):
         try:
@@ -145,14 +85,9 @@ class KeyVaultTarget(Target):
         return getattr(exc, 'status_code', None)
 
     def close(self):
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:
-                pass
-        if self._ca_file and os.path.exists(self._ca_file):
-            os.unlink(self._ca_file)
-            self._ca_file = None
+        """Close the connection if it is this target's own; a shared one is closed by its pool."""
+        if self._owns_connection:
+            self.connection.close()
 
     # -- Target port ---------------------------------------------------------
 
@@ -166,7 +101,10 @@ class KeyVaultTarget(Target):
     def read_latest(self, look_for_deleted=True):
         """The latest version, or None.  ``look_for_deleted=False`` spares the deleted-certificate read on a 404:
         a soft-deleted name then reads as absent, and importing into it answers 409 (soft_deleted)."""
-        certs = self._connect()
+        return self.connection.first_request(lambda: self._read_latest(look_for_deleted))
+
+    def _read_latest(self, look_for_deleted):
+        certs = self._client()
         try:
             bundle = certs.get_certificate(self.name)
         except Exception as exc:
@@ -175,7 +113,7 @@ class KeyVaultTarget(Target):
             if look_for_deleted:
                 self._raise_if_soft_deleted(certs)
             return None
-        return self._state(bundle)
+        return self.state_of(bundle)
 
     def _raise_if_soft_deleted(self, certs):
         try:
@@ -192,7 +130,7 @@ class KeyVaultTarget(Target):
             % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)))
 
     def recover_deleted(self):
-        certs = self._connect()
+        certs = self._client()
         poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
         # The SDK's poller.result() returns at once; wait() polls the certificate until it is readable again.
         limit = self.settings.timeout * TOTAL_TIMEOUT_FACTOR
@@ -203,11 +141,11 @@ class KeyVaultTarget(Target):
                 'run again later.' % (self._where, limit))
 
     def update_properties(self, state, tags, enabled):
-        certs = self._connect()
+        certs = self._client()
         # The SDK returns the whole KeyVaultCertificate; the version must be explicit (emulators and
         # the service differ on what "no version" means).
         bundle = self._call('update', certs.update_certificate_properties, self.name, state.version, enabled=enabled, tags=tags)
-        updated = self._state(bundle)
+        updated = self.state_of(bundle)
         if updated.leaf is None:
             updated.leaf, updated.facts = state.leaf, dict(state.facts, **updated.facts)
         updated.content_type = updated.content_type or state.content_type
@@ -218,9 +156,9 @@ class KeyVaultTarget(Target):
         if version is None:
             state = self.read_latest()
         else:
-            certs = self._connect()
+            certs = self._client()
             try:
-                state = self._state(certs.get_certificate_version(self.name, version))
+                state = self.state_of(certs.get_certificate_version(self.name, version))
             except Exception as exc:
                 if not faults.is_object_not_found(exc):
                     raise faults.classify(exc, 'read', self._where)
@@ -256,7 +194,7 @@ class KeyVaultTarget(Target):
         """GET /secrets/{name}/{version} through the certificate client's pipeline: its challenge, its token, its
         api-version, its retries and TLS settings.  Returns the secret bundle (JSON object); raises azure-core's
         exceptions for an error answer, as the SDK's own operations do."""
-        certs = self._connect()
+        certs = self._client()
         core = self._sdk.core_exceptions
         request = self._sdk.core_rest.HttpRequest(
             'GET', '/secrets/%s/%s' % (quote(self.name, safe=''), quote(version, safe='')),
@@ -300,7 +238,7 @@ class KeyVaultTarget(Target):
         return self._import(payload, None, kind, exported.material, tags, enabled, exportable)
 
     def _import(self, payload, password, kind, material, tags, enabled, exportable=None):
-        certs = self._connect()
+        certs = self._client()
         policy = self._policy(material, kind, self.settings.exportable if exportable is None else exportable)
         extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
         try:
@@ -319,7 +257,7 @@ class KeyVaultTarget(Target):
             raise failure
         finally:
             del payload
-        state = self._state(bundle)
+        state = self.state_of(bundle)
         if state.content_type is None:
             state.content_type = kind
         return state
@@ -340,7 +278,8 @@ class KeyVaultTarget(Target):
 
     # -- mapping -------------------------------------------------------------
 
-    def _state(self, bundle):
+    def state_of(self, bundle):
+        """The VersionState of an SDK certificate bundle (a KeyVaultCertificate or a DeletedCertificate)."""
         props = bundle.properties
         leaf = None
         facts = {}

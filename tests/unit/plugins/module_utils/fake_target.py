@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ExportedVersion, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.target import Target
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m

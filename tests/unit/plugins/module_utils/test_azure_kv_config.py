@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import tags
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config
 
 

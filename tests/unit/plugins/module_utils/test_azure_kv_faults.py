@@ -12,7 +12,7 @@ import pytest
 import azure.core.exceptions as core
 from azure import identity
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import faults
 
 RBAC_403 = ("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions "

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, inventory as inv

@@ -4,7 +4,7 @@
 
 """KeyVaultTarget over the REAL azure-keyvault-certificates and azure-core stack, replaying Key Vault responses.
 
-The SDK clients are the real ones, built by ``KeyVaultTarget._connect`` itself (credential resolution,
+The SDK clients are the real ones, built by the target's ``VaultConnection`` itself (credential resolution,
 ``verify_challenge_resource``, retry and timeout options); only the HTTP transport is replaced by
 ``replay_transport.ReplayTransport`` and the azure-identity credential by a stub that returns a fixed token.
 So the SDK's challenge handling, deserialisation and error mapping run on the shapes the service really
@@ -31,7 +31,7 @@ import azure.keyvault.certificates as kv_certificates
 from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, faults, sdk as azure_sdk
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultSettings, KeyVaultTarget

@@ -36,7 +36,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import config, sdk as azure_sdk
-from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import (
-    KeyVaultSettings, KeyVaultTarget, combined_ca_bundle)
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.connection import combined_ca_bundle
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultSettings, KeyVaultTarget
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay_transport import ReplayTransport
 
 # The SDK is a unit-test requirement (tests/unit/requirements.txt): a missing package fails collection, it never skips.
@@ -296,7 +296,7 @@ def test_forbidden_secret_read_is_classified(material):
 def test_close_closes_clients():
     certs = FakeCertificateClient()
     target = make_target(certs)
-    target._connect()
+    target.connection.client()
     target.close()
     assert certs.closed
 
@@ -321,12 +321,12 @@ def test_real_clients_are_built_with_transport_options(monkeypatch, tmp_path, pk
     settings = KeyVaultSettings(config.parse_vault_url('https://127.0.0.1:8443', 'custom'), 'www', 'https://127.0.0.1:9443',
                                 credential_mode='client_secret', api_version='7.5', ca_path=str(ca), timeout=7)
     target = KeyVaultTarget(settings, env={'AZURE_TENANT_ID': 't', 'AZURE_CLIENT_ID': 'c', 'AZURE_CLIENT_SECRET': 's'})
-    certs = target._connect()
+    certs = target.connection.client()
     assert isinstance(certs, azure.keyvault.certificates.CertificateClient)  # the only client: no SecretClient
     assert certs.api_version == '7.5' and certs.vault_url == 'https://127.0.0.1:8443'
     retry = certs._client._config.retry_policy
     assert (retry.total_retries, retry.timeout, retry.backoff_max) == (4, 28, 30)
-    bundle_path = target._ca_file
+    bundle_path = target.connection._ca_file
     assert open(bundle_path, 'rb').read().endswith(ca.read_bytes() + b'\n')
     target.close()
     assert not os.path.exists(bundle_path)
@@ -348,5 +348,5 @@ def test_invalid_tenant_is_auth_failed_not_a_traceback(monkeypatch):
     settings = KeyVaultSettings(config.parse_vault_url(VAULT), 'www', 'login.microsoftonline.com',
                                 credential_mode='client_secret', tenant_id='contoso tenant', client_id='c')
     with pytest.raises(errors.DeployError) as info:
-        KeyVaultTarget(settings, env={'AZURE_CLIENT_SECRET': 's'})._connect()
+        KeyVaultTarget(settings, env={'AZURE_CLIENT_SECRET': 's'}).connection.client()
     assert info.value.code == errors.AUTH_FAILED and 'tenant' in info.value.message.lower()

@@ -10,7 +10,8 @@ import datetime
 
 import pytest
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m

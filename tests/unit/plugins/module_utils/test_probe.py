@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.module_utils.probe import tls
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.tls_server import LoopbackTlsServer, closed_port
@@ -20,7 +21,7 @@ B = 'B' * 40
 
 
 def code_of(func, *args, **kwargs):
-    with pytest.raises(tls.ProbeError) as info:
+    with pytest.raises(errors.DeployError) as info:
         func(*args, **kwargs)
     return info.value.code, info.value.message
 
@@ -79,7 +80,7 @@ def test_unreadable_ca_path(tmp_path):
 
 def test_unknown_code_refused():
     with pytest.raises(ValueError):
-        raise tls.ProbeError('nope', 'x')
+        raise errors.DeployError('nope', 'x')
 
 
 # -- the bounded wait (fake time) --------------------------------------------------
@@ -105,7 +106,7 @@ def scripted(clock, *steps):
         step = steps[min(len(calls), len(steps) - 1)]
         calls.append(step)
         clock.now += 0.5
-        if isinstance(step, tls.ProbeError):
+        if isinstance(step, errors.DeployError):
             raise step
         return {'thumbprint': step, 'subject': 'CN=x'}
     fetch.calls = calls
@@ -121,7 +122,7 @@ def test_match_on_first_attempt():
 
 def test_waits_until_the_new_certificate_is_served():
     t = FakeTime()
-    fetch = scripted(t, A, A, tls.ProbeError('unreachable', 'reset'), B)
+    fetch = scripted(t, A, A, errors.DeployError('unreachable', 'reset'), B)
     report = tls.wait_for_certificate(fetch, B, timeout=60, interval=5, clock=t.clock, sleep=t.sleep)
     assert report['matched'] is True and report['attempts'] == 4
     assert report['served']['thumbprint'] == B and report['error'] is None
@@ -151,7 +152,7 @@ def test_timeout_zero_is_one_attempt():
 
 def test_unreachable_until_the_end():
     t = FakeTime()
-    down = tls.ProbeError('unreachable', 'Cannot connect to h:443: refused.')
+    down = errors.DeployError('unreachable', 'Cannot connect to h:443: refused.')
     report = tls.wait_for_certificate(scripted(t, down), B, timeout=10, interval=5, clock=t.clock, sleep=t.sleep)
     assert report['matched'] is False and report['served'] is None
     assert report['error'] == {'code': 'unreachable', 'message': 'Cannot connect to h:443: refused.'}
@@ -162,7 +163,7 @@ def test_unreachable_until_the_end():
 
 def test_without_expected_the_first_certificate_ends_the_wait():
     t = FakeTime()
-    down = tls.ProbeError('unreachable', 'refused')
+    down = errors.DeployError('unreachable', 'refused')
     report = tls.wait_for_certificate(scripted(t, down, A), None, timeout=30, interval=5, clock=t.clock, sleep=t.sleep)
     assert report['matched'] is None and report['attempts'] == 2 and report['served']['thumbprint'] == A
     assert tls.failure(report, None, False) is None
@@ -170,7 +171,7 @@ def test_without_expected_the_first_certificate_ends_the_wait():
 
 def test_without_expected_no_certificate_fails():
     t = FakeTime()
-    down = tls.ProbeError('tls_error', 'handshake failed')
+    down = errors.DeployError('tls_error', 'handshake failed')
     report = tls.wait_for_certificate(scripted(t, down), None, timeout=0, interval=5, clock=t.clock, sleep=t.sleep)
     problem = tls.failure(report, None, False)
     assert problem.code == 'tls_error' and problem.message == 'handshake failed'
@@ -179,7 +180,7 @@ def test_without_expected_no_certificate_fails():
 def test_a_failure_after_a_match_candidate_is_not_a_match():
     # The last attempt failed although an earlier one saw another certificate: not matched, error reported.
     t = FakeTime()
-    fetch = scripted(t, A, tls.ProbeError('unreachable', 'refused'))
+    fetch = scripted(t, A, errors.DeployError('unreachable', 'refused'))
     report = tls.wait_for_certificate(fetch, B, timeout=6, interval=5, clock=t.clock, sleep=t.sleep)
     assert report['matched'] is False and report['served']['thumbprint'] == A and report['error']['code'] == 'unreachable'
 

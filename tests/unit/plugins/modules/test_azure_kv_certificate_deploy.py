@@ -13,8 +13,10 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors, model
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import DEPLOY
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
 
@@ -117,7 +119,7 @@ def test_key_content_is_no_log_and_never_returned(capsys, files, target, pki):
     body = ''.join(key_pem.splitlines()[1:-1])
     assert body[:40] not in json.dumps(result)
     secrets = ('private_key', 'private_key_passphrase', 'pfx', 'pfx_password')
-    assert all(module.ARGUMENT_SPEC[option]['no_log'] is True for option in secrets)
+    assert all(DEPLOY.options[option]['no_log'] is True for option in secrets)
 
 
 def test_argspec_failures_carry_invalid_config(capsys, files, target):
@@ -190,7 +192,7 @@ def test_return_documentation_lists_every_outcome_and_error_code():
     outcome_doc = ' '.join(returned['outcome']['description'])
     code_doc = ' '.join(returned['error_code']['description'])
     assert all('V(%s)' % outcome in outcome_doc for outcome in model.OUTCOMES)
-    assert all('V(%s)' % code in code_doc for code in errors.ALL_CODES)
+    assert all('V(%s)' % code in code_doc for code in errors.DEPLOY_CODES)
 
 
 # -- copy_from and the caller's expectations ------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import batch
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy, deploy_many
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
@@ -40,17 +40,17 @@ def material(tmp_path, pki):
 
 @pytest.fixture
 def targets(monkeypatch):
-    """One FakeTarget per (vault, name); the module reaches them through Connections.target."""
+    """One FakeTarget per (vault, name), in place of the KeyVaultTarget deploy_many builds on a shared connection."""
     fakes = {}
 
-    def target(self, settings, env=None):
+    def target(settings, env=None, connection=None):
         key = (settings.address.url, settings.certificate_name)
         if key not in fakes:
             fakes[key] = FakeTarget()
             fakes[key].labels = {'target': 'fake', 'vault': key[0], 'name': key[1]}
         return fakes[key]
 
-    monkeypatch.setattr(batch.Connections, 'target', target)
+    monkeypatch.setattr(deploy_many, 'KeyVaultTarget', target)
     return fakes
 
 
@@ -193,14 +193,14 @@ def test_key_content_never_appears_in_the_result(capsys, material, targets):
 
 
 def test_unexpected_errors_stay_with_their_certificate(capsys, material, targets, monkeypatch):
-    real = batch.load_material
+    real = deploy.load_material
 
     def flaky(params):
         if params['certificate_name'] == 'api':
             raise RuntimeError('boom')
         return real(params)
 
-    monkeypatch.setattr(batch, 'load_material', flaky)
+    monkeypatch.setattr(deploy, 'load_material', flaky)
     out = run_module(capsys, {'certificates': three(material)})
     assert [r.get('error_code') for r in out['certificates']] == [None, 'service_error', None]
     assert 'RuntimeError' in out['certificates'][1]['msg']

@@ -15,6 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.doc_fragments.azure_kv import ModuleDocFragment
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import info as frontend
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import INFO
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import inventory
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_info as module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_keyvault import (
@@ -127,10 +128,10 @@ def test_documentation_matches_the_argument_spec():
     documented = yaml.safe_load(module.DOCUMENTATION)['options']
     fragment = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'],
                     **yaml.safe_load(ModuleDocFragment.CONNECTION)['options'])
-    assert set(documented) | set(fragment) == set(module.ARGUMENT_SPEC)
-    assert documented['certificate_name']['required'] is False and 'required' not in module.ARGUMENT_SPEC['certificate_name']
+    assert set(documented) | set(fragment) == set(INFO.options)
+    assert documented['certificate_name']['required'] is False and 'required' not in INFO.options['certificate_name']
     for option in ('managed_only', 'include_versions'):
-        assert documented[option]['default'] == module.ARGUMENT_SPEC[option]['default']
+        assert documented[option]['default'] == INFO.options[option]['default']
 
 
 def test_return_documentation_covers_every_version_field(pki):

@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The in-process stand-in (frontend/inprocess.py) against AnsibleModule: the same main(), the same arguments,
+"""The in-process stand-in (frontend/module_standin.py) against AnsibleModule: the same main(), the same arguments,
 the same result -- argument-spec failures, frontend failures, engine outcomes, check and diff mode, warnings and
 no_log masking. The Key Vault target is the in-memory fake on both sides."""
 
@@ -21,8 +21,9 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import info as info_frontend
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import inprocess
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CertdeployModule
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import module_standin as inprocess
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CertdeployModule, create_module
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.argspec import ArgumentSpec
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as deploy_module
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_info as info_module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
@@ -153,30 +154,40 @@ def test_no_log_value_is_removed_everywhere(capsys, material, target, monkeypatc
 
 def test_check_mode_unsupported_is_skipped_as_ansible_module_does():
     def main():
-        CertdeployModule(argument_spec=dict(name=dict(type='str')), supports_check_mode=False).exit_json(changed=True)
+        inprocess.InProcessModule(inprocess.current_invocation(), argument_spec=dict(name=dict(type='str')),
+                                  module_class=CertdeployModule, supports_check_mode=False).exit_json(changed=True)
 
     result = inprocess.run_main(main, inprocess.Invocation('x.y.z', {'name': 'a'}, check_mode=True))
     assert result['skipped'] is True and 'does not support check mode' in result['msg']
 
 
-def test_constructing_the_module_class_outside_run_main_is_a_real_ansible_module(capsys):
+def test_create_module_outside_run_main_is_a_real_ansible_module_and_inside_the_stand_in(capsys):
+    spec = ArgumentSpec(dict(name=dict(type='str')))
     with patch_module_args({'name': 'a'}):
-        module = CertdeployModule(argument_spec=dict(name=dict(type='str')))
-    assert not isinstance(module, inprocess.InProcessModule)
-    assert inprocess.CURRENT.get() is None
+        module = create_module(spec)
+    assert isinstance(module, CertdeployModule) and not isinstance(module, inprocess.InProcessModule)
+    assert inprocess.current_invocation() is None
+    seen = {}
+
+    def main():
+        seen['module'] = create_module(spec)
+        seen['module'].exit_json(changed=False)
+
+    inprocess.run_main(main, inprocess.Invocation('x.y.z', {'name': 'b'}))
+    assert isinstance(seen['module'], inprocess.InProcessModule) and seen['module'].params['name'] == 'b'
 
 
 def test_a_main_that_does_not_exit_is_a_failure():
     result = inprocess.run_main(lambda: None, inprocess.Invocation('x.y.z', {}))
     assert result['failed'] is True
-    assert inprocess.CURRENT.get() is None
+    assert inprocess.current_invocation() is None
 
 
 def test_ansible_module_machinery_is_not_available_in_process():
     seen = {}
 
     def main():
-        module = CertdeployModule(argument_spec=dict(name=dict(type='str')))
+        module = create_module(ArgumentSpec(dict(name=dict(type='str'))))
         seen['fail_deploy'] = callable(module.fail_deploy)  # the class's own helper works on the stand-in
         with pytest.raises(AttributeError):
             module.run_command(['true'])
@@ -205,16 +216,16 @@ def test_info_run_uses_the_same_module_class(monkeypatch, material, capsys):
 
 
 def test_deploy_many_is_the_same(capsys, monkeypatch, tmp_path, pki):
-    # The list module's main() runs in-process unchanged: its BatchModule is a CertdeployModule subclass.
-    from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import batch
+    # The list module's main() runs in-process unchanged, on the same spec.
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy_many
     from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as many_module
 
     fakes = {}
 
-    def target(self, settings, env=None):
+    def target(settings, env=None, connection=None):
         return fakes.setdefault((settings.address.url, settings.certificate_name), FakeTarget())
 
-    monkeypatch.setattr(batch.Connections, 'target', target)
+    monkeypatch.setattr(deploy_many, 'KeyVaultTarget', target)
     h = pki.hierarchy()
     (tmp_path / 'www.crt').write_bytes(pki.pem(h['leaf']))
     key = pki.key_pem(h['key'], 'pkcs8').decode()

@@ -2,7 +2,7 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Which path the action plugin takes (plugin_utils/inprocess.py), how it asks an interpreter for its environment,
+"""Which path the action plugin takes (plugin_utils/in_process_action.py), how it asks an interpreter for its environment,
 and how the task's environment is applied and taken back."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from ansible.module_utils import _internal as module_internal
 
 _MODULE_SIDE = module_internal.is_controller
-from ansible_collections.certdeploy.cloud.plugins.plugin_utils import inprocess  # noqa: E402  (controller code)
+from ansible_collections.certdeploy.cloud.plugins.plugin_utils import in_process_action as inprocess  # noqa: E402  (controller code)
 
 # Importing controller code marks the whole test process as an Ansible controller, after which module_utils sends
 # warnings to the controller's display instead of the module result; the module tests in this process need the

@@ -2,19 +2,18 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""frontend/batch.py: merging options, planning, aggregating results, and one connection per vault."""
+"""frontend/deploy_many.py: merging options, planning, aggregating results; and the adapter's one connection per vault."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import errors
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import batch
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_module import CONNECTION_ARGS, keyvault_settings
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy_args import ARGUMENT_SPEC as SINGLE_SPEC
-from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy_args import CERTIFICATE_ARGS
+from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy_many as batch
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import keyvault_options as specs
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.deploy import failed_run
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import keyvault_settings
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.connection import ConnectionPool, VaultConnection
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultTarget
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_keyvault import (
     FakeCertificateClient, HttpError, NoSecrets)
@@ -35,26 +34,32 @@ def result(name, vault=VAULT_A, outcome=None, changed=False, error_code=None, wa
 
 # -- the argument spec is the single module's, per element ---------------------------------------------------
 
-def test_each_element_takes_every_per_certificate_option_of_the_single_module():
-    element = batch.ARGUMENT_SPEC['certificates']['options']
-    for name, spec in CERTIFICATE_ARGS.items():
-        assert element[name] is spec
-    assert set(element) == set(CERTIFICATE_ARGS) | {'certificate_name', 'vault_url'}
-    assert element['certificate_name']['required'] is True
-    # The single module's spec is the connection options plus the same per-certificate options.
-    assert set(SINGLE_SPEC) == set(CONNECTION_ARGS) | set(CERTIFICATE_ARGS) | {'metrics_file'}
+def test_each_element_takes_every_per_certificate_option_and_rule_of_the_single_module():
+    element = specs.DEPLOY_MANY.options['certificates']
+    certificate = specs.CERTIFICATE.options
+    for name, spec in certificate.items():
+        assert element['options'][name] == spec
+    assert set(element['options']) == set(certificate) | {'certificate_name', 'vault_url'}
+    assert element['options']['certificate_name']['required'] is True
+    assert element['mutually_exclusive'] == specs.CERTIFICATE.rule('mutually_exclusive')
+    assert element['required_one_of'] == specs.CERTIFICATE.rule('required_one_of')
+    # The single module's spec is the connection options plus the same per-certificate options and rules.
+    assert specs.DEPLOY.names() == specs.CONNECTION.names() | specs.CERTIFICATE.names() | {'metrics_file'}
+    assert specs.DEPLOY.rule('mutually_exclusive') == specs.CERTIFICATE.rule('mutually_exclusive')
 
 
 def test_run_level_options_are_the_connection_options_without_the_name():
-    assert 'certificate_name' not in batch.ARGUMENT_SPEC
-    assert batch.ARGUMENT_SPEC['vault_url'] == {'type': 'str'}
-    for name in set(CONNECTION_ARGS) - {'certificate_name', 'vault_url'}:
-        assert batch.ARGUMENT_SPEC[name] == CONNECTION_ARGS[name]
-    assert CONNECTION_ARGS['vault_url']['required'] is True  # the shared spec itself is untouched
+    options = specs.DEPLOY_MANY.options
+    assert 'certificate_name' not in options
+    assert options['vault_url'] == {'type': 'str'}
+    connection = specs.CONNECTION.options
+    for name in set(connection) - {'certificate_name', 'vault_url'}:
+        assert options[name] == connection[name]
+    assert connection['vault_url']['required'] is True  # the shared spec itself is untouched
 
 
 def test_secret_options_are_no_log_in_each_element():
-    element = batch.ARGUMENT_SPEC['certificates']['options']
+    element = specs.DEPLOY_MANY.options['certificates']['options']
     assert {n for n, s in element.items() if s.get('no_log')} == {'private_key', 'private_key_passphrase', 'pfx', 'pfx_password'}
 
 
@@ -134,18 +139,21 @@ def test_a_copy_from_another_elements_certificate_runs_after_it(monkeypatch):
 def test_failure_result_has_the_single_module_failure_keys():
     exc = errors.DeployError(errors.FORBIDDEN, 'no import', action='Microsoft.KeyVault/vaults/certificates/import/action',
                              warnings=['w1'], result={'changed': True, 'outcome': 'rollback_failed'})
-    out = batch.failure_result(exc, VAULT_A, 'www', copied_from={'version': 'v1'})
+    run = failed_run(exc, {'vault_url': VAULT_A, 'certificate_name': 'www'}, copied_from={'version': 'v1'})
+    out = run.result
+    assert run.error is exc and run.labels == {'target': 'azure_kv', 'vault': VAULT_A, 'name': 'www'}
     assert out['failed'] is True and out['error_code'] == 'forbidden' and out['msg'] == 'no import'
     assert out['missing_action'].endswith('import/action') and out['warnings'] == ['w1']
     assert out['changed'] is True and out['outcome'] == 'rollback_failed' and out['copied_from'] == {'version': 'v1'}
-    plain = batch.failure_result(errors.DeployError(errors.KEY_MISMATCH, 'k'), VAULT_A, 'api')
+    plain = failed_run(errors.DeployError(errors.KEY_MISMATCH, 'k'), {}).result
     assert plain['changed'] is False and plain['rollback'] == {'attempted': False, 'succeeded': False, 'version': None,
                                                                'reason': None}
 
 
 def test_missing_dependency_names_the_package():
     exc = errors.DeployError(errors.MISSING_DEPENDENCY, 'no sdk', package='azure-identity', exception='tb')
-    assert 'azure-identity' in batch.failure_result(exc, VAULT_A, 'www')['msg']
+    out = failed_run(exc, {}).result
+    assert 'azure-identity' in out['msg'] and 'exception' not in out  # the traceback is the single module's, at exit
 
 
 def test_aggregate_counts_changes_and_failures_in_input_order():
@@ -205,15 +213,15 @@ def test_diff_list_heads_each_entry_with_vault_and_name():
 
 def test_fresh_error_copies_code_message_and_facts_but_not_a_run_state():
     exc = errors.DeployError(errors.AUTH_FAILED, 'no token', warnings=['w'], result={'changed': True}, action='x')
-    copy = batch.fresh_error(exc, 'note')
+    copy = exc.fresh('note')
     assert copy is not exc and copy.code == 'auth_failed' and copy.message == 'no token (note)'
     assert copy.details == {'action': 'x'}
 
 
 # -- one connection per vault --------------------------------------------------------------------------------
 
-class CountingConnector(object):
-    """target_class for VaultConnection: a KeyVaultTarget over a fake client, counting how often one is built."""
+class CountingConnections(object):
+    """connection_factory for ConnectionPool: a VaultConnection over a fake client, counting how often one is built."""
 
     def __init__(self, clients):
         self.clients = clients
@@ -221,11 +229,16 @@ class CountingConnector(object):
 
     def __call__(self, settings, env=None):
         self.built.append(settings.address.url)
-        return KeyVaultTarget(settings, env=env, clients=(self.clients[settings.address.url], NoSecrets()))
+        return VaultConnection(settings, env=env, client=self.clients[settings.address.url])
 
 
 def settings_for(vault, name):
     return keyvault_settings({'vault_url': vault, 'certificate_name': name, 'credential_mode': 'managed_identity'}, {})
+
+
+def shared_target(pool, vault, name):
+    settings = settings_for(vault, name)
+    return KeyVaultTarget(settings, connection=pool.connection(settings))
 
 
 def test_one_client_per_vault_shared_by_every_certificate(pki):
@@ -234,57 +247,64 @@ def test_one_client_per_vault_shared_by_every_certificate(pki):
     for name in ('a1', 'a2', 'a3'):
         fakes[VAULT_A].add(name, leaf, 'v1', tags={'certdeploy-managed-by': 'certdeploy'})
     fakes[VAULT_B].add('b1', leaf, 'v1')
-    connector = CountingConnector(fakes)
-    connections = batch.Connections({}, target_class=connector)
-    states = [connections.target(settings_for(v, n)).read_latest()
+    connections = CountingConnections(fakes)
+    pool = ConnectionPool({}, connection_factory=connections)
+    states = [shared_target(pool, v, n).read_latest()
               for v, n in ((VAULT_A, 'a1'), (VAULT_B, 'b1'), (VAULT_A, 'a2'), (VAULT_A, 'a3'))]
     assert [s.version for s in states] == ['v1'] * 4
-    assert sorted(connector.built) == [VAULT_A, VAULT_B]
+    assert sorted(connections.built) == [VAULT_A, VAULT_B]
     assert [c[1] for c in fakes[VAULT_A].calls] == ['a1', 'a2', 'a3'] and [c[1] for c in fakes[VAULT_B].calls] == ['b1']
-    connections.target(settings_for(VAULT_A, 'a1')).close()  # a certificate's target leaves the vault's client open
+    shared_target(pool, VAULT_A, 'a1').close()  # a certificate's target leaves the vault's client open
     assert not fakes[VAULT_A].closed
-    connections.close()
+    pool.close()
     assert fakes[VAULT_A].closed and fakes[VAULT_B].closed
+
+
+def test_a_target_of_its_own_closes_its_own_connection():
+    fake = FakeCertificateClient()
+    target = KeyVaultTarget(settings_for(VAULT_A, 'a1'), clients=fake)
+    assert target.read_latest() is None
+    target.close()
+    assert fake.closed
 
 
 def test_a_vault_wide_first_failure_spares_the_other_requests_of_that_vault(pki):
     fakes = {VAULT_A: FakeCertificateClient(), VAULT_B: FakeCertificateClient()}
     fakes[VAULT_A].errors['get_certificate'] = HttpError(401, 'no token for you')
-    connections = batch.Connections({}, target_class=CountingConnector(fakes))
+    pool = ConnectionPool({}, connection_factory=CountingConnections(fakes))
     codes = []
     for name in ('a1', 'a2', 'a3'):
         with pytest.raises(errors.DeployError) as info:
-            connections.target(settings_for(VAULT_A, name)).read_latest()
+            shared_target(pool, VAULT_A, name).read_latest()
         codes.append(info.value.code)
     assert codes == ['auth_failed'] * 3
     assert len(fakes[VAULT_A].calls) == 1
-    assert connections.target(settings_for(VAULT_B, 'b1')).read_latest() is None  # another vault is unaffected
+    assert shared_target(pool, VAULT_B, 'b1').read_latest() is None  # another vault is unaffected
 
 
 def test_a_certificate_scoped_failure_does_not_stop_the_others(pki):
     fakes = {VAULT_A: FakeCertificateClient()}
     fakes[VAULT_A].errors['get_certificate'] = HttpError(403, 'Caller is not authorized. Action: certificates/read')
-    connections = batch.Connections({}, target_class=CountingConnector(fakes))
+    pool = ConnectionPool({}, connection_factory=CountingConnections(fakes))
     for name in ('a1', 'a2'):
         with pytest.raises(errors.DeployError) as info:
-            connections.target(settings_for(VAULT_A, name)).read_latest()
+            shared_target(pool, VAULT_A, name).read_latest()
         assert info.value.code == 'forbidden'
     assert len(fakes[VAULT_A].calls) == 2
 
 
 def test_a_connection_that_cannot_be_built_fails_each_certificate_with_its_own_error():
-    class Broken(KeyVaultTarget):
-        builds = []
+    loads = []
 
-        def _connect(self):
-            self.builds.append(1)
-            raise errors.DeployError(errors.MISSING_DEPENDENCY, 'no sdk', package='azure-identity')
+    def missing_sdk():
+        loads.append(1)
+        raise errors.DeployError(errors.MISSING_DEPENDENCY, 'no sdk', package='azure-identity')
 
-    connections = batch.Connections({}, target_class=functools.partial(Broken))
+    pool = ConnectionPool({}, connection_factory=lambda settings, env: VaultConnection(settings, env, sdk_loader=missing_sdk))
     raised = []
     for name in ('a1', 'a2'):
         with pytest.raises(errors.DeployError) as info:
-            connections.target(settings_for(VAULT_A, name)).read_latest()
+            shared_target(pool, VAULT_A, name).read_latest()
         raised.append(info.value)
     assert [e.code for e in raised] == ['missing_dependency'] * 2 and raised[0] is not raised[1]
-    assert len(Broken.builds) == 1
+    assert len(loads) == 1

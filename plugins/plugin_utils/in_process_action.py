@@ -6,7 +6,7 @@
 
 For a task that would run the module on the controller anyway (connection ``local``, no become, no async, and a
 Python interpreter that is the controller's own *environment*), the module's ``main()`` runs in the worker process
-(module_utils/frontend/inprocess.py): no AnsiballZ payload is built or written to Ansible's temporary directory,
+(module_utils/frontend/module_standin.py): no AnsiballZ payload is built or written to Ansible's temporary directory,
 so key content given as an option value never reaches a file, and no second Python starts. Everything else --
 remote or delegated hosts on another connection (a jump host in front of a private endpoint), become, async, a
 ``ansible_python_interpreter`` that is another environment, a controller without the Azure SDK, or the variable
@@ -242,14 +242,14 @@ class InProcessAction(ActionBase):
 
     def _run_in_process(self, task_vars):
         from ansible.module_utils.common.json import Direction
-        from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import inprocess
+        from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import module_standin
 
         resolved = self._resolved_module()
         try:
             main = importlib.import_module(module_import_name(resolved)).main
         except (ImportError, AttributeError, ValueError) as exc:
             return {'failed': True, 'msg': 'The module %s cannot be loaded in-process: %s' % (resolved, exc)}
-        invocation = inprocess.Invocation(
+        invocation = module_standin.Invocation(
             module_name=self._task.action,
             args=_as_module_sees_it(dict(self._task.args), Direction.CONTROLLER_TO_MODULE),
             check_mode=self._task.check_mode,
@@ -257,7 +257,7 @@ class InProcessAction(ActionBase):
             inject_invocation=self._inject_invocation(task_vars),
         )
         with environment(self._task_environment()):
-            module_result = inprocess.run_main(main, invocation)
+            module_result = module_standin.run_main(main, invocation)
         return _as_module_sees_it(module_result, Direction.MODULE_TO_CONTROLLER)
 
 

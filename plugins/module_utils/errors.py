@@ -2,12 +2,15 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The stable error vocabulary of the deploy engine.
+"""The stable error vocabulary of the collection: one set of codes for the deploy and the TLS probe.
 
-Every foreseeable failure, whichever layer detects it, is raised as a
-:class:`DeployError` carrying one of the codes below.  Playbooks and tests
-match on these codes, so they are part of the collection's public contract.
-Messages must tell the user what to do and must never contain key material.
+Every foreseeable failure, whichever layer detects it (material, engine, probe, a target adapter, the
+frontend), is raised as a :class:`DeployError` carrying one of the codes below.  Playbooks and tests
+match on these codes, so they are part of the collection's public contract.  Messages must tell the
+user what to do and must never contain key material.
+
+This module is the bottom layer of module_utils: it imports nothing of the collection, and every other
+layer may import it.
 """
 
 from __future__ import annotations
@@ -31,13 +34,19 @@ UNREACHABLE = 'unreachable'
 NETWORK_DENIED = 'network_denied'
 ROLLBACK_FAILED = 'rollback_failed'
 MISSING_DEPENDENCY = 'missing_dependency'
+# The TLS probe's own two: the endpoint's handshake failed, or it serves another certificate than expected.
+TLS_ERROR = 'tls_error'
+MISMATCH = 'mismatch'
 
-ALL_CODES = frozenset((
+DEPLOY_CODES = frozenset((
     INVALID_CONFIG, INVALID_MATERIAL, KEY_MISMATCH, UNSUPPORTED_KEY, EXPIRED,
     NOT_OWNED, SOFT_DELETED, BEING_DELETED, FORBIDDEN, AUTH_FAILED,
     VAULT_NOT_FOUND, CONFLICT, THROTTLED, SERVICE_ERROR, TIMEOUT,
     UNREACHABLE, NETWORK_DENIED, ROLLBACK_FAILED, MISSING_DEPENDENCY,
 ))
+# What tls_certificate_probe fails with.
+PROBE_CODES = frozenset((INVALID_CONFIG, UNREACHABLE, TLS_ERROR, MISMATCH, MISSING_DEPENDENCY))
+ALL_CODES = DEPLOY_CODES | PROBE_CODES
 
 # Failures that mean "the target could not be read right now", as opposed to
 # "the request is wrong".  Check mode turns these into a warning and a
@@ -71,3 +80,16 @@ class DeployError(Exception):
 
     def __str__(self):
         return self.message
+
+    def fresh(self, note=None):
+        """A new error with this one's code, message (plus ``note``) and facts, without the state of a run.
+
+        A deploy adds its warnings and partial result to the error it raises; an error remembered to be
+        raised again (for another certificate of the same vault) must not carry them along.
+        """
+        details = dict((k, v) for k, v in self.details.items() if k not in ('result', 'warnings'))
+        return DeployError(self.code, self.message if note is None else '%s (%s)' % (self.message, note), **details)
+
+    def as_dict(self):
+        """``{'code': ..., 'message': ...}``: how a report (the probe's) carries a failure it did not raise."""
+        return {'code': self.code, 'message': self.message}

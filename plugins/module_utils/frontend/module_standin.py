@@ -2,13 +2,13 @@
 # Copyright: certdeploy.cloud contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Run a collection module's ``main()`` inside the calling Python process, without AnsibleModule.
+"""The stand-in for AnsibleModule inside the controller's worker: run a module's ``main()`` in this process.
 
-The collection's modules hold an argument spec and one call: ``run_x(CertdeployModule(argument_spec=...))``.
-While :func:`run_main` runs such a ``main()``, constructing ``CertdeployModule`` (or a subclass) yields an
-:class:`InProcessModule` built from the very same constructor arguments, so the argument spec, the
-mutually-exclusive groups and the failure defaults stay in one place. The stand-in behaves as AnsibleModule does
-towards the frontend:
+The collection's modules hold a spec and one call: ``run_x(create_module(SPEC))``. While :func:`run_main` runs
+such a ``main()``, :func:`current_invocation` returns the task's :class:`Invocation`, and
+``ansible_module.create_module`` builds an :class:`InProcessModule` from the very same spec instead of an
+AnsibleModule, so the argument spec, its rules and the failure defaults stay in one place. The stand-in behaves
+as AnsibleModule does towards the frontend:
 
 - options are validated with ``ArgumentSpecValidator`` (defaults, types, choices, groups); a validation failure
   is ``invalid_config``, with AnsibleModule's message;
@@ -16,6 +16,9 @@ towards the frontend:
   print: ``failed``/``msg`` on failure, warnings, the optional ``invocation``, and every ``no_log`` value removed
   from the whole result (booleans and None at the top level kept, as AnsibleModule keeps them);
 - ``check_mode`` and ``_diff`` come from the caller (the task).
+
+The other half of the in-process path -- deciding, per task, whether a module may run here at all -- is the
+action plugins' base class, plugins/plugin_utils/in_process_action.py.
 
 Nothing here reads or writes the process environment, files or the network; the frontend does what it always
 does. Pure apart from calling ``main``.
@@ -30,10 +33,10 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
 
-from ..engine import errors
+from .. import errors
 
-# Set while run_main() runs a module's main(): CertdeployModule.__new__ then builds an InProcessModule.
-CURRENT = contextvars.ContextVar('certdeploy_in_process', default=None)
+# Set while run_main() runs a module's main(): ansible_module.create_module then builds an InProcessModule.
+_CURRENT = contextvars.ContextVar('certdeploy_in_process', default=None)
 
 _VALIDATOR_ARGS = ('mutually_exclusive', 'required_together', 'required_one_of', 'required_if', 'required_by')
 
@@ -142,11 +145,9 @@ class InProcessModule(object):
         return kwargs
 
 
-def build(module_class, *args, **kwargs):
-    """Called by CertdeployModule.__new__ during run_main(): the stand-in for ``module_class(*args, **kwargs)``."""
-    if args:
-        kwargs['argument_spec'] = args[0]
-    return InProcessModule(CURRENT.get(), module_class=module_class, **kwargs)
+def current_invocation():
+    """The Invocation whose ``main()`` run_main() is running in this context, or None (a module process)."""
+    return _CURRENT.get()
 
 
 def run_main(main, invocation):
@@ -154,7 +155,7 @@ def run_main(main, invocation):
 
     A module that returns without exiting is reported as a failure, as Ansible reports a module that printed nothing.
     """
-    token = CURRENT.set(invocation)
+    token = _CURRENT.set(invocation)
     # The worker's root logger may write to Ansible's log_path at INFO; a module process has no such handler.
     # Keep the SDK's request traces (URLs, headers) out of it, as on the module path.
     azure_logger = logging.getLogger('azure')
@@ -166,5 +167,5 @@ def run_main(main, invocation):
         return done.result
     finally:
         azure_logger.setLevel(level)
-        CURRENT.reset(token)
+        _CURRENT.reset(token)
     return {'failed': True, 'msg': 'Module %s returned without a result.' % invocation.module_name}
