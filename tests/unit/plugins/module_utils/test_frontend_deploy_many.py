@@ -16,7 +16,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.connection import ConnectionPool, VaultConnection
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultTarget
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_keyvault import (
-    FakeCertificateClient, HttpError, NoSecrets)
+    FakeCertificateClient, HttpError)
 
 VAULT_A = 'https://kv-a.vault.azure.net'
 VAULT_B = 'https://kv-b.vault.azure.net'

@@ -193,6 +193,20 @@ def test_module_import_name():
         'ansible_collections.certdeploy.cloud.plugins.modules.azure_kv_certificate_deploy'
 
 
+def test_every_action_plugin_runs_the_main_of_its_module():
+    # The in-process path runs the module's own main(), so it validates with the module's own spec
+    # (modules/test_specs_in_step.py checks what that main() builds on either path).
+    import importlib
+    action_dir = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'action')
+    actions = sorted(f[:-3] for f in os.listdir(action_dir) if f.endswith('.py') and f != '__init__.py')
+    assert actions == ['azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many', 'azure_kv_certificate_info']
+    for action in actions:
+        plugin = importlib.import_module('ansible_collections.certdeploy.cloud.plugins.action.' + action)
+        assert issubclass(plugin.ActionModule, inprocess.InProcessAction)
+        module = importlib.import_module(inprocess.module_import_name('certdeploy.cloud.' + action))
+        assert callable(module.main) and 'create_module(' in open(module.__file__).read()
+
+
 def test_action_for_names_the_plugin_it_serves():
     cls = inprocess.action_for('ansible_collections.certdeploy.cloud.plugins.action.azure_kv_certificate_info')
     assert issubclass(cls, inprocess.InProcessAction) and cls.__name__ == 'ActionModule'
