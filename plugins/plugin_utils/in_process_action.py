@@ -146,12 +146,38 @@ def environment(overrides):
                 os.environ[key] = value
 
 
-def _as_module_sees_it(value, direction):
-    """Round-trip through the JSON profile Ansible uses between controller and module, so both paths see the same types."""
-    from ansible.module_utils.common import json as module_json
-    encoder = module_json.get_module_encoder('legacy', direction)
-    decoder = module_json.get_module_decoder('legacy', direction)
-    return json.loads(json.dumps(value, cls=encoder), cls=decoder)
+def _round_trip(value, direction_name):
+    """Round-trip through the JSON profile Ansible uses between controller and module (ansible-core 2.19 and later).
+
+    Returns None where that profile does not exist (ansible-core 2.16-2.18)."""
+    try:
+        from ansible.module_utils.common.json import Direction, get_module_decoder, get_module_encoder
+    except ImportError:
+        return None
+    direction = getattr(Direction, direction_name)
+    encoder = get_module_encoder('legacy', direction)
+    decoder = get_module_decoder('legacy', direction)
+    return [json.loads(json.dumps(value, cls=encoder), cls=decoder)]
+
+
+def to_module(args):
+    """The task's arguments as a module process would receive them, so both paths see the same types."""
+    done = _round_trip(args, 'CONTROLLER_TO_MODULE')
+    if done is not None:
+        return done[0]
+    # ansible-core 2.16-2.18 send the arguments as JSON written with this encoder (executor/module_common.py).
+    from ansible.module_utils.common.json import AnsibleJSONEncoder
+    return json.loads(json.dumps(args, cls=AnsibleJSONEncoder, vault_to_text=True))
+
+
+def from_module(result):
+    """A module's result as the controller would hold it after running the module: never trusted as a template."""
+    done = _round_trip(result, 'MODULE_TO_CONTROLLER')
+    if done is not None:
+        return done[0]
+    # ansible-core 2.16-2.18 parse the module's JSON and mark all of it unsafe (ActionBase._execute_module).
+    from ansible.utils.unsafe_proxy import wrap_var
+    return wrap_var(json.loads(json.dumps(result)))
 
 
 def module_import_name(resolved_action):
@@ -241,7 +267,6 @@ class InProcessAction(ActionBase):
         return result
 
     def _run_in_process(self, task_vars):
-        from ansible.module_utils.common.json import Direction
         from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import module_standin
 
         resolved = self._resolved_module()
@@ -251,14 +276,14 @@ class InProcessAction(ActionBase):
             return {'failed': True, 'msg': 'The module %s cannot be loaded in-process: %s' % (resolved, exc)}
         invocation = module_standin.Invocation(
             module_name=self._task.action,
-            args=_as_module_sees_it(dict(self._task.args), Direction.CONTROLLER_TO_MODULE),
+            args=to_module(dict(self._task.args)),
             check_mode=self._task.check_mode,
             diff=self._task.diff,
             inject_invocation=self._inject_invocation(task_vars),
         )
         with environment(self._task_environment()):
             module_result = module_standin.run_main(main, invocation)
-        return _as_module_sees_it(module_result, Direction.MODULE_TO_CONTROLLER)
+        return from_module(module_result)
 
 
 def action_for(plugin_name):

@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model

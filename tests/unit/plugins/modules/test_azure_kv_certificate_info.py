@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.doc_fragments.azure_kv import ModuleDocFragment
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import info as frontend

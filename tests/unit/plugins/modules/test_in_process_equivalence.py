@@ -9,15 +9,12 @@ no_log masking. The Key Vault target is the in-memory fake on both sides."""
 from __future__ import annotations
 
 import json
-from unittest import mock
 
 import pytest
 
-from ansible.module_utils import _internal as module_internal
 
 from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.common.parameters import PASS_VARS
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import info as info_frontend
@@ -26,6 +23,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.ansible_
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.argspec import ArgumentSpec
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as deploy_module
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_info as info_module
+from ansible_collections.certdeploy.cloud.tests.unit.compat import module_side, patch_module_args
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
 
 VAULT = 'https://kv1.vault.azure.net/'
@@ -58,7 +56,7 @@ def as_module(capsys, module, args, check_mode=False, diff=False):
         args['_ansible_inject_invocation'] = True
     # Once controller code is imported into this test process (the action plugin's tests do), module_utils would send
     # warnings to the controller's display; a real module process is never a controller.
-    with patch_module_args(args), mock.patch.object(module_internal, 'is_controller', False):
+    with patch_module_args(args), module_side():
         with pytest.raises(SystemExit):
             module.main()
     result = json.loads(capsys.readouterr().out)

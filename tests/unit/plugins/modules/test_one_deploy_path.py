@@ -12,7 +12,7 @@ import json
 import pytest
 
 from ansible.module_utils.common import warnings as module_warnings
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy, deploy_many

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_args
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.modules import tls_certificate_probe as module

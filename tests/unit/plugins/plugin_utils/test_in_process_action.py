@@ -13,15 +13,13 @@ import sys
 
 import pytest
 
-from ansible.module_utils import _internal as module_internal
+from ansible_collections.certdeploy.cloud.tests.unit.compat import controller_import
 
-_MODULE_SIDE = module_internal.is_controller
-from ansible_collections.certdeploy.cloud.plugins.plugin_utils import in_process_action as inprocess  # noqa: E402  (controller code)
-
-# Importing controller code marks the whole test process as an Ansible controller, after which module_utils sends
-# warnings to the controller's display instead of the module result; the module tests in this process need the
-# module side's behaviour, so put the flag back.
-module_internal.is_controller = _MODULE_SIDE
+# Importing controller code marks the whole test process as an Ansible controller (ansible-core 2.19 and later),
+# after which module_utils sends warnings to the controller's display instead of the module result; the module
+# tests in this process need the module side's behaviour, so the flag is put back.
+with controller_import():
+    from ansible_collections.certdeploy.cloud.plugins.plugin_utils import in_process_action as inprocess
 
 PY = sys.executable
 
@@ -188,6 +186,25 @@ def test_a_variable_removed_by_the_run_is_restored(monkeypatch):
     assert os.environ['CERTDEPLOY_UT_KEPT'] == 'value'
 
 
+def test_a_module_result_is_never_a_template_to_the_controller():
+    # A certificate's subject or a message may hold "{{ ... }}": the module path never lets the controller template
+    # a module's result, and the in-process path must not either, on every ansible-core.
+    result = inprocess.from_module({'msg': '{{ lookup("pipe", "id") }}', 'certificate': {'sans': ['{{ x }}']}})
+    try:
+        from ansible.template import is_trusted_as_template  # ansible-core 2.19 and later: only tagged text is
+    except ImportError:  # 2.16-2.18: every string a module returns is marked unsafe
+        from ansible.utils.unsafe_proxy import AnsibleUnsafe
+        assert isinstance(result['msg'], AnsibleUnsafe) and isinstance(result['certificate']['sans'][0], AnsibleUnsafe)
+    else:
+        assert not is_trusted_as_template(result['msg']) and not is_trusted_as_template(result['certificate']['sans'][0])
+    assert result == {'msg': '{{ lookup("pipe", "id") }}', 'certificate': {'sans': ['{{ x }}']}}
+
+
+def test_task_arguments_reach_main_in_json_types():
+    assert inprocess.to_module({'tags': {'a': 1}, 'expected_sans': ('a', 'b'), 'force': True, 'timeout': None}) == \
+        {'tags': {'a': 1}, 'expected_sans': ['a', 'b'], 'force': True, 'timeout': None}
+
+
 def test_module_import_name():
     assert inprocess.module_import_name('certdeploy.cloud.azure_kv_certificate_deploy') == \
         'ansible_collections.certdeploy.cloud.plugins.modules.azure_kv_certificate_deploy'
@@ -201,7 +218,8 @@ def test_every_action_plugin_runs_the_main_of_its_module():
     actions = sorted(f[:-3] for f in os.listdir(action_dir) if f.endswith('.py') and f != '__init__.py')
     assert actions == ['azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many', 'azure_kv_certificate_info']
     for action in actions:
-        plugin = importlib.import_module('ansible_collections.certdeploy.cloud.plugins.action.' + action)
+        with controller_import():
+            plugin = importlib.import_module('ansible_collections.certdeploy.cloud.plugins.action.' + action)
         assert issubclass(plugin.ActionModule, inprocess.InProcessAction)
         module = importlib.import_module(inprocess.module_import_name('certdeploy.cloud.' + action))
         assert callable(module.main) and 'create_module(' in open(module.__file__).read()
@@ -250,7 +268,7 @@ class _Templar(object):
 
 def action(connection='ansible.builtin.local', become=False, environment=None):
     cls = inprocess.action_for('ansible_collections.certdeploy.cloud.plugins.action.azure_kv_certificate_deploy')
-    return cls(_Task(environment), _Connection(connection), _PlayContext(become), None, _Templar())
+    return cls(_Task(environment), _Connection(connection), _PlayContext(become), None, _Templar(), None)
 
 
 def test_decide_reads_the_task(monkeypatch):
