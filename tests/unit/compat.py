@@ -17,6 +17,8 @@ import contextlib
 import json
 from unittest import mock
 
+__all__ = ('controller_import', 'module_side', 'patch_module_args')
+
 try:
     from ansible.module_utils.testing import patch_module_args  # ansible-core 2.19 and later
 except ImportError:  # 2.16-2.18
