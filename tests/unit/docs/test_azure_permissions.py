@@ -33,7 +33,8 @@ SCANNED_DIRS = ('docs', 'plugins', 'roles', 'examples')
 SCANNED_FILES = ('README.md',)
 TEXT_SUFFIXES = ('.md', '.py', '.yml', '.yaml', '.json', '.txt', '.rst', '.sh', '.j2')
 
-FULL = re.compile(r'Microsoft\.KeyVault/[A-Za-z0-9_.*/-]+')
+# Not a path component (a file path such as .../data-plane/Microsoft.KeyVault/stable/... is no action).
+FULL = re.compile(r'(?<![\w/.])Microsoft\.KeyVault/[A-Za-z0-9_.*/-]+')
 # A vault action without its provider prefix: not part of a longer path or URL (a REST path such as
 # /secrets/{name} is preceded by a slash), optionally written as .../certificates/import/action.
 SHORT = re.compile(r'(?<![\w/.{}<>-])(?:\.\.\./)?'
@@ -200,6 +201,7 @@ def test_access_policy_permissions_are_real():
     ('"Microsoft.KeyVault/vaults/certificates/*"', None),
     ('"Microsoft.KeyVault/vaults/certficates/*"', 'Microsoft.KeyVault/vaults/certficates/*'),
     ('GET /deletedcertificates/{name} and /secrets/x/y', None),
+    ('see specification/keyvault/data-plane/Microsoft.KeyVault/stable/7.5/certificates.json', None),
 ])
 def test_the_scan_finds_what_it_should(text, bad):
     unknown = [written for dummy, written, action in named_actions(DATA, text) if not known(action, ALL_ACTIONS)]
