@@ -103,8 +103,10 @@ options:
       - The copy is deployed like any other material. It is idempotent, tagged with this module's provenance tags
         (the source's tags are not copied) and validated (expiry, key rules, O(min_days_remaining), O(expected_sans)).
       - The same identity and connection options are used for both vaults; it needs
-        C(Microsoft.KeyVault/vaults/certificates/read) and C(Microsoft.KeyVault/vaults/secrets/getSecret/action) on
-        the source, and the source certificate must be exportable. Leave O(cloud) unset to infer each vault's cloud
+        C(Microsoft.KeyVault/vaults/certificates/read) on the source certificate and
+        C(Microsoft.KeyVault/vaults/secrets/getSecret/action) on its backing secret (the secret of the same name, or
+        the source vault; a role assigned on the certificate alone does not cover it), and the source certificate
+        must be exportable. Leave O(cloud) unset to infer each vault's cloud
         from its URL; vaults in different clouds need an identity that can sign in to both.
       - Mutually exclusive with the PEM and PFX options.
     type: dict

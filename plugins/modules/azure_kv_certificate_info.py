@@ -58,10 +58,10 @@ options:
     type: bool
     default: false
 notes:
-  - Needs the Key Vault RBAC data action C(Microsoft.KeyVault/vaults/certificates/read) (get and list). Describing a
-    soft-deleted name also needs C(Microsoft.KeyVault/vaults/deletedCertificates/read); without it a soft-deleted name
-    reads as RV(exists=false) with no RV(deleted). The built-in role Key Vault Reader grants both without access to
-    secret values; Key Vault Certificates Officer, which deploys need, includes them.
+  - Needs the Key Vault RBAC data action C(Microsoft.KeyVault/vaults/certificates/read) (get and list). It also covers
+    describing a soft-deleted name (Get Deleted Certificate); where that read is refused, a soft-deleted name reads as
+    RV(exists=false) with no RV(deleted). The built-in role Key Vault Reader grants it without access to secret values;
+    Key Vault Certificates Officer, which deploys need, includes it.
   - Listing the vault reads each certificate once more to return its full facts; for large vaults prefer O(certificate_name)
     or O(managed_only).
   - Failures return a stable RV(error_code) that playbooks can match on.

@@ -16,7 +16,8 @@ ACTIONS = {
     'import': 'Microsoft.KeyVault/vaults/certificates/import/action',
     'update': 'Microsoft.KeyVault/vaults/certificates/update/action',
     'recover': 'Microsoft.KeyVault/vaults/certificates/recover/action',
-    'read_deleted': 'Microsoft.KeyVault/vaults/deletedCertificates/read',
+    # Get Deleted Certificate needs the same data action as Get Certificate: Key Vault has no separate one.
+    'read_deleted': 'Microsoft.KeyVault/vaults/certificates/read',
     'get_secret': 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
 }
 

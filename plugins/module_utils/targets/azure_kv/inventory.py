@@ -5,8 +5,8 @@
 """Read-only view of the certificates in one vault (azure_kv_certificate_info).
 
 :class:`KeyVaultInventory` reads; it never writes and never reads a backing
-secret, so it needs only ``Microsoft.KeyVault/vaults/certificates/read`` (and
-``deletedCertificates/read`` to describe a soft-deleted name).  It reuses the
+secret, so it needs only ``Microsoft.KeyVault/vaults/certificates/read``, which
+also covers describing a soft-deleted name.  It reuses the
 deploy target's connection and response mapping.  The functions at module
 level turn what Key Vault returns into the module's return values; they are
 pure and unit-tested.
@@ -207,7 +207,7 @@ class KeyVaultInventory(object):
         try:
             deleted = certs.get_deleted_certificate(name)
         except Exception as exc:
-            # 404: not deleted.  400: soft delete is off on this vault.  403: no deletedCertificates/read, so as far
+            # 404: not deleted.  400: soft delete is off on this vault.  403: no certificates/read, so as far
             # as this identity can tell the name is free.  Anything else is a warning: it does not spoil the answer.
             if getattr(exc, 'status_code', None) not in (400, 403, 404):
                 self.warnings.append('Could not tell whether %s is soft-deleted: %s'
