@@ -50,11 +50,12 @@ GET_PIP_STANDIN="${REPO_ROOT}/tests/utils/get_pip_standin.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
 
-# ansible-core series under test and the controller Python for each (one each core supports: 2.16 and 2.17 run
-# on 3.10-3.12, 2.18 on 3.11-3.13, 2.19 on 3.11-3.13, 2.20 and later on 3.12 and later).
+# ansible-core series under test and the controller Python for each: one each core supports (2.16 and 2.17 run
+# on 3.10-3.12, 2.18 and 2.19 on 3.11-3.13, 2.20 and later on 3.12 and later), so that every Python from 3.10 to
+# 3.13 is tested; 2.16 on 3.11, as Automation Platform 2.5 runs it (and the integration tools need 3.11).
 declare -A CORE_SPEC=([2.16]='ansible-core>=2.16,<2.17' [2.17]='ansible-core>=2.17,<2.18' [2.18]='ansible-core>=2.18,<2.19'
                       [2.19]='ansible-core>=2.19,<2.20' [2.20]='ansible-core>=2.20,<2.21' [2.21]='ansible-core>=2.21,<2.22')
-declare -A CORE_PYTHON=([2.16]=3.10 [2.17]=3.12 [2.18]=3.13 [2.19]=3.11 [2.20]=3.12 [2.21]=3.13)
+declare -A CORE_PYTHON=([2.16]=3.11 [2.17]=3.10 [2.18]=3.12 [2.19]=3.11 [2.20]=3.12 [2.21]=3.13)
 OLDEST_CORE=2.16
 NEWEST_CORE=2.21
 # The sanity tests run with the cores between the oldest and the newest (full sanity runs with those two).
@@ -403,7 +404,8 @@ step_integration() {
     log "Running with ansible-core ${core}: tests/integration/run.sh ${targets:-(every target)}" \
         "(exit ${SKIP_STATUS}: some targets could not run here; they are named)"
     CERTDEPLOY_VENV="${venv}" CERTDEPLOY_COLLECTION_DIR="${COLLECTION_DIR}" CERTDEPLOY_SKIPPED_FILE="${SKIPPED_FILE}" \
-        CERTDEPLOY_IT_TARGETS="${targets}" "${REPO_ROOT}/tests/integration/run.sh"
+        CERTDEPLOY_IT_TARGETS="${targets}" CERTDEPLOY_MITMPROXY_PYTHON="$(find_python "${CORE_PYTHON[${NEWEST_CORE}]}")" \
+        "${REPO_ROOT}/tests/integration/run.sh"
 }
 
 run_step_function() {

@@ -62,7 +62,8 @@ outside() {
     local mitm_venv="${CERTDEPLOY_VENV%/*}/mitmproxy"
     if [[ ! -x "${mitm_venv}/bin/mitmdump" ]] || ! "${mitm_venv}/bin/mitmdump" --version 2>/dev/null | grep -q "Mitmproxy: ${MITMPROXY_VERSION}"; then
         rm -rf "${mitm_venv}"
-        if ! { "$(readlink -f "${CERTDEPLOY_VENV}/bin/python")" -m venv "${mitm_venv}" &&
+        # mitmproxy needs Python 3.12 or later: the newest core's interpreter when test.sh names it, else this venv's.
+        if ! { "${CERTDEPLOY_MITMPROXY_PYTHON:-$(readlink -f "${CERTDEPLOY_VENV}/bin/python")}" -m venv "${mitm_venv}" &&
                "${mitm_venv}/bin/python" -m pip install --quiet --disable-pip-version-check "mitmproxy==${MITMPROXY_VERSION}"; }; then
             log "mitmproxy ${MITMPROXY_VERSION} could not be installed: the targets that need it will be SKIPPED."
             CERTDEPLOY_IT_MISSING+=' mitmproxy'
@@ -189,6 +190,8 @@ with open(out, 'w') as handle:
     json.dump(config, handle, indent=2)  # JSON is YAML
 PY
     cd "${CERTDEPLOY_COLLECTION_DIR}"
+    local venv_python_version
+    venv_python_version="$("${CERTDEPLOY_VENV}/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     local -a only=()
     read -r -a only <<<"${CERTDEPLOY_IT_TARGETS:-}"   # e.g. CERTDEPLOY_IT_TARGETS=azure_kv_fault_matrix
     local rc=0 runnable=1
@@ -199,7 +202,7 @@ PY
         done
     fi
     if [[ ${runnable} -eq 1 ]]; then
-        PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python 3.13 --color no \
+        PATH="${CERTDEPLOY_VENV}/bin:${PATH}" "${CERTDEPLOY_VENV}/bin/ansible-test" integration --python "${venv_python_version}" --color no \
             "${skip[@]+"${skip[@]}"}" "${only[@]+"${only[@]}"}" || rc=$?
     fi
     if [[ ${#skipped[@]} -gt 0 ]]; then
