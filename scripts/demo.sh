@@ -29,20 +29,10 @@ VENV="${CACHE}/venv/demo"
 HARNESS="${REPO_ROOT}/tests/integration/emulators/harness.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 log() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
-
-find_python() {
-    local candidate
-    for candidate in "${PYENV_ROOT:-${HOME}/.pyenv}"/versions/3.13.*/bin/python3.13 "$(command -v python3.13 || true)" \
-                     "${PYENV_ROOT:-${HOME}/.pyenv}"/versions/3.12.*/bin/python3.12 "$(command -v python3.12 || true)"; do
-        if [[ -n "${candidate}" && -x "${candidate}" ]] && "${candidate}" -c 'import venv' 2>/dev/null; then
-            printf '%s\n' "${candidate}"
-            return 0
-        fi
-    done
-    return 1
-}
 
 ensure_venv() {
     local stamp="${VENV}/.certdeploy-demo" want
@@ -51,7 +41,7 @@ ensure_venv() {
         return 0
     fi
     local python
-    python="$(find_python)" || die "Python 3.12 or 3.13 is needed (ansible-core 2.21 requires it)."
+    python="$(find_python 3.13 3.12)" || die "Python 3.12 or 3.13 is needed (ansible-core 2.21 requires it)."
     log "Installing ansible-core 2.21 and the collection requirements into .cache/venv/demo (first run only)"
     rm -rf "${VENV}"
     "${python}" -m venv "${VENV}"
