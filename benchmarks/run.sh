@@ -62,6 +62,8 @@ if [[ ! -f "${OURS_STAMP}" ]]; then
     echo "$((SECONDS - started))" >"${OURS}/.bench-install-seconds"
     touch "${OURS_STAMP}"
 fi
+# bench.py and lowkey_prodname.py import the emulator harness and testlib from tests/integration.
+expose_test_helpers "${OURS}" "${ROOT}/tests/integration"
 
 # This collection from the working tree, as ansible-galaxy would lay it out.
 COLLECTIONS="${CACHE}/collections"

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Finding a Python interpreter to build a virtual environment from.
+# Finding a Python interpreter to build a virtual environment from, and making the shared test helpers
+# (tests/integration/emulators and tests/integration/testlib) importable in one.
 # Sourced by scripts/test.sh, scripts/demo.sh, scripts/docs.sh, scripts/lint.sh, scripts/mutation.sh,
-# and benchmarks/run.sh.
+# tests/integration/run.sh and benchmarks/run.sh.
 
 # find_python VERSION [VERSION ...]
 #   Print the path of a working, real (not a pyenv shim, not a virtual environment) interpreter of the first
@@ -42,3 +43,14 @@ PY
     return 1
 }
 
+
+# expose_test_helpers VENV DIR
+#   Put DIR, a tests/integration directory (its packages `emulators` and `testlib`), on the import path of every
+#   Python run from the virtual environment VENV, through a .pth file in its site-packages.  ansible-test passes
+#   no PYTHONPATH to integration targets, but the helpers they run use the venv's interpreter, as do the emulator
+#   harness's own re-executions and the benchmark's: a .pth file reaches them all.
+expose_test_helpers() {
+    local venv="$1" dir="$2" site
+    site="$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || return 1
+    printf '%s\n' "${dir}" >"${site}/certdeploy-test-helpers.pth"
+}
