@@ -197,27 +197,19 @@ def forget(emulator):
             _LIVE.remove(emulator)
 
 
-def package_environment(env=None):
-    """env (default: this process's) with this package's parent directory first on PYTHONPATH.
-
-    For the harness's own re-executions (``python -m emulators ...``): they find the package
-    however this process found it (a .pth file, PYTHONPATH, the working directory).
-    """
-    env = dict(os.environ if env is None else env)
-    parent = str(Path(__file__).resolve().parent.parent)
-    env['PYTHONPATH'] = os.pathsep.join([parent] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p and p != parent])
-    return env
-
-
 def start_watchdog(emulator, owner_pid, ttl):
-    """Start ``python -m emulators _watchdog`` for emulator (see watch()), recorded in its harness.json."""
+    """Start ``python -m emulators _watchdog`` for emulator (see watch()), recorded in its harness.json.
+
+    The watchdog runs with this interpreter, environment and working directory, so it finds the
+    package as this process did (the venv's .pth file, PYTHONPATH, or the working directory).
+    """
     argv = [sys.executable, '-m', 'emulators', '_watchdog', '--state-dir', str(emulator.state_dir), '--ttl', str(ttl)]
     if owner_pid:
         start = process_start_time(owner_pid)
         if start is None:
             raise EmulatorFailed('--owner-pid %d: no such process' % owner_pid)
         argv += ['--owner-pid', str(owner_pid), '--owner-start', start]
-    emulator.watchdog = spawn('watchdog', argv, emulator.state_dir / 'watchdog.log', env=package_environment(), die_with_parent=False)
+    emulator.watchdog = spawn('watchdog', argv, emulator.state_dir / 'watchdog.log', env=dict(os.environ), die_with_parent=False)
     emulator.save()
 
 

@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 from .common import EmulatorUnavailable, HarnessError
-from .emulator import load_descriptor, package_environment
+from .emulator import load_descriptor
 from .gopair import GO_BINARIES, GoPairLayout, ensure_go_binary, start_go_emulators
 from .namespace import (DEFAULT_VAULT_NAME, HTTPS_PORT, VAULT_SUFFIX, NameMap, NamespaceError, bind_etc, namespace_ids, namespace_processes,
                         prove_mapping, require_private_namespaces, run_checked, system_tool, write_etc)
@@ -185,7 +185,7 @@ def _enter(args):
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(str(work), 0o700)
     mnt, net = namespace_ids()
-    env = package_environment(dict(os.environ, **{INSIDE_MARK: '%s %s' % (mnt, net)}))
+    env = dict(os.environ, **{INSIDE_MARK: '%s %s' % (mnt, net)})  # same interpreter and directory: the package is found again
     argv = [unshare, '--mount', '--net', '--propagation', 'private', '--', sys.executable, '-m', 'emulators.prodnames',
             '_inside', '--work-dir', str(work), '--vault-name', args.vault_name, '--'] + args.command
     sys.stdout.flush()
