@@ -99,7 +99,7 @@ def _cmd_check(_args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Local Azure Key Vault emulators for integration tests.')
+    parser = argparse.ArgumentParser(prog='python -m emulators', description='Local Azure Key Vault emulators for integration tests.')
     sub = parser.add_subparsers(dest='command')
     sub.required = True
 

@@ -45,10 +45,6 @@ Library: ``make_tls_material``, ``go_pair_layout``, ``locate_go_binaries`` here;
 from __future__ import annotations
 
 import argparse
-
-from __future__ import annotations
-
-import argparse
 import datetime
 import json
 import os
@@ -255,7 +251,8 @@ def _tls(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Run a command where Azure production host names lead to the Go emulator pair.')
+    parser = argparse.ArgumentParser(prog='python -m emulators.prodnames',
+                                     description='Run a command where Azure production host names lead to the Go emulator pair.')
     sub = parser.add_subparsers(dest='action')
     sub.required = True
     run = sub.add_parser('run', help='private namespace + mapping + Go pair, then COMMAND')
