@@ -5,9 +5,9 @@
 Started by benchmarks/run.sh (which installs both tools under .cache/bench/). As root:
 
 1. ``unshare --mount --net`` re-executes this file in a private mount + network namespace with only
-   ``lo``; prodnames.write_etc/bind_etc give it its own /etc/hosts (``certdeploy-bench.vault.azure.net``
+   ``lo``; emulators.namespace.write_etc/bind_etc give it its own /etc/hosts (``certdeploy-bench.vault.azure.net``
    -> 127.0.0.1, ``login.microsoftonline.com`` -> 127.0.0.2, where nothing listens), and
-   prodnames.prove_mapping proves that, and that a public address is unreachable, before any request.
+   namespace.prove_mapping proves that, and that a public address is unreachable, before any request.
 2. lowkey_prodname.start serves lowkey-vault as https://certdeploy-bench.vault.azure.net with a test-CA
    certificate and a real vault's challenge (resource https://vault.azure.net).
 3. Each scenario runs as ``ansible-playbook`` of each tool, paired and in alternating order; the
@@ -34,15 +34,17 @@ import uuid
 from urllib.parse import urlsplit
 from pathlib import Path
 
+# tests/integration is on the import path of run.sh's venv (scripts/lib/python.sh: expose_test_helpers);
+# lowkey_prodname.py is beside this file.
+from emulators import namespace
+from emulators.common import PROXY_TRAP, EmulatorUnavailable, HarnessError
+from emulators.lowkey import ensure_lowkey_jar
+from emulators.prodnames import make_tls_material
+
+import lowkey_prodname
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / 'tests' / 'integration' / 'emulators'))
-sys.path.insert(0, str(REPO / 'tests' / 'integration' / 'targets' / 'setup_certdeploy' / 'files'))
-
-import harness  # noqa: E402  pylint: disable=wrong-import-position
-import lowkey_prodname  # noqa: E402  pylint: disable=wrong-import-position
-import prodnames  # noqa: E402  pylint: disable=wrong-import-position
 
 VAULT_NAME = 'certdeploy-bench'
 INSIDE_MARK = 'BENCH_INSIDE'
@@ -75,7 +77,7 @@ def make_material(out, sets):
     takes the last certificate of an imported PEM bundle as the certificate: with a chain its x5t is the
     CA's, and the peer, which compares that thumbprint, would re-import on every identical run.
     """
-    import testpki  # pylint: disable=import-outside-toplevel
+    from testlib import testpki  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
 
     out = Path(out)
@@ -135,9 +137,9 @@ class Runner:
             'REQUESTS_CA_BUNDLE': str(self.emulator.ca_file), 'SSL_CERT_FILE': str(self.emulator.ca_file),
             'NO_PROXY': no_proxy, 'no_proxy': no_proxy,
             # Any other host goes to a closed port (the namespace has no route anyway).
-            'HTTPS_PROXY': harness.PROXY_TRAP, 'https_proxy': harness.PROXY_TRAP,
-            'HTTP_PROXY': harness.PROXY_TRAP, 'http_proxy': harness.PROXY_TRAP,
-            'IMDS_ENDPOINT': harness.PROXY_TRAP, 'AZURE_POD_IDENTITY_AUTHORITY_HOST': harness.PROXY_TRAP,
+            'HTTPS_PROXY': PROXY_TRAP, 'https_proxy': PROXY_TRAP,
+            'HTTP_PROXY': PROXY_TRAP, 'http_proxy': PROXY_TRAP,
+            'IMDS_ENDPOINT': PROXY_TRAP, 'AZURE_POD_IDENTITY_AUTHORITY_HOST': PROXY_TRAP,
             'ANSIBLE_CALLBACK_PLUGINS': str(CALLBACKS), 'ANSIBLE_CALLBACKS_ENABLED': 'bench_timer',
             'ANSIBLE_PYTHON_INTERPRETER': '%s/bin/python' % venv,
             'ANSIBLE_LOCAL_TEMP': str(self.work / 'tmp' / tool), 'ANSIBLE_REMOTE_TEMP': str(self.work / 'tmp' / tool),
@@ -328,18 +330,18 @@ def run_scenarios(runner, material, sizes, has_list):
 def _inside(args):
     outer = (os.environ.pop(INSIDE_MARK, '') or ' ').split(' ', 1)
     if len(outer) != 2 or not all(outer):
-        raise prodnames.NamespaceError('_inside is only reached through `bench.py run`')
+        raise namespace.NamespaceError('_inside is only reached through `bench.py run`')
     config = json.loads(Path(args.config).read_text(encoding='utf-8'))
     work = Path(args.work_dir)
-    names = prodnames.NameMap(VAULT_NAME)
-    prodnames.require_private_namespaces(outer)
-    prodnames._check([prodnames._tool('ip'), 'link', 'set', 'lo', 'up'])  # pylint: disable=protected-access
-    private = prodnames.write_etc(work, names)
-    prodnames.bind_etc(private, outer)
-    proof = prodnames.prove_mapping(names, outer, private)
+    names = namespace.NameMap(VAULT_NAME)
+    namespace.require_private_namespaces(outer)
+    namespace.run_checked([namespace.system_tool('ip'), 'link', 'set', 'lo', 'up'])
+    private = namespace.write_etc(work, names)
+    namespace.bind_etc(private, outer)
+    proof = namespace.prove_mapping(names, outer, private)
     log('namespace proven: %s; %s do not resolve; only lo; public addresses ENETUNREACH'
         % (', '.join('%s -> %s' % item for item in proof['resolved'].items()), ', '.join(proof['unresolved'])))
-    tls = prodnames.make_tls_material(work / 'tls', names)
+    tls = make_tls_material(work / 'tls', names)
 
     def stop_on_signal(signum, _frame):
         raise SystemExit(128 + signum)
@@ -367,7 +369,7 @@ def _inside(args):
         Path(args.results).write_text(json.dumps(results, indent=1, sort_keys=True) + '\n', encoding='utf-8')
     finally:
         emulator.stop()
-        strays = prodnames.namespace_processes(exclude=(os.getpid(),))
+        strays = namespace.namespace_processes(exclude=(os.getpid(),))
         for pid in strays:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -381,15 +383,15 @@ def _inside(args):
 
 def _enter(args):
     if os.geteuid() != 0:
-        raise harness.EmulatorUnavailable('the benchmark builds a private mount + network namespace: it needs root')
-    unshare = prodnames._tool('unshare')  # pylint: disable=protected-access
-    harness.ensure_lowkey_jar()  # resolve (build) outside, where the build may need its caches
+        raise EmulatorUnavailable('the benchmark builds a private mount + network namespace: it needs root')
+    unshare = namespace.system_tool('unshare')
+    ensure_lowkey_jar()  # resolve (build) outside, where the build may need its caches
     work = Path(args.work_dir).resolve()
     if work.exists():
         shutil.rmtree(str(work))
     work.mkdir(parents=True)
     os.chmod(str(work), 0o700)
-    mnt, net = prodnames.namespace_ids()
+    mnt, net = namespace.namespace_ids()
     env = dict(os.environ, **{INSIDE_MARK: '%s %s' % (mnt, net)})
     argv = [unshare, '--mount', '--net', '--propagation', 'private', '--', sys.executable, str(Path(__file__).resolve()), '_inside',
             '--work-dir', str(work), '--config', args.config, '--results', args.results] + (['--quick'] if args.quick else [])
@@ -411,10 +413,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except harness.EmulatorUnavailable as error:
+    except EmulatorUnavailable as error:
         print('bench: unavailable: %s' % error, file=sys.stderr)
         return 3
-    except harness.HarnessError as error:
+    except HarnessError as error:
         print('bench: error: %s' % error, file=sys.stderr)
         return 1
 

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """lowkey-vault under a production Key Vault name, for the benchmark's private namespace.
 
-Inside the namespace that bench.py builds (tests/integration/emulators/prodnames.py: ``/etc/hosts``
+Inside the namespace that bench.py builds (tests/integration/emulators/namespace.py: ``/etc/hosts``
 maps ``<vault>.vault.azure.net`` to 127.0.0.1 and nothing else resolves), lowkey-vault listens on
 127.0.0.1:443 and:
 
@@ -17,20 +17,21 @@ maps ``<vault>.vault.azure.net`` to 127.0.0.1 and nothing else resolves), lowkey
 * serves its App Service-style managed-identity endpoint on a free 127.0.0.1 port (plain HTTP, as
   App Service's own IDENTITY_ENDPOINT is).
 
-The JVM, jar and loopback binding come from the integration harness (harness.py), unchanged.
+The JVM, jar and loopback binding come from the integration harness (tests/integration/emulators/lowkey.py), unchanged.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / 'tests' / 'integration' / 'emulators'))
-
-import harness  # noqa: E402  pylint: disable=wrong-import-position
+# tests/integration is on the import path of run.sh's venv (scripts/lib/python.sh: expose_test_helpers).
+from emulators.common import VERSIONS, EmulatorFailed, EmulatorUnavailable
+from emulators.lowkey import DEFAULT_JAVA_OPTS, LowkeyVault, boot_jar_layout, ensure_lowkey_jar, ensure_loopback_classes, java_major_version
+from emulators.net import child_environment, free_port, http_get, http_post_json, verifying_context
+from emulators.processes import spawn, wait_until
+from emulators.tools import find_tool
 
 HTTPS_PORT = 443
 # Real Key Vault's challenge names this resource; the SDK checks that the vault host ends with its host.
@@ -43,7 +44,7 @@ CIPHERS = ','.join(('TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_ECD
                     'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384'))
 
 
-class LowkeyProdname(harness.LowkeyVault):
+class LowkeyProdname(LowkeyVault):
     """A LowkeyVault whose vault is https://<name>.vault.azure.net on 127.0.0.1:443."""
 
     kind = 'lowkey-prodname'
@@ -80,27 +81,27 @@ def write_keystore(tls, path):
 
 def start(state_dir, names, tls, startup_timeout=180.0):
     """Start lowkey-vault as names.vault_url (root, inside the private namespace); returns a LowkeyProdname."""
-    java = harness._find_tool('java', ('LOWKEY_VAULT_JAVA',), 'JAVA_HOME', 'to run lowkey-vault')  # pylint: disable=protected-access
-    need = int(harness.VERSIONS['LOWKEY_VAULT_MIN_JAVA'])
-    major = harness.java_major_version(java)
+    java = find_tool('java', ('LOWKEY_VAULT_JAVA',), 'JAVA_HOME', 'to run lowkey-vault')
+    need = int(VERSIONS['LOWKEY_VAULT_MIN_JAVA'])
+    major = java_major_version(java)
     if major < need:
-        raise harness.EmulatorUnavailable('lowkey-vault needs Java %d+, %s is Java %d' % (need, java, major))
-    jar = harness.ensure_lowkey_jar()
-    launcher, _libs = harness._boot_jar_layout(jar)  # pylint: disable=protected-access
-    classes = harness.ensure_loopback_classes(jar, java)
+        raise EmulatorUnavailable('lowkey-vault needs Java %d+, %s is Java %d' % (need, java, major))
+    jar = ensure_lowkey_jar()
+    launcher, _libs = boot_jar_layout(jar)
+    classes = ensure_loopback_classes(jar, java)
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(str(state), 0o700)
     emulator = LowkeyProdname(state)
     emulator.jar, emulator.java = str(jar), java
     emulator.api_version = '7.6'  # 3.4.33 serves certificates on 7.3-7.6 only
-    emulator.versions = {'lowkey-vault': harness.VERSIONS['LOWKEY_VAULT_VERSION'], 'java': str(major)}
+    emulator.versions = {'lowkey-vault': VERSIONS['LOWKEY_VAULT_VERSION'], 'java': str(major)}
     keystore = state / 'vault-keystore.p12'
     password = write_keystore(tls, keystore)
     emulator.access_log = state / ACCESS_LOG
     address = names.mapping[names.vault_host]
-    token_port = harness.free_port()
-    argv = [java] + list(harness.DEFAULT_JAVA_OPTS) + [
+    token_port = free_port()
+    argv = [java] + list(DEFAULT_JAVA_OPTS) + [
         '-Dcertdeploy.bind.address=' + address, '-Dloader.path=' + str(classes), '-cp', str(jar), launcher,
         '--spring.main.sources=certdeploy.harness.LoopbackConnectors',
         '--server.address=' + address, '--server.port=%d' % HTTPS_PORT, '--app.token.port=%d' % token_port,
@@ -115,17 +116,17 @@ def start(state_dir, names, tls, startup_timeout=180.0):
         '--server.tomcat.accesslog.buffered=false', '--server.tomcat.accesslog.pattern=' + ACCESS_PATTERN,
     ]
     # The key store password is on the JVM's command line: a random value for a key made for this run only.
-    record = harness.spawn('lowkey-vault', argv, state / 'lowkey-vault.log', env=harness.child_environment(), cwd=str(state))
+    record = spawn('lowkey-vault', argv, state / 'lowkey-vault.log', env=child_environment(), cwd=str(state))
     emulator.processes = [record]
     try:
-        context = harness.verifying_context(tls['ca_file'])
-        harness.wait_until(lambda: harness.http_get('https://%s/ping' % names.vault_host, context)[0] == 200,
-                           'lowkey-vault https://%s/ping' % names.vault_host, startup_timeout, [record])
-        status, body = harness.http_post_json('https://%s/management/vault' % names.vault_host,
-                                              {'baseUri': names.vault_url, 'aliases': [names.vault_url + ':443'],
-                                               'recoveryLevel': 'Recoverable+Purgeable', 'recoverableDays': 90}, context)
+        context = verifying_context(tls['ca_file'])
+        wait_until(lambda: http_get('https://%s/ping' % names.vault_host, context)[0] == 200,
+                   'lowkey-vault https://%s/ping' % names.vault_host, startup_timeout, [record])
+        status, body = http_post_json('https://%s/management/vault' % names.vault_host,
+                                      {'baseUri': names.vault_url, 'aliases': [names.vault_url + ':443'],
+                                       'recoveryLevel': 'Recoverable+Purgeable', 'recoverableDays': 90}, context)
         if status != 200:
-            raise harness.EmulatorFailed('lowkey-vault: creating vault %s failed: HTTP %s %s' % (names.vault_url, status, body))
+            raise EmulatorFailed('lowkey-vault: creating vault %s failed: HTTP %s %s' % (names.vault_url, status, body))
         emulator.port, emulator.token_port = HTTPS_PORT, token_port
         emulator.vault_url = names.vault_url
         emulator.vault_urls = {names.vault_name: names.vault_url}

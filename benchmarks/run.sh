@@ -12,8 +12,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-# shellcheck source=../scripts/lib/loopback_only.sh
+# shellcheck source=scripts/lib/loopback_only.sh
 . "${ROOT}/scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${ROOT}/scripts/lib/python.sh"
 
 QUICK=''
 [[ "${1:-}" == --quick ]] && QUICK=--quick
@@ -22,15 +24,7 @@ ANSIBLE_VERSION=14.5.0   # the `ansible` package: ships azure.azcollection (and 
 CACHE="${ROOT}/.cache/bench"
 PY="${CERTDEPLOY_BENCH_PYTHON:-}"
 if [[ -z "${PY}" ]]; then
-    # A real interpreter that runs: pyenv's shims answer to every pythonX.Y but fail for versions not selected.
-    for candidate in "${ROOT}/.cache/bin/python3.13" \
-                     $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/3.13.[0-9]*/bin/python3.13" | sort -rV) \
-                     $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/3.12.[0-9]*/bin/python3.12" | sort -rV) \
-                     python3.13 python3.12; do
-        if command -v "${candidate}" >/dev/null 2>&1 && "${candidate}" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-            PY="$(command -v "${candidate}")"; break
-        fi
-    done
+    PY="$(find_python 3.13 3.12)" || PY=''
 fi
 [[ -n "${PY}" ]] || { echo "benchmarks: Python 3.12+ not found (set CERTDEPLOY_BENCH_PYTHON)" >&2; exit 3; }
 # The interpreter itself, not a link to it: scripts/test.sh re-creates .cache/bin while it runs.
@@ -68,6 +62,8 @@ if [[ ! -f "${OURS_STAMP}" ]]; then
     echo "$((SECONDS - started))" >"${OURS}/.bench-install-seconds"
     touch "${OURS_STAMP}"
 fi
+# bench.py and lowkey_prodname.py import the emulator harness and testlib from tests/integration.
+expose_test_helpers "${OURS}" "${ROOT}/tests/integration"
 
 # This collection from the working tree, as ansible-galaxy would lay it out.
 COLLECTIONS="${CACHE}/collections"

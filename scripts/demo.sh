@@ -26,23 +26,12 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 CACHE="${REPO_ROOT}/.cache"
 VENV="${CACHE}/venv/demo"
-HARNESS="${REPO_ROOT}/tests/integration/emulators/harness.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 log() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
-
-find_python() {
-    local candidate
-    for candidate in "${PYENV_ROOT:-${HOME}/.pyenv}"/versions/3.13.*/bin/python3.13 "$(command -v python3.13 || true)" \
-                     "${PYENV_ROOT:-${HOME}/.pyenv}"/versions/3.12.*/bin/python3.12 "$(command -v python3.12 || true)"; do
-        if [[ -n "${candidate}" && -x "${candidate}" ]] && "${candidate}" -c 'import venv' 2>/dev/null; then
-            printf '%s\n' "${candidate}"
-            return 0
-        fi
-    done
-    return 1
-}
 
 ensure_venv() {
     local stamp="${VENV}/.certdeploy-demo" want
@@ -51,12 +40,17 @@ ensure_venv() {
         return 0
     fi
     local python
-    python="$(find_python)" || die "Python 3.12 or 3.13 is needed (ansible-core 2.21 requires it)."
+    python="$(find_python 3.13 3.12)" || die "Python 3.12 or 3.13 is needed (ansible-core 2.21 requires it)."
     log "Installing ansible-core 2.21 and the collection requirements into .cache/venv/demo (first run only)"
     rm -rf "${VENV}"
     "${python}" -m venv "${VENV}"
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check 'ansible-core>=2.21,<2.22' -r "${REPO_ROOT}/requirements.txt"
     printf '%s' "${want}" >"${stamp}"
+}
+
+# The emulator harness: `python -m emulators` (tests/integration/emulators) in the demo's venv.
+harness() {
+    "${VENV}/bin/python" -m emulators "$@"
 }
 
 # After the installs: identity endpoints on a closed loopback port, proxies likewise (loopback excepted).
@@ -86,9 +80,9 @@ run_against_emulator() {
     local state
     state="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-demo.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: the paths are fixed
-    trap "'${VENV}/bin/python' '${HARNESS}' stop --state-dir '${state}' >/dev/null 2>&1 || true; rm -rf '${state}'" EXIT
+    trap "'${VENV}/bin/python' -m emulators stop --state-dir '${state}' >/dev/null 2>&1 || true; rm -rf '${state}'" EXIT
     local exports
-    exports="$("${VENV}/bin/python" "${HARNESS}" start lowkey --state-dir "${state}" --owner-pid $$ --ttl 1800)" ||
+    exports="$(harness start lowkey --state-dir "${state}" --owner-pid $$ --ttl 1800)" ||
         die "lowkey-vault failed to start; see the messages above"
     eval "${exports}"
     log "Key Vault emulator: lowkey-vault at ${KV_EMU_VAULT_URL} (signed in with its managed-identity endpoint)"
@@ -107,6 +101,7 @@ main() {
     clear_azure_environment
     unset PYTHONPATH PYTHONHOME
     ensure_venv
+    expose_test_helpers "${VENV}" "${REPO_ROOT}/tests/integration"
 
     if [[ -n "${CERTDEPLOY_DEMO_VAULT_URL:-}" ]]; then
         pin_to_loopback
@@ -122,7 +117,7 @@ main() {
     fi
 
     local rc=0
-    "${VENV}/bin/python" "${HARNESS}" install lowkey || rc=$?
+    harness install lowkey || rc=$?
     if [[ ${rc} -eq 3 ]]; then
         log "No local Key Vault emulator could be had here (the line above says why; building lowkey-vault from"
         log "../shared/emulators needs Java 17 and Maven). Running the playbook in CHECK MODE instead: certificates"

@@ -44,6 +44,8 @@ RELEASE_DATE='2026-01-01'
 UPDATE=false
 
 log() { printf '[docs.sh] %s\n' "$*"; }
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 die() { log "ERROR: $*"; exit 1; }
 
 case "${1:-}" in
@@ -53,20 +55,6 @@ case "${1:-}" in
     *) die "unknown argument: $1 (use --update or --help)" ;;
 esac
 
-find_python() {
-    local version candidate
-    for version in 3.13 3.12 3.11; do
-        for candidate in $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/${version}.[0-9]*/bin/python${version}" | sort -rV) \
-                         "$(command -v "python${version}" || true)"; do
-            if [[ -x "${candidate}" ]] && "${candidate}" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-                printf '%s\n' "${candidate}"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
-
 ensure_venv() {
     local stamp="${VENV}/.certdeploy-specs" want python
     want="$(printf '%s\n' "${SPECS[@]}")"
@@ -74,7 +62,7 @@ ensure_venv() {
             && "${VENV}/bin/python" -c 'import antsibull_changelog, antsibull_docs, ansible' >/dev/null 2>&1; then
         return 0
     fi
-    python="$(find_python)" || die 'Python 3.11-3.13 not found'
+    python="$(find_python 3.13 3.12)" || die 'Python 3.13 or 3.12 not found (ansible-core 2.21, pinned above, needs 3.12+)'
     log "Creating ${VENV#"${REPO_ROOT}"/} with ${python}: ${SPECS[*]}"
     rm -rf "${VENV}"
     "${python}" -m venv "${VENV}"

@@ -19,26 +19,14 @@ ANSIBLE_LINT_SPEC='ansible-lint==26.10.1'
 LINTED=(roles/azure_kv_certificate examples/)
 
 log() { printf '[lint.sh] %s\n' "$*"; }
-
-find_python() {
-    local version candidate
-    for version in 3.13 3.12 3.11; do
-        for candidate in $(compgen -G "${PYENV_ROOT:-${HOME}/.pyenv}/versions/${version}.[0-9]*/bin/python${version}" | sort -rV) \
-                         "$(command -v "python${version}" || true)"; do
-            if [[ -x "${candidate}" ]] && "${candidate}" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-                printf '%s\n' "${candidate}"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 
 if ! "${VENV}/bin/python" -c "
 import sys
 from importlib.metadata import version
 sys.exit(version('ansible-lint') != '${ANSIBLE_LINT_SPEC#*==}')" >/dev/null 2>&1; then
-    python="$(find_python)" || { log 'ERROR: Python 3.11-3.13 not found'; exit 1; }
+    python="$(find_python 3.13 3.12 3.11)" || { log 'ERROR: Python 3.11-3.13 not found'; exit 1; }
     log "Creating ${VENV#"${REPO_ROOT}"/} with ${python}: ${ANSIBLE_LINT_SPEC}"
     rm -rf "${VENV}"
     "${python}" -m venv "${VENV}"

@@ -47,6 +47,8 @@ mutmut_version() { "${VENV}/bin/python" -c 'from importlib.metadata import versi
 
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 
 # Nothing inherited may point the tests at a real cloud (the same rule as scripts/test.sh).
 sanitize_environment() {
@@ -56,37 +58,12 @@ sanitize_environment() {
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 }
 
-# A real (non-shim, non-venv) interpreter: Python 3.13 (ansible-core 2.21), else 3.11 (2.19).
-find_python() {
-    local version candidate
-    local pyenv_root="${PYENV_ROOT:-${HOME}/.pyenv}"
-    for version in 3.13 3.11; do
-        local -a candidates=()
-        if [[ -d "${pyenv_root}/versions" ]]; then
-            while IFS= read -r candidate; do
-                candidates+=("${candidate}")
-            done < <(compgen -G "${pyenv_root}/versions/${version}.[0-9]*/bin/python${version}" | sort -rV)
-        fi
-        if candidate="$(command -v "python${version}" 2>/dev/null)"; then
-            candidates+=("${candidate}")
-        fi
-        for candidate in "${candidates[@]+"${candidates[@]}"}"; do
-            if [[ -x "${candidate}" ]] &&
-                "${candidate}" -c 'import sys, venv, ensurepip; sys.exit(sys.prefix != sys.base_prefix)' >/dev/null 2>&1; then
-                printf '%s %s\n' "${version}" "${candidate}"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
-
 ensure_venv() {
-    local tree="$1" found version python want stamp="${VENV}/.certdeploy-requirements"
+    local tree="$1" version python want stamp="${VENV}/.certdeploy-requirements"
     local requirements="${tree}/tests/unit/requirements.txt"
-    found="$(find_python)" || die "neither Python 3.13 nor 3.11 found (looked in ${PYENV_ROOT:-${HOME}/.pyenv}/versions and PATH)"
-    version="${found%% *}"
-    python="${found#* }"
+    # Python 3.13 (ansible-core 2.21), else 3.11 (2.19): the versions CORE_SPEC names.
+    python="$(find_python 3.13 3.11)" || die "neither Python 3.13 nor 3.11 found (looked in ${PYENV_ROOT:-${HOME}/.pyenv}/versions and PATH)"
+    version="$("${python}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     want="$(printf 'python: %s\n%s\n%s\n' "${python}" "${MUTMUT_SPEC}" "${CORE_SPEC[${version}]}")"
     want+=$'\n'"$(printf '%s\n' "${TEST_TOOLS[@]}")"
     [[ -f "${requirements}" ]] && want+=$'\n'"$(grep -v '^[[:space:]]*\(#\|$\)' "${requirements}")"

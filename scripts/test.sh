@@ -49,6 +49,8 @@ COLLECTION_DIR="${CACHE_DIR}/collections/ansible_collections/certdeploy/cloud"
 GET_PIP_STANDIN="${REPO_ROOT}/tests/utils/get_pip_standin.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${REPO_ROOT}/scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${REPO_ROOT}/scripts/lib/python.sh"
 
 # ansible-core series under test and the controller Python for each: one each core supports (2.16 and 2.17 run
 # on 3.10-3.12, 2.18 and 2.19 on 3.11-3.13, 2.20 and later on 3.12 and later), so that every Python from 3.10 to
@@ -108,35 +110,6 @@ sanitize_environment() {
         new_path="${new_path:+${new_path}:}${entry}"
     done
     export PATH="${new_path}"
-}
-
-# Print the path of a working, real (non-shim, non-venv) pythonX.Y interpreter.
-find_python() {
-    local version="$1" candidate
-    local pyenv_root="${PYENV_ROOT:-${HOME}/.pyenv}"
-    local -a candidates=()
-
-    if [[ -d "${pyenv_root}/versions" ]]; then
-        # Highest patch release first; skips pyenv-virtualenv envs and -dev builds.
-        while IFS= read -r candidate; do
-            candidates+=("${candidate}")
-        done < <(compgen -G "${pyenv_root}/versions/${version}.[0-9]*/bin/python${version}" | sort -rV)
-    fi
-    if candidate="$(command -v "python${version}" 2>/dev/null)"; then
-        candidates+=("${candidate}")
-    fi
-
-    for candidate in "${candidates[@]+"${candidates[@]}"}"; do
-        case "${candidate}" in
-            "${PYTHON_LINKS}"/*) continue ;;
-        esac
-        if [[ -x "${candidate}" ]] &&
-            "${candidate}" -c 'import sys, venv, ensurepip; sys.exit(sys.prefix != sys.base_prefix)' >/dev/null 2>&1; then
-            printf '%s\n' "${candidate}"
-            return 0
-        fi
-    done
-    return 1
 }
 
 # .cache/bin/python3.X -> real interpreter, for every offered version found.

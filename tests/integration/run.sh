@@ -5,7 +5,9 @@
 # Called by scripts/test.sh with CERTDEPLOY_VENV (ansible-core 2.21 venv) and
 # CERTDEPLOY_COLLECTION_DIR (the ansible_collections/certdeploy/cloud mirror).
 #
-# 1. Installs the integration requirements into the venv and resolves the pinned emulators
+# 1. Installs the integration requirements into the venv, puts tests/integration (the emulator
+#    harness `python -m emulators` and testlib) on its import path (expose_test_helpers in
+#    scripts/lib/python.sh: ansible-test passes no PYTHONPATH to targets), resolves the pinned emulators
 #    (tests/integration/emulators/versions.env) while the network is still there: an explicit
 #    artifact variable, the cache, a build from ../shared/emulators, or the registry, in that
 #    order (tests/integration/emulators/README.md); a failed build fails the suite.
@@ -24,9 +26,10 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-export HARNESS="${HERE}/emulators/harness.py"
 # shellcheck source=scripts/lib/loopback_only.sh
 . "${HERE}/../../scripts/lib/loopback_only.sh"
+# shellcheck source=scripts/lib/python.sh
+. "${HERE}/../../scripts/lib/python.sh"
 : "${CERTDEPLOY_VENV:?run through scripts/test.sh integration}"
 : "${CERTDEPLOY_COLLECTION_DIR:?run through scripts/test.sh integration}"
 PY="${CERTDEPLOY_VENV}/bin/python"
@@ -43,12 +46,14 @@ pin_identity_environment() {
 outside() {
     log "Installing integration requirements into ${CERTDEPLOY_VENV#"${PWD}"/}"
     "${PY}" -m pip install --quiet --disable-pip-version-check -r "${HERE}/requirements.txt"
+    # The emulator harness (python -m emulators) and testlib, for this script and every target's helper.
+    expose_test_helpers "${CERTDEPLOY_VENV}" "${HERE}"
     # Each component a target can ask for (aliases emulator/<component>): resolved now, or missing.
     local kind rc
     CERTDEPLOY_IT_MISSING=''
     for kind in lowkey akv; do
         set +e
-        "${PY}" "${HARNESS}" install "${kind}"
+        "${PY}" -m emulators install "${kind}"
         rc=$?
         set -e
         case ${rc} in
@@ -102,7 +107,7 @@ PY
 start_fault_proxy() {
     local dir="${EMULATOR_STATE}/proxy" upstream upstream_ca port
     mkdir -p "${dir}"
-    upstream="$("${PY}" "${HARNESS}" env --state-dir "${EMULATOR_STATE}/lowkey" --json | "${PY}" -c 'import json,sys; print(json.load(sys.stdin)["vault_url"])')"
+    upstream="$("${PY}" -m emulators env --state-dir "${EMULATOR_STATE}/lowkey" --json | "${PY}" -c 'import json,sys; print(json.load(sys.stdin)["vault_url"])')"
     upstream_ca="${EMULATOR_STATE}/lowkey/ca.pem"
     port="$("${PY}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     echo '[]' >"${dir}/faults.json"
@@ -132,7 +137,7 @@ stop_emulators() {
     local dir
     for dir in "${EMULATOR_STATE}"/lowkey/ "${EMULATOR_STATE}"/akv/; do
         [[ -d "${dir}" ]] || continue
-        "${PY}" "${HARNESS}" stop --state-dir "${dir}" >/dev/null 2>&1 || true
+        "${PY}" -m emulators stop --state-dir "${dir}" >/dev/null 2>&1 || true
     done
     rm -rf "${EMULATOR_STATE}"
 }
@@ -159,7 +164,7 @@ inside() {
         # lowkey: https://127.0.0.1:<port> is a second vault (the role's key_vault source copies between two vaults).
         local -a start_opts=()
         if [[ "${kind}" == lowkey ]]; then start_opts=(--ip-vault); fi
-        "${PY}" "${HARNESS}" start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 \
+        "${PY}" -m emulators start "${kind}" --state-dir "${EMULATOR_STATE}/${kind}" --owner-pid $$ --ttl 3600 \
             "${start_opts[@]+"${start_opts[@]}"}" >/dev/null
     done
     if [[ " ${kinds[*]-} " == *" lowkey "* && " ${missing[*]-} " != *" mitmproxy "* ]]; then
@@ -171,7 +176,7 @@ import json, os, subprocess, sys
 state, out, kinds = sys.argv[1], sys.argv[2], sys.argv[3:]
 config = {}
 for kind in kinds:
-    info = json.loads(subprocess.run([sys.executable, os.environ['HARNESS'], 'env',
+    info = json.loads(subprocess.run([sys.executable, '-m', 'emulators', 'env',
                                       '--state-dir', '%s/%s' % (state, kind), '--json'], check=True, capture_output=True).stdout)
     prefix = 'kv_' if kind == 'lowkey' else 'akv_'
     for key in ('vault_url', 'ca_file', 'api_version', 'identity_endpoint', 'identity_header', 'authority_host',

@@ -2,7 +2,7 @@
  * Copyright: contributors to certdeploy.cloud
  * GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
  *
- * Test-harness helper for lowkey-vault (a Spring Boot app), compiled by harness.py
+ * Test-harness helper for lowkey-vault (a Spring Boot app), compiled by lowkey.py
  * against the jars inside the lowkey-vault-app jar and added to it with
  * PropertiesLauncher's loader.path plus --spring.main.sources.
  *

@@ -11,7 +11,7 @@ switch; only the test CA has to be trusted (``ca_path`` or ``REQUESTS_CA_BUNDLE`
 
 How (``run``, as root; Linux):
 
-1. ``unshare --mount --net --propagation private`` re-executes this file: a new mount
+1. ``unshare --mount --net --propagation private`` re-executes this module: a new mount
    namespace (``mount --make-rprivate /`` again, so no mount can reach the host's) and a new
    network namespace with only ``lo`` (brought up: 127.0.0.0/8 is local, so 127.0.0.2 works).
 2. It refuses to go on unless both namespaces differ from the caller's and from PID 1's.
@@ -24,7 +24,7 @@ How (``run``, as root; Linux):
    interface is ``lo``, a public address is unreachable (ENETUNREACH).  Any failure stops here.
 5. TLS material (``make_tls_material``): a CA, a ``*.vault.azure.net`` leaf and a
    ``login.microsoftonline.com`` leaf, keys in the work directory (0600), never committed.
-6. harness.start_go_emulators(layout=GoPairLayout(...)) starts the pair on those addresses
+6. gopair.start_go_emulators(layout=GoPairLayout(...)) starts the pair on those addresses
    (entra PUBLIC_ORIGIN=https://login.microsoftonline.com, vault issuer
    https://login.microsoftonline.com/<tenant>/v2.0) and checks both through the names.
 7. The command runs with PRODNAMES_FACTS=<work>/prodnames.json (also an Ansible vars file:
@@ -35,210 +35,35 @@ emulator binaries), 1 when the namespace or the emulators misbehave.
 
 Usage::
 
-    prodnames.py run --work-dir DIR [--vault-name NAME] [--integration-config FILE] -- CMD [ARG...]
-    prodnames.py tls --out DIR [--vault-name NAME]          # the TLS material only (any namespace)
+    python -m emulators.prodnames run --work-dir DIR [--vault-name NAME] [--integration-config FILE] -- CMD [ARG...]
+    python -m emulators.prodnames tls --out DIR [--vault-name NAME]    # the TLS material only (any namespace)
 
-Library: ``NameMap``, ``write_etc``, ``bind_etc``, ``prove_mapping``, ``make_tls_material``,
-``go_pair_layout``, ``locate_go_binaries``, ``namespace_processes``.
+Library: ``make_tls_material``, ``go_pair_layout``, ``locate_go_binaries`` here; ``NameMap``,
+``write_etc``, ``bind_etc``, ``prove_mapping``, ``namespace_processes`` in namespace.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import errno
 import json
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from .common import EmulatorUnavailable, HarnessError
+from .emulator import load_descriptor
+from .gopair import GO_BINARIES, GoPairLayout, ensure_go_binary, start_go_emulators
+from .namespace import (DEFAULT_VAULT_NAME, HTTPS_PORT, VAULT_SUFFIX, NameMap, NamespaceError, bind_etc, namespace_ids, namespace_processes,
+                        prove_mapping, require_private_namespaces, run_checked, system_tool, write_etc)
 
-import harness  # noqa: E402  pylint: disable=wrong-import-position
-
-VAULT_IP = '127.0.0.1'
-LOGIN_IP = '127.0.0.2'
-LOGIN_HOST = 'login.microsoftonline.com'
-VAULT_SUFFIX = '.vault.azure.net'
-DEFAULT_VAULT_NAME = 'certdeploy-prod'
-HTTPS_PORT = 443
 FACTS_FILE = 'prodnames.json'
 INSIDE_MARK = 'PRODNAMES_INSIDE'
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
-
-
-class NamespaceError(harness.HarnessError):
-    """The private namespace is not what it must be: nothing may be requested."""
-
-
-class NameMap:
-    """The production names and the loopback addresses they lead to inside the namespace."""
-
-    def __init__(self, vault_name=DEFAULT_VAULT_NAME, vault_ip=VAULT_IP, login_ip=LOGIN_IP):
-        if not re.match(r'^[a-z][a-z0-9-]{1,22}[a-z0-9]$', vault_name) or '--' in vault_name:
-            raise harness.HarnessError('%r is not a Key Vault name' % vault_name)
-        self.vault_name = vault_name
-        self.vault_host = vault_name + VAULT_SUFFIX
-        self.login_host = LOGIN_HOST
-        self.mapping = {self.vault_host: vault_ip, self.login_host: login_ip}
-        # Names that must NOT resolve: another vault and another Microsoft host.
-        self.unmapped = ('certdeploy-unmapped' + VAULT_SUFFIX, 'graph.microsoft.com')
-
-    @property
-    def vault_url(self):
-        return 'https://' + self.vault_host
-
-    @property
-    def login_origin(self):
-        return 'https://' + self.login_host
-
-    def hosts_text(self):
-        lines = ['# prodnames.py: private /etc/hosts of one test namespace (bind mount)', '127.0.0.1 localhost']
-        lines += ['%s %s' % (ip, host) for host, ip in self.mapping.items()]
-        return '\n'.join(lines) + '\n'
-
-
-# ---------------------------------------------------------------------------
-# Namespaces
-# ---------------------------------------------------------------------------
-def namespace_ids(pid='self'):
-    """(mount namespace, network namespace) of a process, as the kernel names them."""
-    return os.readlink('/proc/%s/ns/mnt' % pid), os.readlink('/proc/%s/ns/net' % pid)
-
-
-def interfaces():
-    """Names of the network interfaces of the current network namespace (not /sys, which shows the mounter's)."""
-    return sorted(name for _index, name in socket.if_nameindex())
-
-
-def _tool(name):
-    found = shutil.which(name) or next((p for p in ('/usr/sbin/' + name, '/sbin/' + name, '/usr/bin/' + name) if os.access(p, os.X_OK)), None)
-    if not found:
-        raise harness.EmulatorUnavailable('%s not found: needed to build the private namespace' % name)
-    return found
-
-
-def _check(argv):
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            universal_newlines=True, check=False)
-    if result.returncode != 0:
-        raise NamespaceError('%s failed (exit %d): %s' % (' '.join(argv), result.returncode, result.stdout.strip()))
-
-
-def require_private_namespaces(outer):
-    """Refuse unless this process's mount and network namespaces are neither the caller's (outer) nor PID 1's."""
-    own = namespace_ids()
-    others = [('the caller', tuple(outer))]
-    try:
-        others.append(('PID 1', namespace_ids(1)))
-    except OSError:  # PID 1's namespaces may be unreadable (gVisor, another user namespace): the caller's suffice
-        pass
-    for label, other in others:
-        if own[0] == other[0]:
-            raise NamespaceError('the mount namespace is the one of %s (%s): refusing to bind-mount over /etc' % (label, own[0]))
-        if own[1] == other[1]:
-            raise NamespaceError('the network namespace is the one of %s (%s): refusing to serve production names' % (label, own[1]))
-    return own
-
-
-def write_etc(work_dir, names):
-    """hosts, resolv.conf and nsswitch.conf for the namespace, in work_dir/etc; returns {real path: private file}."""
-    etc = Path(work_dir) / 'etc'
-    etc.mkdir(parents=True, exist_ok=True)
-    files = {'/etc/hosts': names.hosts_text(),
-             # 127.0.0.1:53 has no listener: a DNS query is refused at once, so unmapped names fail fast.
-             '/etc/resolv.conf': 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n'}
-    if os.path.exists('/etc/nsswitch.conf'):
-        with open('/etc/nsswitch.conf', encoding='utf-8', errors='replace') as handle:
-            text = handle.read()
-        text, count = re.subn(r'(?m)^hosts:.*$', 'hosts: files dns', text)
-        files['/etc/nsswitch.conf'] = text if count else text + '\nhosts: files dns\n'
-    private = {}
-    for real, content in files.items():
-        path = etc / os.path.basename(real)
-        path.write_text(content, encoding='utf-8')
-        os.chmod(str(path), 0o644)
-        private[real] = str(path)
-    return private
-
-
-def bind_etc(private, outer):
-    """Make every mount private, then bind the private files over /etc (only in a private mount namespace)."""
-    require_private_namespaces(outer)
-    mount = _tool('mount')
-    _check([mount, '--make-rprivate', '/'])
-    for real, path in private.items():
-        if not os.path.exists(real):
-            raise NamespaceError('%s does not exist; refusing to create it' % real)
-        _check([mount, '--bind', path, real])
-
-
-def _resolve(host):
-    infos = socket.getaddrinfo(host, HTTPS_PORT, socket.AF_UNSPEC, socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
-def prove_mapping(names, outer, private=None):
-    """Prove, before any request, that only the mapping is in effect; returns the facts or raises NamespaceError."""
-    own = require_private_namespaces(outer)
-    found = interfaces()
-    if found != ['lo']:
-        raise NamespaceError('the network namespace has interfaces %s; only lo is allowed' % found)
-    facts = {'mount_namespace': own[0], 'network_namespace': own[1], 'interfaces': found, 'resolved': {}, 'unresolved': []}
-    for real, path in (private or {}).items():
-        with open(real, encoding='utf-8') as seen, open(path, encoding='utf-8') as wanted:
-            if seen.read() != wanted.read():
-                raise NamespaceError('%s is not the private file %s: the bind mount is not in effect' % (real, path))
-    for host, address in names.mapping.items():
-        try:
-            addresses = _resolve(host)
-        except socket.gaierror as error:
-            raise NamespaceError('%s does not resolve inside the namespace: %s' % (host, error))
-        if addresses != [address]:
-            raise NamespaceError('%s resolves to %s inside the namespace, expected only %s' % (host, addresses, address))
-        facts['resolved'][host] = address
-    for host in names.unmapped:
-        started = time.monotonic()
-        try:
-            addresses = _resolve(host)
-        except socket.gaierror:
-            facts['unresolved'].append(host)
-            if time.monotonic() - started > 5:
-                raise NamespaceError('resolving %s took %.1fs to fail: a resolver is being asked' % (host, time.monotonic() - started))
-            continue
-        raise NamespaceError('%s resolves to %s: names outside the mapping must not resolve' % (host, addresses))
-    try:
-        socket.create_connection(('1.1.1.1', HTTPS_PORT), timeout=3).close()
-    except OSError as error:
-        if error.errno != errno.ENETUNREACH:
-            raise NamespaceError('1.1.1.1 failed with %r, expected ENETUNREACH' % error)
-    else:
-        raise NamespaceError('1.1.1.1 was reachable from the namespace')
-    facts['public_address'] = 'ENETUNREACH'
-    return facts
-
-
-def namespace_processes(net_namespace=None, exclude=()):
-    """PIDs of the processes in a network namespace (default: this one), other than ``exclude``."""
-    net_namespace = net_namespace or namespace_ids()[1]
-    pids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit() or int(entry) in exclude:
-            continue
-        try:
-            if os.readlink('/proc/%s/ns/net' % entry) == net_namespace and harness.process_start_time(int(entry)) is not None:
-                pids.append(int(entry))
-        except OSError:
-            continue
-    return sorted(pids)
 
 
 # ---------------------------------------------------------------------------
@@ -304,7 +129,7 @@ def make_tls_material(out_dir, names):
 
 def go_pair_layout(names, tls):
     """The harness layout that serves the pair under the production names with this TLS material."""
-    return harness.GoPairLayout(
+    return GoPairLayout(
         entra_address=(names.mapping[names.login_host], HTTPS_PORT),
         vault_address=(names.mapping[names.vault_host], HTTPS_PORT),
         public_origin=names.login_origin, vault_url=names.vault_url,
@@ -323,7 +148,7 @@ def _binaries_from_config(path):
     except (OSError, ValueError):
         return {}
     ca_file = config.get('akv_ca_file')
-    descriptor = harness.load_descriptor(os.path.dirname(ca_file)) if ca_file else None
+    descriptor = load_descriptor(os.path.dirname(ca_file)) if ca_file else None
     return {p['name']: p['argv'][0] for p in (descriptor or {}).get('processes', []) if p.get('argv')}
 
 
@@ -336,10 +161,10 @@ def locate_go_binaries(integration_config=None):
     """
     from_config = _binaries_from_config(integration_config) if integration_config else {}
     found = {}
-    for name, (env_var, _m, _p, _v) in sorted(harness._GO_BINARIES.items()):  # pylint: disable=protected-access
+    for name, (env_var, _m, _p, _v) in sorted(GO_BINARIES.items()):
         if not os.environ.get(env_var) and from_config.get(name):
             os.environ[env_var] = from_config[name]
-        found[name] = str(harness.ensure_go_binary(name))
+        found[name] = str(ensure_go_binary(name))
         os.environ[env_var] = found[name]
     return found
 
@@ -349,15 +174,15 @@ def locate_go_binaries(integration_config=None):
 # ---------------------------------------------------------------------------
 def _enter(args):
     if os.geteuid() != 0:
-        raise harness.EmulatorUnavailable('building a private mount + network namespace needs root')
-    unshare = _tool('unshare')
+        raise EmulatorUnavailable('building a private mount + network namespace needs root')
+    unshare = system_tool('unshare')
     locate_go_binaries(args.integration_config)
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(str(work), 0o700)
     mnt, net = namespace_ids()
-    env = dict(os.environ, **{INSIDE_MARK: '%s %s' % (mnt, net)})
-    argv = [unshare, '--mount', '--net', '--propagation', 'private', '--', sys.executable, str(Path(__file__).resolve()),
+    env = dict(os.environ, **{INSIDE_MARK: '%s %s' % (mnt, net)})  # same interpreter and directory: the package is found again
+    argv = [unshare, '--mount', '--net', '--propagation', 'private', '--', sys.executable, '-m', 'emulators.prodnames',
             '_inside', '--work-dir', str(work), '--vault-name', args.vault_name, '--'] + args.command
     sys.stdout.flush()
     sys.stderr.flush()
@@ -371,11 +196,11 @@ def _log(message):
 def _inside(args):
     outer = (os.environ.pop(INSIDE_MARK, '') or ' ').split(' ', 1)
     if len(outer) != 2 or not all(outer):
-        raise NamespaceError('_inside is only reached through `prodnames.py run`')
+        raise NamespaceError('_inside is only reached through `python -m emulators.prodnames run`')
     names = NameMap(args.vault_name)
     work = Path(args.work_dir)
     require_private_namespaces(outer)
-    _check([_tool('ip'), 'link', 'set', 'lo', 'up'])
+    run_checked([system_tool('ip'), 'link', 'set', 'lo', 'up'])
     private = write_etc(work, names)
     bind_etc(private, outer)
     proof = prove_mapping(names, outer, private)
@@ -388,7 +213,7 @@ def _inside(args):
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGHUP, stop_on_signal)
     started = time.monotonic()
-    pair = harness.start_go_emulators(state_dir=str(work / 'emulators'), layout=go_pair_layout(names, tls))
+    pair = start_go_emulators(state_dir=str(work / 'emulators'), layout=go_pair_layout(names, tls))
     rc = EXIT_FAILED
     try:
         _log('Go pair up in %.1fs: %s (127.0.0.1:443), %s (127.0.0.2:443)' % (time.monotonic() - started, pair.vault_url, pair.authority_host))
@@ -426,7 +251,8 @@ def _tls(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Run a command where Azure production host names lead to the Go emulator pair.')
+    parser = argparse.ArgumentParser(prog='python -m emulators.prodnames',
+                                     description='Run a command where Azure production host names lead to the Go emulator pair.')
     sub = parser.add_subparsers(dest='action')
     sub.required = True
     run = sub.add_parser('run', help='private namespace + mapping + Go pair, then COMMAND')
@@ -456,10 +282,10 @@ def main(argv=None):
             return 2
     try:
         return args.func(args)
-    except harness.EmulatorUnavailable as error:
+    except EmulatorUnavailable as error:
         print('prodnames: unavailable: %s' % error, file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except harness.HarnessError as error:
+    except HarnessError as error:
         print('prodnames: error: %s' % error, file=sys.stderr)
         return EXIT_FAILED
 

@@ -11,10 +11,10 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-PY="${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}"
+PY="${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}"  # tests/integration is on its import path (run.sh)
 
 if [[ "${1:-}" == --inside ]]; then
-    : "${PRODNAMES_FACTS:?--inside is started by prodnames.py run}"
+    : "${PRODNAMES_FACTS:?--inside is started by python -m emulators.prodnames run}"
     exec "${PY}" "${HERE}/awx_job.py" "$(dirname "${PRODNAMES_FACTS}")/awx"
 fi
 
@@ -25,7 +25,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/certdeploy-awx.XXXXXX")"
 trap 'rm -rf "${work}"' EXIT
 started=${SECONDS}
 rc=0
-"${PY}" "${HERE}/../../emulators/prodnames.py" run --work-dir "${work}" --vault-name certdeploy-awx \
+"${PY}" -m emulators.prodnames run --work-dir "${work}" --vault-name certdeploy-awx \
     ${config:+--integration-config "${config}"} -- "${BASH}" "${HERE}/runme.sh" --inside || rc=$?
 case ${rc} in
     0) echo "awx_runner_job: passed in $((SECONDS - started)) s" ;;

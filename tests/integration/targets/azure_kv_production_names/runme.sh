@@ -11,11 +11,11 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-PY="${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}"
+PY="${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}"  # tests/integration is on its import path (run.sh)
 
 if [[ "${1:-}" == --inside ]]; then
     shift
-    : "${PRODNAMES_FACTS:?--inside is started by prodnames.py run}"
+    : "${PRODNAMES_FACTS:?--inside is started by python -m emulators.prodnames run}"
     work="$(dirname "${PRODNAMES_FACTS}")"
     "${PY}" "${HERE}/../setup_certdeploy/files/make_pki.py" "${work}/pki" >"${work}/pki.json"
     exec ansible-playbook -i localhost, "${HERE}/prodnames.yml" -e "@${PRODNAMES_FACTS}" \
@@ -51,7 +51,7 @@ cleanup() {
 trap cleanup EXIT
 started=${SECONDS}
 rc=0
-"${PY}" "${HERE}/../../emulators/prodnames.py" run --work-dir "${work}" ${config:+--integration-config "${config}"} \
+"${PY}" -m emulators.prodnames run --work-dir "${work}" ${config:+--integration-config "${config}"} \
     -- "${BASH}" "${HERE}/runme.sh" --inside "$@" || rc=$?
 case ${rc} in
     0) echo "azure_kv_production_names: passed in $((SECONDS - started)) s" ;;

@@ -6,22 +6,18 @@
 Usage: make_bad_material.py OUTPUT_DIR  -> prints a JSON map of the files written.
 
 Every certificate is a bare self-signed bad.certdeploy.test (no extensions), valid for 30 days,
-made by setup_certdeploy/files/testpki.py, the integration targets' one PKI helper.
+made by tests/integration/testlib/testpki.py, the integration targets' one PKI helper.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
 
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
 
-# testpki.py lives in the setup_certdeploy target, this target's dependency (see meta/main.yml and aliases).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
-
-import testpki  # noqa: E402 pylint: disable=wrong-import-position
+from testlib import testpki
 
 CN = 'bad.certdeploy.test'
 

@@ -20,10 +20,9 @@ import sys
 import time
 import urllib.parse
 
+from testlib import detached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-# detached.py lives in the setup_certdeploy target, a sibling of this one (aliases: needs/target/setup_certdeploy).
-sys.path.insert(0, os.path.join(HERE, '..', '..', 'setup_certdeploy', 'files'))
-import detached  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def find_mitmdump():

@@ -42,9 +42,7 @@ import time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-# detached.py lives in the setup_certdeploy target, which this one depends on (meta/main.yml).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
-import detached  # noqa: E402 pylint: disable=wrong-import-position
+from testlib import detached
 
 EXCHANGE_AUDIENCE = 'api://AzureADTokenExchange'
 WRONG_AUDIENCE = 'api://certdeploy-wrong-audience'

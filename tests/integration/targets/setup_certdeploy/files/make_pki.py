@@ -16,7 +16,7 @@ formats the tests need:
   leafonly RSA 2048 with no chain file (for emulators that reject PFX chains); leafonly.pfx without chain
 
 and chain.pem (intermediate + root).  Prints a JSON map of every file written.
-The certificates are made by testpki.py (next to this file), shared with the other targets.
+The certificates are made by tests/integration/testlib/testpki.py, shared with the other targets.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import testpki
+from testlib import testpki
 
 PASSWORDS = {'enc': 'integration-key-pass', 'pfx': 'integration-pfx-pass'}
 

@@ -34,9 +34,7 @@ import sys
 import threading
 import time
 
-# detached.py lives in the setup_certdeploy target, a sibling of this one (aliases: needs/target/setup_certdeploy).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
-import detached  # noqa: E402 pylint: disable=wrong-import-position
+from testlib import detached
 
 
 class Certificates(object):

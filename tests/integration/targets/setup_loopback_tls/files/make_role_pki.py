@@ -17,19 +17,15 @@ For each leaf: NAME.crt (leaf), NAME.fullchain.pem (leaf + intermediate), NAME.k
 (PKCS#8; www2.key is PKCS#1, as certbot writes RSA keys), NAME.pfx (password
 protected, with the chain). Also chain.pem (intermediate + root) and root.pem.
 Prints a JSON map of the files, the thumbprints (upper-case hex SHA-1) and the PFX password.
-The certificates are made by setup_certdeploy/files/testpki.py, the integration targets' one PKI helper.
+The certificates are made by tests/integration/testlib/testpki.py, the integration targets' one PKI helper.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
-# testpki.py lives in the setup_certdeploy target, a sibling of this one (see aliases: needs/target/setup_certdeploy).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'setup_certdeploy', 'files'))
-
-import testpki  # noqa: E402 pylint: disable=wrong-import-position
+from testlib import testpki
 
 PFX_PASSWORD = 'role-pfx-pass'
 WWW = ['www.role.test', 'role.test']

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Detached loopback servers for the integration tests: start one, find it again, stop it (Linux /proc).
 
-Shared by setup_loopback_tls/files/loopback_tls.py and azure_kv_workload_identity/files/oidc_issuer.py.
+Shared (``from testlib import detached``) by the targets' setup_loopback_tls/files/loopback_tls.py,
+azure_kv_workload_identity/files/oidc_issuer.py and azure_kv_request_budget/files/budget_proxy.py.
 A server started here runs in its own session with its output in a log, and stops on SIGTERM, after a
 time limit, or as soon as the ansible-playbook process that started it exits.  A server is known by
 its PID *and* its start time, so a recycled PID is never signalled.

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one test PKI helper of the integration targets: keys and certificates made at test time.
 
-Imported by make_pki.py (next to this file), setup_loopback_tls/files/make_role_pki.py and
-azure_kv_bad_input/files/make_bad_material.py (those two put this directory on sys.path, found
-relative to their own location: every target lives under the same tests/integration/targets).
+Imported (``from testlib import testpki``) by the targets' setup_certdeploy/files/make_pki.py,
+setup_loopback_tls/files/make_role_pki.py and azure_kv_bad_input/files/make_bad_material.py, and by
+benchmarks/bench.py.
 Nothing here is ever written to the repository: the scripts write into a working directory that
 the targets remove when they are done.
 
