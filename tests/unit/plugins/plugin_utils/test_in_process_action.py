@@ -189,7 +189,10 @@ def test_a_variable_removed_by_the_run_is_restored(monkeypatch):
 def test_a_module_result_is_never_a_template_to_the_controller():
     # A certificate's subject or a message may hold "{{ ... }}": the module path never lets the controller template
     # a module's result, and the in-process path must not either, on every ansible-core.
-    result = inprocess.from_module({'msg': '{{ lookup("pipe", "id") }}', 'certificate': {'sans': ['{{ x }}']}})
+    # A tuple in: only a real trip through the module path's JSON gives back a list (the check that on 2.19 and later,
+    # where an untagged string is never trusted anyway, the result was not handed over as it was).
+    result = inprocess.from_module({'msg': '{{ lookup("pipe", "id") }}', 'certificate': {'sans': ('{{ x }}',)}})
+    assert isinstance(result['certificate']['sans'], list)
     try:
         from ansible.template import is_trusted_as_template  # ansible-core 2.19 and later: only tagged text is
     except ImportError:  # 2.16-2.18: every string a module returns is marked unsafe
