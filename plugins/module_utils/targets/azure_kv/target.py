@@ -14,7 +14,8 @@ from ...engine.model import ExportedVersion, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
 from . import faults, sdk as azure_sdk
-from .connection import TOTAL_TIMEOUT_FACTOR, VaultConnection
+from .connection import VaultConnection
+from .retry import TOTAL_TIMEOUT_FACTOR
 
 CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
