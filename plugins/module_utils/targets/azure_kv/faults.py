@@ -20,6 +20,7 @@ ACTIONS = {
     # Get Deleted Certificate needs the same data action as Get Certificate: Key Vault has no separate one.
     'read_deleted': 'Microsoft.KeyVault/vaults/certificates/read',
     'get_secret': 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
+    'list_versions': 'Microsoft.KeyVault/vaults/certificates/read',
 }
 
 _ACTION = re.compile(r"Action:\s*'?([A-Za-z0-9./_-]+)'?")

@@ -62,6 +62,8 @@ class WaitRefused(Exception):
 
 
 def _seconds(value):
+    if value != value or value in (float('inf'), float('-inf')):
+        return str(value)
     return '%d' % value if value == int(value) else '%.1f' % value
 
 
