@@ -287,6 +287,10 @@ class DeployEngine(object):
             try:
                 latest = self.target.read_latest(look_for_deleted=False)
             except errors.DeployError as exc_read:
+                # It may have been written: report a change (and, for the deploy's own import, an unverified outcome).
+                result.changed = True
+                if result.outcome is None:
+                    result.outcome = model.UNVERIFIED
                 raise errors.DeployError(
                     failure.code, '%s Reading the certificate afterwards failed too (%s), so whether the %s was committed '
                     'is unknown; it was not sent again. Check the target, then run again.' % (failure.message, exc_read.message, what),

@@ -456,6 +456,8 @@ def test_an_unreadable_target_after_a_failed_import_means_no_resend(target, mate
     err = fail(target, material)
     assert err.code == errors.SERVICE_ERROR and 'not sent again' in err.message
     assert [c[0] for c in target.calls].count('import') == 1
+    # Whether it was written is unknown: the result must not claim "nothing changed".
+    assert err.details['result']['changed'] is True and err.details['result']['outcome'] == model.UNVERIFIED
 
 
 def test_the_engines_own_sleeps_stay_within_its_bound(target, material, other, pki):
