@@ -200,19 +200,18 @@ def test_simulation(materials, scenario):
 # -- the harness itself ---------------------------------------------------------------------------------------------
 
 def test_a_plain_rotation_holds_every_invariant_and_uses_the_real_stack(materials):
-    """The harness's own check: a rotation with no fault passes, through challenge, OpenID, token and the vault."""
+    """The harness's own check: a rotation with no fault passes, through challenge, OpenID, token and the vault, and
+    the product built its own transport stack around the simulation's (its RequestsTransport is the simulation's)."""
     sim, run = assert_holds(Scenario(), materials)
     assert (run.result['changed'], run.result['outcome']) == (True, 'rotated')
     assert [r.op for r in sim.transport.requests] == ['challenge', 'openid', 'token', 'get', 'secret', 'import', 'get']
     assert sim.elapsed == 0
+    if 'core_transport' in kv_sim.azure_sdk.Sdk.__init__.__code__.co_varnames:
+        assert sim.transport_options, 'the product did not build its transport: the simulation would bypass its wrapper'
 
 
-@pytest.mark.parametrize('scenario, code', [
-    # A write in check mode, a rollback that restores nothing, a second import: each must be caught.
-    (Scenario(check_mode=True), 'I6'),
-], ids=['check-mode-write'])
-def test_the_invariants_can_fail(materials, scenario, code, monkeypatch):
-    """A product that writes in check mode is caught (the checker is not vacuous)."""
+def test_a_check_mode_write_is_caught(materials, monkeypatch):
+    """The checker is not vacuous: a product that writes in check mode breaks I6."""
     from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
     original = DeployRequest.__init__
 
@@ -220,14 +219,29 @@ def test_the_invariants_can_fail(materials, scenario, code, monkeypatch):
         original(self, *args, **kwargs)
         self.check_mode = False
     monkeypatch.setattr(DeployRequest, '__init__', no_check_mode)
-    sim, run, violations = kv_sim.simulate(scenario, materials)
-    assert code in [v.code for v in violations], violations
+    sim, run, violations = kv_sim.simulate(Scenario(check_mode=True), materials)
+    assert 'I6.check-mode-write' in [v.kind for v in violations], violations
+
+
+def test_a_logged_key_is_caught(materials, monkeypatch):
+    """The checker is not vacuous: a key line in a DEBUG record of any logger breaks I5."""
+    import logging
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultTarget
+    original = KeyVaultTarget.import_material
+
+    def leaky(self, material, *args, **kwargs):
+        logging.getLogger('azure.somewhere').debug('sending %r', material.key.private_bytes(
+            kv_sim.serialization.Encoding.PEM, kv_sim.serialization.PrivateFormat.PKCS8, kv_sim.serialization.NoEncryption()))
+        return original(self, material, *args, **kwargs)
+    monkeypatch.setattr(KeyVaultTarget, 'import_material', leaky)
+    sim, run, violations = kv_sim.simulate(Scenario(), materials)
+    assert 'I5.secret-shown' in [v.kind for v in violations], violations
 
 
 # -- counter-examples the simulation found, as regression tests (each shrunk, then reduced by hand to its cause) --
 #
-# Found on the engine and adapter of a646892 (before issue 18's fixes). Each test names the invariant it broke and
-# what happened then.
+# Each entry names the invariant it broke and what happened then. The first ones were found on the engine and
+# adapter of a646892, before issue 18's fixes.
 
 REGRESSIONS = {
     # I2: azure-core resent a POST answered 503 after the import had committed: two new versions, reported rotated.
@@ -276,6 +290,25 @@ REGRESSIONS = {
     # certificate was imported again and ``previous`` named a thumbprint the vault does not hold.
     'inconsistent_read_is_not_taken_for_the_certificate': Scenario(
         material='A', faults={('get', 1): Fault('garble', field='x5t')}),
+
+    # Found after issue 18's engine and adapter fixes (main at 13cb31b):
+    #
+    # I2 + I6: the import was committed and the connection cut; another writer's version landed before the read
+    # that decides on a resend; the engine took "latest is not ours" for "not committed" and sent the import again
+    # over the other writer's version: two new versions, reported rotated.
+    'import_not_resent_over_another_writers_version': Scenario(
+        faults={('import', 1): Fault('commit', outcome='cut')},
+        writers={('get', 2): Writer('import', when='before', style='untagged')}),
+    # I2: the import was committed and timed out; the read that decides on a resend was answered with a garbled
+    # x5t (the DER intact), taken for "another certificate": the import was sent again.
+    'import_not_resent_after_an_inconsistent_read': Scenario(
+        start='absent', faults={('import', 1): Fault('commit', outcome='timeout'), ('get', 2): Fault('garble', field='x5t')}),
+    # I3: a read answered with a garbled version id (kid and sid intact) was reported as the certificate's version.
+    'garbled_version_id_is_not_reported': Scenario(material='A', faults={('get', 1): Fault('garble', field='id')}),
+    # I3: the recover request committed and was answered 500; azure-core resent it (a POST answered 500 is
+    # retried), the resend found nothing deleted (404): the run failed conflict with changed: false.
+    'recover_answered_500_after_commit_is_changed': Scenario(
+        start='deleted_owned', on_soft_deleted='recover', faults={('recover', 1): Fault('commit', outcome=500)}),
 }
 
 
