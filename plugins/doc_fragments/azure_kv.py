@@ -82,8 +82,13 @@ options:
     description:
       - Connection and read timeout of each request to Key Vault and to the sign-in endpoint, in seconds.
       - Throttled and failing requests are retried with azure-core's retry policy, which honours C(Retry-After), up to
-        4 times; one call, retries and waits included, gives up after four times this timeout (error C(timeout),
-        C(throttled) or C(service_error)).
+        4 times; one call starts requests for at most four times this timeout, retries, waits and its token requests
+        included, and so ends within six times it (error C(timeout), C(throttled) or C(service_error)). A
+        C(Retry-After) longer than what is left of that budget is not waited for; the call fails C(throttled) and the
+        message names the wish in seconds.
+      - An import is never resent by the retry policy (a resend of an import that committed would add a second
+        version); after a transient failure the module reads the latest version and sends the import again only when
+        it did not commit.
       - A connection that cannot be made at all (refused, no route, proxy refused) is tried twice, without a wait in
         between, and then fails with C(unreachable); that takes at most two times this timeout when connecting
         hangs, and no time at all when it is refused.

@@ -191,6 +191,8 @@ options:
     description:
       - What to do when the name exists only as a soft-deleted certificate. V(fail) (error C(soft_deleted)) or V(recover)
         it first (needs C(certificates/recover/action)) and then deploy as usual.
+      - V(recover) recovers only a deleted certificate that carries the tag C(certdeploy-managed-by=certdeploy); another one
+        fails C(not_owned) with nothing changed, unless O(take_ownership=true).
     type: str
     default: fail
     choices: [fail, recover]

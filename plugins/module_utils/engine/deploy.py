@@ -60,6 +60,12 @@ def state_diff(current, after_facts, after_tags, after_enabled, after_version, b
     return {'before': before, 'after': after}
 
 
+def _seconds(value):
+    if value != value or value in (float('inf'), float('-inf')):
+        return str(value)
+    return '%d' % value if value == int(value) else '%.1f' % value
+
+
 class _Unknown(object):
     """Marker: in check mode the current state could not be read."""
 
@@ -70,11 +76,25 @@ UNKNOWN = _Unknown()
 class DeployEngine(object):
     """Runs one deploy of ``request`` against ``target``."""
 
-    def __init__(self, target, verify_attempts=3, verify_delay=2.0, sleep=time.sleep):
+    def __init__(self, target, verify_attempts=3, verify_delay=2.0, sleep=time.sleep, import_attempts=3, resend_delay=2.0,
+                 resend_wait_max=30.0):
         self.target = target
         self.verify_attempts = verify_attempts
         self.verify_delay = verify_delay
+        self.import_attempts = import_attempts
+        self.resend_delay = resend_delay
+        self.resend_wait_max = resend_wait_max
         self._sleep = sleep
+
+    def sleep_bound(self):
+        """The longest the engine itself may sleep in one deploy (the target's calls are bounded by the target).
+
+        Two read-backs (after the import, after a rollback), each ``verify_delay x (1 + 2 + ...)`` over its
+        attempts, and two imports (the deploy's, a rollback's), each resent at most ``import_attempts - 1``
+        times after a wait of at most ``resend_wait_max``.
+        """
+        read_back = sum(self.verify_delay * attempt for attempt in range(1, self.verify_attempts))
+        return 2 * read_back + 2 * max(0, self.import_attempts - 1) * self.resend_wait_max
 
     # -- phases ------------------------------------------------------------
 
@@ -97,7 +117,7 @@ class DeployEngine(object):
                 if not (exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover'
                         and not request.check_mode and not result.changed):
                     raise
-                self._recover(result)
+                self._recover(request, result)
                 return self._run(request, result)
         except errors.DeployError as exc:
             exc.details.setdefault('warnings', list(result.warnings))
@@ -105,7 +125,15 @@ class DeployEngine(object):
                 exc.details['result'] = result.as_dict()
             raise
 
-    def _recover(self, result):
+    def _recover(self, request, result):
+        # Recovering brings a certificate back to life: only one this collection owns (or is told to take over).
+        deleted = self.target.read_deleted()
+        if deleted is not None and not tags.is_managed(deleted.tags) and not request.take_ownership:
+            raise errors.DeployError(
+                errors.NOT_OWNED,
+                'The certificate is soft-deleted (version %s) and does not carry the tag %s=%s, so this module does not own '
+                'it: it was not recovered. Nothing was changed. Recover or purge it yourself, or set take_ownership: true '
+                'to recover and manage it.' % (deleted.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE))
         self.target.recover_deleted()
         result.changed = True
         result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
@@ -181,7 +209,7 @@ class DeployEngine(object):
                 if request.check_mode:
                     result.warnings.append('The certificate is soft-deleted; it would be recovered first and then compared.')
                     return UNKNOWN
-                self._recover(result)
+                self._recover(request, result)
                 return self.target.read_latest(look_for_deleted=False)
             if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
                 if request.check_mode_read == 'required':
@@ -231,28 +259,58 @@ class DeployEngine(object):
     # -- apply ---------------------------------------------------------------
 
     def _import(self, current, request, wanted_tags, result):
-        try:
+        def send():
             if request.exported is not None:
                 return self.target.import_exported(request.exported, wanted_tags, request.enabled)
             return self.target.import_material(request.material, wanted_tags, request.enabled)
-        except errors.DeployError as exc:
-            if exc.code not in errors.TRANSIENT_CODES:
-                raise
-            failure = exc
-        # The request may have been committed before the failure reached us
-        # (connection cut, gateway timeout).  Look before reporting failure.
-        try:
-            latest = self.target.read_latest(look_for_deleted=False)
-        except errors.DeployError:
-            latest = None
-        committed = (latest is not None and latest.thumbprint == request.material.thumbprint
-                     and (current is None or latest.version != current.version))
-        if not committed:
-            raise failure
-        result.warnings.append(
-            'The import reported "%s" but the target holds the new certificate as version %s; continuing.'
-            % (failure.message, latest.version))
-        return latest
+        return self._send_import(send, request.material.thumbprint, current, result, 'import')
+
+    def _send_import(self, send, thumbprint, below, result, what):
+        """Send an import; never again before a read showed it did not commit.
+
+        A failed import may have been committed before the failure reached us (a connection cut, a gateway
+        timeout, a 503 after the write): an import resent blindly would add a second version. So after a
+        transient failure latest is read: holding ``thumbprint`` in a version other than ``below``'s, the import
+        did commit; otherwise it is sent again, at most ``import_attempts`` times in all, after the wait the
+        failure asked for (``retry_after``) or a short backoff -- a wish longer than ``resend_wait_max`` is not
+        waited for. The target sends an import once per call (no retries of its own).
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return send()
+            except errors.DeployError as exc:
+                if exc.code not in errors.TRANSIENT_CODES:
+                    raise
+                failure = exc
+            try:
+                latest = self.target.read_latest(look_for_deleted=False)
+            except errors.DeployError as exc_read:
+                # It may have been written: report a change (and, for the deploy's own import, an unverified outcome).
+                result.changed = True
+                if result.outcome is None:
+                    result.outcome = model.UNVERIFIED
+                raise errors.DeployError(
+                    failure.code, '%s Reading the certificate afterwards failed too (%s), so whether the %s was committed '
+                    'is unknown; it was not sent again. Check the target, then run again.' % (failure.message, exc_read.message, what),
+                    **dict((k, v) for k, v in failure.details.items() if k in ('retry_after', 'action')))
+            if latest is not None and latest.thumbprint == thumbprint and (below is None or latest.version != below.version):
+                result.warnings.append(
+                    'The %s reported "%s" but the target holds the certificate (thumbprint %s) as version %s; it was not '
+                    'sent again.' % (what, failure.message, thumbprint, latest.version))
+                return latest
+            if attempt >= self.import_attempts:
+                raise failure
+            wait = failure.details.get('retry_after')
+            wait = self.resend_delay * attempt if wait is None else wait
+            if wait > self.resend_wait_max:
+                raise errors.DeployError(
+                    errors.THROTTLED, '%s The target asked to wait %s s before the %s is sent again, longer than the %d s this '
+                    'module waits; nothing more was sent. Run again later.' % (failure.message, _seconds(wait), what,
+                                                                                self.resend_wait_max),
+                    retry_after=wait)
+            self._sleep(wait)
 
     # -- verify and rollback ------------------------------------------------
 
@@ -284,6 +342,14 @@ class DeployEngine(object):
         return None, why
 
     def _verify(self, current, imported, snapshot, request, result):
+        """Decide from what the target holds (a read), never from the import response alone.
+
+        - latest holds the sent thumbprint in a new version: deployed (a garbled response only warns);
+        - latest is the version the import response named, holding something else: the target stored a faulty
+          version of ours, and it is rolled back;
+        - latest is another version with another certificate: another writer deployed meanwhile; nothing is rolled
+          back over it.
+        """
         local = request.material.thumbprint
         result.certificate = imported.describe()
         garbled = imported.thumbprint != local
@@ -302,24 +368,35 @@ class DeployEngine(object):
                     'Version %s was imported and the import response matched, but reading it back failed (%s); '
                     'no rollback was attempted. Check the target before relying on it.' % (imported.version, why))
             return
-        if latest.version != imported.version:
-            result.outcome = model.CONCURRENT_WRITER
-            result.certificate = imported.describe()
-            raise errors.DeployError(
-                errors.CONFLICT,
-                'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
-                'concurrently. It was not rolled back over%s. Coordinate writers and run again.'
-                % (imported.version, latest.version, latest.thumbprint,
-                   ' (the import response showed thumbprint %s, not %s)' % (imported.thumbprint, local) if garbled else ''),
-                result=result.as_dict(),
-            )
-        if garbled or latest.thumbprint != local:  # our own version holds something else: roll back (raises)
+        if latest.thumbprint == local:
+            if garbled or latest.version != imported.version:
+                result.warnings.append(
+                    'The import response showed version %s with thumbprint %s, but reading back shows the sent certificate '
+                    '(thumbprint %s) as latest, version %s: deployed; the response was wrong.'
+                    % (imported.version, imported.thumbprint, local, latest.version))
+            result.outcome = model.ROTATED if current is not None else model.CREATED
+            result.certificate = latest.describe()
+            return
+        if latest.version == imported.version:  # our own version holds something else: roll back (raises)
             self._rollback(snapshot, latest, request, result,
-                           'The target stored a certificate with thumbprint %s, not the %s that was sent.' % (imported.thumbprint, local)
-                           if garbled else
-                           'Reading version %s back returned thumbprint %s, not %s.' % (latest.version, latest.thumbprint, local))
-        result.outcome = model.ROTATED if current is not None else model.CREATED
-        result.certificate = latest.describe()
+                           'Reading version %s back returned thumbprint %s, not the %s that was sent.' % (latest.version, latest.thumbprint, local))
+        result.outcome = model.CONCURRENT_WRITER
+        raise errors.DeployError(
+            errors.CONFLICT,
+            'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
+            'concurrently. It was not rolled back over%s. Coordinate writers and run again.'
+            % (imported.version, latest.version, latest.thumbprint,
+               ' (the import response showed thumbprint %s, not %s)' % (imported.thumbprint, local) if garbled else ''),
+            result=result.as_dict(),
+        )
+
+    def _newer_versions(self, snapshot_state, ours):
+        """Versions other than ``ours`` created no earlier than the snapshot's (a second's resolution: a version of
+        the same second counts, erring on the side of not rolling back); raises DeployError when unlistable."""
+        since = snapshot_state.created_on
+        return [v for v in self.target.list_versions()
+                if v.version not in (snapshot_state.version, ours.version)
+                and (since is None or v.created_on is None or v.created_on >= since)]
 
     def _rollback(self, snapshot, imported, request, result, cause):
         rb = result.rollback
@@ -341,17 +418,39 @@ class DeployEngine(object):
                 '%s Rollback was not possible because %s. Manual step: import the previous certificate again '
                 '(or deploy a correct one); do not disable versions, consumers follow the versionless id.' % (cause, snapshot.reason),
                 result=result.as_dict())
-        rb['attempted'] = True
         previous = snapshot.state
-        rollback_tags = tags.rollback_tags(previous.tags, imported.version)
-        # The previous version as it was: its own enabled and exportable flags, not this run's options.
+        # Never re-import the snapshot over a version another writer created after it was taken.
         try:
+            newer = self._newer_versions(previous, imported)
+        except errors.DeployError as exc:
+            rb['reason'] = 'the versions could not be listed to rule out another writer (%s: %s)' % (exc.code, exc.message)
+            result.outcome = model.ROLLBACK_FAILED
+            raise errors.DeployError(
+                errors.ROLLBACK_FAILED,
+                '%s It was not rolled back: %s, and a rollback must not bury another writer\'s version. Manual step: check '
+                'the versions, then re-import the previous certificate (version %s, thumbprint %s) if it is still wanted.'
+                % (cause, rb['reason'], previous.version, previous.thumbprint), result=result.as_dict())
+        if newer:
+            rb['reason'] = 'version %s was created after the snapshot (version %s) by another writer' % (
+                ', '.join(v.version for v in newer), previous.version)
+            result.outcome = model.ROLLBACK_FAILED
+            raise errors.DeployError(
+                errors.CONFLICT,
+                '%s It was not rolled back: %s, and re-importing the snapshot would bury it. Manual step: decide which '
+                'certificate is wanted and deploy it; do not disable versions.' % (cause, rb['reason']),
+                result=result.as_dict())
+        rb['attempted'] = True
+        rollback_tags = tags.rollback_tags(previous.tags, imported.version)
+
+        # The previous version as it was: its own enabled and exportable flags, not this run's options.
+        def send():
             if snapshot.source == 'backing_secret':  # the previous version's own bytes, in their own format
-                restored = self.target.import_exported(snapshot.material, rollback_tags, previous.enabled,
-                                                       exportable=previous.exportable)
-            else:
-                restored = self.target.import_material(snapshot.material, rollback_tags, previous.enabled,
-                                                       content_type=previous.content_type, exportable=previous.exportable)
+                return self.target.import_exported(snapshot.material, rollback_tags, previous.enabled,
+                                                   exportable=previous.exportable)
+            return self.target.import_material(snapshot.material, rollback_tags, previous.enabled,
+                                               content_type=previous.content_type, exportable=previous.exportable)
+        try:
+            self._send_import(send, previous.thumbprint, imported, result, 'rollback import')
         except errors.DeployError as exc:
             rb['reason'] = '%s: %s' % (exc.code, exc.message)
             result.outcome = model.ROLLBACK_FAILED
@@ -360,13 +459,26 @@ class DeployEngine(object):
                 '%s Rolling back failed too (%s). Manual step: re-import the previous certificate (version %s, '
                 'thumbprint %s) as a new version; do not disable versions.' % (cause, exc.message, previous.version, previous.thumbprint),
                 result=result.as_dict())
-        rb.update({'succeeded': True, 'version': restored.version, 'reason': cause})
+        # Rolled back only when a read shows the previous certificate latest again.
+        latest, why = self._read_back(imported)
+        if latest is None or latest.thumbprint != previous.thumbprint:
+            rb['reason'] = 'the rollback import was sent, but reading back %s' % (
+                'failed (%s)' % why if latest is None else 'shows version %s with thumbprint %s as latest' % (latest.version, latest.thumbprint))
+            result.outcome = model.ROLLBACK_FAILED
+            if latest is not None:
+                result.certificate = latest.describe()
+            raise errors.DeployError(
+                errors.ROLLBACK_FAILED,
+                '%s Rolling back is unconfirmed: %s. Manual step: check the target; re-import the previous certificate '
+                '(version %s, thumbprint %s) if it is not latest; do not disable versions.'
+                % (cause, rb['reason'], previous.version, previous.thumbprint), result=result.as_dict())
+        rb.update({'succeeded': True, 'version': latest.version, 'reason': cause})
         result.outcome = model.ROLLED_BACK
-        result.certificate = restored.describe()
+        result.certificate = latest.describe()
         raise errors.DeployError(
             errors.SERVICE_ERROR,
-            '%s Rolled back: the previous certificate (thumbprint %s) was re-imported as version %s.'
-            % (cause, previous.thumbprint, restored.version),
+            '%s Rolled back: the previous certificate (thumbprint %s) was re-imported as version %s, and reading back '
+            'confirms it is latest.' % (cause, previous.thumbprint, latest.version),
             result=result.as_dict())
 
     # -- report helpers -----------------------------------------------------

@@ -31,8 +31,20 @@ class Target(object):
         """
         raise NotImplementedError
 
+    def read_deleted(self):
+        """The soft-deleted certificate of this name (a ``VersionState``: its tags tell who owns it), or None."""
+        raise NotImplementedError
+
     def recover_deleted(self):
         """Recover a soft-deleted name and wait until it is readable again."""
+        raise NotImplementedError
+
+    def list_versions(self):
+        """Every version of this name as ``VersionState`` (version, created_on, thumbprint, tags; no certificate).
+
+        Used before a rollback, to make sure no other writer's version was created since the snapshot.
+        Raises DeployError when the versions cannot be listed in full.
+        """
         raise NotImplementedError
 
     def update_properties(self, state, tags, enabled):
@@ -49,6 +61,9 @@ class Target(object):
 
     def import_material(self, material, tags, enabled, content_type=None, exportable=None):
         """Import ``material`` as a new version; return the VersionState from the import response.
+
+        The target sends an import once and never resends it by itself: a failed import may have committed, and
+        only the engine, after reading latest, decides to send it again.
 
         ``content_type`` and ``exportable`` override the target's configured ones (a rollback
         re-imports in the previous version's format, as exportable as it was).

@@ -25,15 +25,15 @@ import threading
 
 from ... import errors
 from ...material import certificate as cert_material
-from . import credentials, faults, sdk as azure_sdk
+from . import credentials, faults, retry, sdk as azure_sdk
+from .retry import TOTAL_TIMEOUT_FACTOR, call_time_bound  # noqa: F401  (the adapter's public time limits)
 
 # azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
 # A connection that cannot be made at all (refused, no route) is tried twice, not five times: waiting
-# longer rarely helps, and `timeout` must bound a failing call.
+# longer rarely helps, and `timeout` must bound a failing call. How long one call may take, waits and token
+# requests included, is retry.call_time_bound(timeout): no Retry-After can stretch it.
 RETRY = {'retry_total': 4, 'retry_backoff_factor': 0.8, 'retry_backoff_max': 30}
 CONNECT_RETRIES = 1
-# ...and how long: one call, retries and waits included, gives up after this many request timeouts.
-TOTAL_TIMEOUT_FACTOR = 4
 
 # Failures of a vault's first request that are about the vault or the identity, not about one certificate.
 # (forbidden is not one of them: a role assignment can be scoped to one certificate.)
@@ -122,18 +122,31 @@ class VaultConnection(object):
             transport['connection_verify'] = self._ca_file
         resolved = credentials.resolve(settings.credential_mode, settings.authority_host,
                                        tenant_id=settings.tenant_id, client_id=settings.client_id, env=self._env)
+        budget = settings.timeout * TOTAL_TIMEOUT_FACTOR
         try:
-            credential = credentials.guarded(credentials.build_credential(resolved, sdk.identity, **transport))
+            # The token requests run inside a vault call, under its budget (their transport enforces it), and have
+            # a total timeout of their own for good measure.
+            credential = credentials.guarded(credentials.build_credential(
+                resolved, sdk.identity, **dict(transport, timeout=budget, **self._bounded_transport(transport))))
         except (ValueError, TypeError) as exc:  # azure-identity validates tenant ids and hosts on construction
             raise errors.DeployError(errors.AUTH_FAILED, 'The %s credential cannot be built: %s' % (resolved.mode, exc))
-        options = dict(transport, verify_challenge_resource=settings.verify_challenge_resource,
-                       timeout=settings.timeout * TOTAL_TIMEOUT_FACTOR, **RETRY)
+        options = dict(transport, verify_challenge_resource=settings.verify_challenge_resource, timeout=budget,
+                       retry_policy=retry.BoundedRetryPolicy(timeout=budget, retry_connect=CONNECT_RETRIES, **RETRY),
+                       **self._bounded_transport(transport))
         if settings.api_version:
             options['api_version'] = settings.api_version
         try:
             return sdk.certificates.CertificateClient(settings.address.url, credential, **options)
         except (ValueError, NotImplementedError) as exc:
             raise faults.classify(exc, 'connect', self._where)
+
+    def _bounded_transport(self, transport):
+        """``{'transport': ...}``: azure-core's RequestsTransport behind retry.BoundedTransport; {} without the module."""
+        module = self._sdk.core_transport
+        if module is None:
+            return {}
+        options = dict((k, v) for k, v in transport.items() if k != 'retry_connect')
+        return {'transport': retry.BoundedTransport(module.RequestsTransport(**options))}
 
     def first_request(self, call):
         """Run ``call`` (a read). The vault's first one runs alone; when it fails for a reason that is about

@@ -13,7 +13,7 @@ argument so tests can observe exactly what is constructed.
 from __future__ import annotations
 
 from ... import errors
-from . import faults
+from . import faults, retry
 
 MODES = ('default', 'managed_identity', 'client_secret', 'workload_identity')
 
@@ -141,6 +141,8 @@ class _TokenGuard(object):
     def _fail(self, exc):
         if isinstance(exc, errors.DeployError):
             return exc
+        if retry.refused_wait(exc) is not None:  # the token request ran out of the vault call's time budget
+            return faults.budget_exceeded(retry.refused_wait(exc), 'token')
         text = ' '.join(str(exc).split())[:1000] or type(exc).__name__
         if faults.no_connection(text) is not None:
             return faults.sign_in_unreachable(type(self._credential).__name__, text)

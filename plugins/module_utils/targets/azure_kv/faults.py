@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ... import errors
+from . import retry
 
 # Key Vault RBAC data actions per operation, named when Key Vault's own message does not.
 ACTIONS = {
@@ -19,6 +20,7 @@ ACTIONS = {
     # Get Deleted Certificate needs the same data action as Get Certificate: Key Vault has no separate one.
     'read_deleted': 'Microsoft.KeyVault/vaults/certificates/read',
     'get_secret': 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
+    'list_versions': 'Microsoft.KeyVault/vaults/certificates/read',
 }
 
 _ACTION = re.compile(r"Action:\s*'?([A-Za-z0-9./_-]+)'?")
@@ -125,6 +127,9 @@ def classify(exc, operation, subject=''):
     """Return a DeployError for ``exc`` raised during ``operation`` (a key of ACTIONS)."""
     if isinstance(exc, errors.DeployError):
         return exc
+    refused = retry.refused_wait(exc)
+    if refused is not None:
+        return budget_exceeded(refused, operation, subject)
     name = type(exc).__name__
     status = getattr(exc, 'status_code', None)
     if status is None:
@@ -213,10 +218,13 @@ def classify(exc, operation, subject=''):
         if 'ObjectIsBeingDeleted' in codes or 'being deleted' in lowered:
             return errors.DeployError(errors.BEING_DELETED, 'The certificate is being deleted%s; retry later. Key Vault said: %s' % (where, message))
         return errors.DeployError(errors.CONFLICT, 'Conflict during %s%s: %s' % (operation, where, message))
+    wish = {'retry_after': _retry_after(exc)} if _retry_after(exc) is not None else {}
     if status == 429:
-        return errors.DeployError(errors.THROTTLED, 'Key Vault throttled the %s request%s after retries: %s' % (operation, where, message))
+        return errors.DeployError(errors.THROTTLED, 'Key Vault throttled the %s request%s after retries: %s' % (operation, where, message),
+                                  **wish)
     if status >= 500:
-        return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault failed with HTTP %d during %s%s: %s' % (status, operation, where, message))
+        return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault failed with HTTP %d during %s%s: %s' % (status, operation, where, message),
+                                  **wish)
     if status == 400:
         if any('tag' in code.lower() for code in codes) or _TAGS.search(message):
             return errors.DeployError(errors.INVALID_CONFIG, 'Key Vault rejected the tags%s: %s' % (where, message))
@@ -224,6 +232,29 @@ def classify(exc, operation, subject=''):
             return errors.DeployError(errors.INVALID_MATERIAL, 'Key Vault rejected the certificate%s: %s' % (where, message))
         return errors.DeployError(errors.INVALID_CONFIG, 'Key Vault rejected the %s request%s: %s' % (operation, where, message))
     return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault answered HTTP %s during %s%s: %s' % (status, operation, where, message))
+
+
+def _retry_after(exc):
+    """The seconds an error answer's Retry-After header asks for (a number of seconds only), or None."""
+    headers = getattr(getattr(exc, 'response', None), 'headers', None)
+    try:
+        value = float(headers.get('Retry-After')) if headers is not None and headers.get('Retry-After') else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return value if value is not None and 0 <= value < float('inf') else None
+
+
+def budget_exceeded(refused, operation, subject=''):
+    """The error for a call that ran out of its time budget (retry.WaitRefused): ``throttled`` when a retry was
+    asked to wait longer than the budget left (the wish is named), ``timeout`` when the budget was spent."""
+    where = (' (%s)' % subject) if subject else ''
+    if refused.wanted is None:
+        return errors.DeployError(
+            errors.TIMEOUT, 'The %s request to Key Vault%s gave up: %s (4 x timeout, retries and token requests '
+            'included). Raise timeout or check the network.' % (operation, where, refused))
+    return errors.DeployError(
+        errors.THROTTLED, 'The %s request to Key Vault%s gave up: %s (4 x timeout). Nothing waited longer; run again '
+        'later, or raise timeout.' % (operation, where, refused), retry_after=refused.wanted)
 
 
 def _first_line(text):

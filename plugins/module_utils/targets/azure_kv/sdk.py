@@ -20,6 +20,7 @@ PACKAGES = {
     'azure.keyvault.certificates': 'azure-keyvault-certificates',
     'azure.core.exceptions': 'azure-core',
     'azure.core.rest': 'azure-core',
+    'azure.core.pipeline.transport': 'azure-core',
 }
 
 _CACHE = {}
@@ -31,13 +32,18 @@ class Sdk(object):
     There is no secrets client: the backing secret of a certificate version is read through the
     certificate client's own pipeline (``core_rest.HttpRequest`` + ``CertificateClient.send_request``),
     so one challenge and one token serve every call of a process.
+
+    ``core_transport`` is azure-core's transport module: the connection builds its ``RequestsTransport`` and
+    wraps it so that no wait overruns a call's budget (``retry.BoundedTransport``). None leaves the transport
+    to the client (unit tests that hand the client a transport of their own).
     """
 
-    def __init__(self, identity, certificates, core_exceptions, core_rest):
+    def __init__(self, identity, certificates, core_exceptions, core_rest, core_transport=None):
         self.identity = identity
         self.certificates = certificates
         self.core_exceptions = core_exceptions
         self.core_rest = core_rest
+        self.core_transport = core_transport
 
 
 def _import(module):
@@ -58,5 +64,6 @@ def load():
             certificates=_import('azure.keyvault.certificates'),
             core_exceptions=_import('azure.core.exceptions'),
             core_rest=_import('azure.core.rest'),
+            core_transport=_import('azure.core.pipeline.transport'),
         )
     return _CACHE['sdk']

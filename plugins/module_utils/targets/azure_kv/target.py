@@ -14,7 +14,8 @@ from ...engine.model import ExportedVersion, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
 from . import faults, sdk as azure_sdk
-from .connection import TOTAL_TIMEOUT_FACTOR, VaultConnection
+from .connection import VaultConnection
+from .retry import TOTAL_TIMEOUT_FACTOR
 
 CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
@@ -129,6 +130,33 @@ class KeyVaultTarget(Target):
             'on_soft_deleted: recover, or purge it, before deploying.'
             % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)))
 
+    def read_deleted(self):
+        certs = self._client()
+        try:
+            deleted = certs.get_deleted_certificate(self.name)
+        except Exception as exc:
+            if self._status(exc) == 404:
+                return None
+            raise faults.classify(exc, 'read_deleted', self._where)
+        return self.state_of(deleted)
+
+    # Versions listed before a rollback, at most: a name with more is not rolled back (it cannot be ruled out
+    # that another writer's version is among the rest).
+    MAX_LISTED_VERSIONS = 5000
+
+    def list_versions(self):
+        certs = self._client()
+
+        def listed():
+            out = []
+            for props in certs.list_properties_of_certificate_versions(self.name):
+                if len(out) >= self.MAX_LISTED_VERSIONS:
+                    raise errors.DeployError(errors.CONFLICT, 'the certificate has more than %d versions' % self.MAX_LISTED_VERSIONS)
+                out.append(VersionState(version=props.version, thumbprint=cert_material.thumbprint_from_x5t(props.x509_thumbprint),
+                                        tags=props.tags or {}, enabled=props.enabled, created_on=props.created_on))
+            return out
+        return self._call('list_versions', listed)
+
     def recover_deleted(self):
         certs = self._client()
         poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
@@ -242,8 +270,10 @@ class KeyVaultTarget(Target):
         policy = self._policy(material, kind, self.settings.exportable if exportable is None else exportable)
         extra = {'preserve_order': True} if self.settings.preserve_chain_order else {}
         try:
+            # retry_total=0: azure-core would resend the POST on 500/503/504 or any Retry-After, and a resend of an
+            # import that committed adds a second version. The engine reads latest before it sends again.
             bundle = certs.import_certificate(self.name, payload, enabled=enabled, tags=tags, password=password,
-                                              policy=policy, **extra)
+                                              policy=policy, retry_total=0, **extra)
         except Exception as exc:  # every SDK/transport failure is classified, none escapes raw
             failure = faults.classify(exc, 'import', self._where)
             if failure.code == errors.CONFLICT and self._status(exc) == 409:

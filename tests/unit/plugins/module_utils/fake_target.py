@@ -32,8 +32,17 @@ class ConcurrentImport(object):
         self.garbled_leaf = garbled_leaf
 
 
+class Tampered(object):
+    """Import effect: the target stores ``leaf`` instead of the certificate sent (the response and every read show it)."""
+
+    def __init__(self, leaf):
+        self.leaf = leaf
+
+
 class FakeTarget(Target):
     """Versions of one name kept in a list; ``faults`` maps an operation to a list of exceptions/callables to apply in turn."""
+
+    # An import effect that is a bare certificate garbles the import *response* only; Tampered changes what is stored.
 
     def __init__(self):
         self.labels = {'target': 'fake', 'vault': 'mem://vault', 'name': 'www'}
@@ -94,6 +103,16 @@ class FakeTarget(Target):
             return None
         return self._state(self.versions[-1]) if self.versions else None
 
+    def read_deleted(self):
+        self.calls.append(('read_deleted',))
+        self._apply_fault('read_deleted')
+        return self._state(self.soft_deleted[-1]) if self.soft_deleted else None
+
+    def list_versions(self):
+        self.calls.append(('list_versions',))
+        self._apply_fault('list_versions')
+        return [self._state(entry) for entry in self.versions]
+
     def recover_deleted(self):
         self.calls.append(('recover',))
         self.versions, self.soft_deleted = self.soft_deleted, None
@@ -138,6 +157,8 @@ class FakeTarget(Target):
             raise errors.DeployError(errors.SOFT_DELETED, '409: the name is deleted but recoverable')
         self.seed(material, tags, enabled, content_type, payload, True if exportable is None else exportable)
         mine = self.versions[-1]
+        if isinstance(effect, Tampered):
+            mine['material'] = m.Material(effect.leaf, None, [])
         if isinstance(effect, CommitThenFail):
             raise effect.error
         stored_leaf = effect if isinstance(effect, m.x509.Certificate) else None

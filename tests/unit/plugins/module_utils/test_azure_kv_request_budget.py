@@ -114,6 +114,14 @@ def soft_deleted_409():
     return renamed(item, 'livekvtestcertverfe57382c', NAME)
 
 
+def deleted(material, tag_values):
+    """GET /deletedcertificates/{name}: the certificate bundle plus Key Vault's deletion fields, with ``tag_values``."""
+    item = bundle(material, 'v1', tag_values, path='/deletedcertificates/%s' % NAME)
+    item['response']['body'].update({'recoveryId': '%s/deletedcertificates/%s' % (RECORDED_ID_BASE, NAME),
+                                     'deletedDate': 1774657900, 'scheduledPurgeDate': 1782433900})
+    return item
+
+
 def deploy(replay, material, **options):
     options.setdefault('certificate_id', 'www')
     target = replay.target(NAME, verify_challenge_resource=True)
@@ -181,11 +189,13 @@ def test_soft_deleted_name_fails_on_the_409_of_the_import(old):
 
 def test_soft_deleted_name_is_recovered_after_the_409_and_compared_again(old):
     recovered = bundle(old, 'v1', MANAGED, method='POST', path='/deletedcertificates/%s/recover' % NAME)
-    replay = Replay([missing(), soft_deleted_409(), recovered, bundle(old, 'v1', MANAGED), bundle(old, 'v1', MANAGED)])
+    replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, bundle(old, 'v1', MANAGED),
+                     bundle(old, 'v1', MANAGED)])
     result = deploy(replay, old, on_soft_deleted='recover')
     assert (result.changed, result.outcome) == (True, model.UNCHANGED)  # the recovered version is the wanted one
     assert any('recovered' in w for w in result.warnings)
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True),
+                           ('GET', '/deletedcertificates/%s' % NAME, True),  # its tags: only an owned one is recovered
                            ('POST', '/deletedcertificates/%s/recover' % NAME, True),
                            ('GET', CERT, True),   # the SDK's recovery poller: readable again
                            ('GET', CERT, True)])  # the engine starts over: read latest
@@ -232,10 +242,36 @@ def test_a_409_for_a_name_that_is_not_deleted_stays_a_conflict(old):
 def test_recovery_waits_until_the_certificate_is_readable_again(old):
     """Key Vault recovers asynchronously: a 404 while the poller polls, then the certificate; only then the engine reads."""
     recovered = bundle(old, 'v1', MANAGED, method='POST', path='/deletedcertificates/%s/recover' % NAME)
-    replay = Replay([missing(), soft_deleted_409(), recovered, missing(), bundle(old, 'v1', MANAGED), bundle(old, 'v1', MANAGED)])
+    replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, missing(), bundle(old, 'v1', MANAGED),
+                     bundle(old, 'v1', MANAGED)])
     result = deploy(replay, old, on_soft_deleted='recover')
     assert (result.changed, result.outcome) == (True, model.UNCHANGED)
-    assert sequence(replay)[3:] == [('POST', '/deletedcertificates/%s/recover' % NAME, True),
+    assert sequence(replay)[4:] == [('POST', '/deletedcertificates/%s/recover' % NAME, True),
                                     ('GET', CERT, True), ('GET', CERT, True), ('GET', CERT, True)]
     assert len(replay.transport.slept) == 1  # one polling interval, asked of the transport (no real sleep here)
+    replay.check()
+
+
+def test_a_soft_deleted_certificate_without_the_managed_tag_is_not_recovered(old):
+    replay = Replay([missing(), soft_deleted_409(), deleted(old, {'owner': 'another-team'})])
+    with pytest.raises(errors.DeployError) as info:
+        deploy(replay, old, on_soft_deleted='recover')
+    assert info.value.code == errors.NOT_OWNED and 'not recovered' in info.value.message
+    assert 'result' not in info.value.details  # changed: false, nothing was written
+    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True),
+                           ('GET', '/deletedcertificates/%s' % NAME, True)])
+
+
+def test_an_import_answered_503_after_it_committed_is_not_resent_by_the_sdk(old, new):
+    """azure-core resends a POST answered 500/503/504; the import is sent with its retries off, and the engine reads
+    latest: the new version is there, so nothing is sent again (one import, one new version)."""
+    failed = bundle(new, 'v2', MANAGED, status=503, method='POST', path=CERT + '/import')
+    failed['response']['body'] = {'error': {'code': 'ServiceUnavailable', 'message': 'The service is unavailable.'}}
+    failed['response'].setdefault('headers', {})['Retry-After'] = '1'
+    replay = Replay([bundle(old, 'v1', MANAGED), backing_secret(old, 'v1'), failed, bundle(new, 'v2', MANAGED),
+                     bundle(new, 'v2', MANAGED)])
+    result = deploy(replay, new)
+    assert result.outcome == model.ROTATED and any('was not sent again' in w for w in result.warnings)
+    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('GET', '/secrets/%s/v1' % NAME, True),
+                           ('POST', CERT + '/import', True), ('GET', CERT, True), ('GET', CERT, True)])
     replay.check()

@@ -16,7 +16,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy imp
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import (
-    CommitThenFail, ConcurrentImport, FakeTarget)
+    CommitThenFail, ConcurrentImport, Tampered, FakeTarget)
 
 MANAGED = tags.desired_tags({}, 'www')
 
@@ -266,7 +266,8 @@ def test_soft_deleted_found_by_the_import_is_recovered_once_and_deployed(target,
     target.soft_deleted, target.versions = target.versions, []
     result = run(target, other, on_soft_deleted='recover')
     # The recovered version is what was wanted: nothing is imported after the recovery.
-    assert [c[0] for c in target.calls] == ['read', 'import', 'recover', 'read']
+    # The deleted certificate's tags are read first: only an owned one is recovered.
+    assert [c[0] for c in target.calls] == ['read', 'import', 'read_deleted', 'recover', 'read']
     assert (result.changed, result.outcome) == (True, model.UNCHANGED)
     assert [w for w in result.warnings if 'recovered' in w] == [
         'The soft-deleted certificate was recovered (on_soft_deleted: recover).']
@@ -313,7 +314,7 @@ def test_rollback_disabled_takes_no_snapshot(target, material, other):
 
 def test_stored_thumbprint_mismatch_rolls_back_with_previous_key(target, material, other, pki):
     first = target.seed(other, MANAGED, content_type='pem')
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     err = fail(target, material)
     assert err.code == errors.SERVICE_ERROR
     result = err.details['result']
@@ -325,7 +326,9 @@ def test_stored_thumbprint_mismatch_rolls_back_with_previous_key(target, materia
     assert len(target.versions) == 3
     # Byte for byte: the previous version's exported bytes went back unchanged, in their own format.
     assert latest['payload'] == 'exported-bytes-of-' + first and latest['content_type'] == 'pem'
-    assert target.calls[-1][3] == 'import_exported'
+    assert [c for c in target.calls if c[0] == 'import'][-1][3] == 'import_exported'
+    # Before re-importing, the versions were listed (no other writer's since the snapshot); after, latest was read.
+    assert [c[0] for c in target.calls][-3:] == ['list_versions', 'import', 'read']
 
 
 def test_rollback_re_pairs_only_when_public_keys_match(target, pki):
@@ -334,19 +337,19 @@ def test_rollback_re_pairs_only_when_public_keys_match(target, pki):
     renewed = m.Material(pki.cert(key, 'www.example.com'), key, [])
     target.seed(old, MANAGED, content_type='pem')
     target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     result = fail(target, renewed).details['result']
     assert result['outcome'] == model.ROLLED_BACK
     latest = target.versions[-1]
     assert m.thumbprint(latest['material'].leaf) == old.thumbprint
     # Rebuilt from the old certificate and the new key, in the previous version's format.
-    assert target.calls[-1][3] == 'import' and latest['content_type'] == 'pem'
+    assert [c for c in target.calls if c[0] == 'import'][-1][3] == 'import' and latest['content_type'] == 'pem'
 
 
 def test_key_rotation_without_previous_key_cannot_roll_back(target, material, other, pki):
     target.seed(other, MANAGED)
     target.exportable = False
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     err = fail(target, material)
     assert err.code == errors.ROLLBACK_FAILED
     assert err.details['result']['outcome'] == model.ROLLBACK_FAILED
@@ -358,7 +361,7 @@ def test_key_rotation_without_previous_key_cannot_roll_back(target, material, ot
 
 def test_failed_rollback_import_reports_rollback_failed(target, material, other, pki):
     target.seed(other, MANAGED)
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'), errors.DeployError(errors.SERVICE_ERROR, 'boom'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')), *[errors.DeployError(errors.SERVICE_ERROR, 'boom')] * 3)
     err = fail(target, material)
     assert err.code == errors.ROLLBACK_FAILED
     rb = err.details['result']['rollback']
@@ -366,7 +369,7 @@ def test_failed_rollback_import_reports_rollback_failed(target, material, other,
 
 
 def test_first_deploy_mismatch_has_nothing_to_roll_back_to(target, material, pki):
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     err = fail(target, material)
     assert err.code == errors.ROLLBACK_FAILED and 'no previous version' in err.message
 
@@ -407,10 +410,67 @@ def test_import_error_after_commit_is_recognised(target, material, other):
     assert any('connection reset' in w for w in result.warnings)
 
 
-def test_import_error_without_commit_fails(target, material):
-    target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '500'))
+def test_import_error_without_commit_fails_after_the_attempts_each_after_a_read(target, material):
+    target.fail('import', *[errors.DeployError(errors.SERVICE_ERROR, '500')] * 3)
     err = fail(target, material)
     assert err.code == errors.SERVICE_ERROR and target.versions == []
+    assert [c[0] for c in target.calls] == ['read', 'import', 'read', 'import', 'read', 'import', 'read']
+
+
+def test_an_import_that_did_not_commit_is_sent_again_after_a_read(target, material, other):
+    target.seed(other, MANAGED)
+    target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '503 before the write'))
+    result = run(target, material)
+    assert result.outcome == model.ROTATED and len(target.versions) == 2
+    assert [c[0] for c in target.calls] == ['read', 'read_secret', 'import', 'read', 'import', 'read']
+
+
+def test_an_import_that_committed_and_was_answered_503_is_not_sent_again(target, material, other):
+    """azure-core resends a POST answered 503; the engine must not: it reads, finds ours, and adds nothing."""
+    target.seed(other, MANAGED)
+    target.fail('import', CommitThenFail(errors.DeployError(errors.SERVICE_ERROR, 'HTTP 503 after the write')))
+    result = run(target, material)
+    assert result.outcome == model.ROTATED and len(target.versions) == 2
+    assert [c[0] for c in target.calls].count('import') == 1
+
+
+def test_a_resend_wish_longer_than_the_engine_waits_fails_throttled(target, material):
+    slept = []
+    target.fail('import', errors.DeployError(errors.THROTTLED, '429', retry_after=86400.0))
+    with pytest.raises(errors.DeployError) as info:
+        DeployEngine(target, sleep=slept.append).run(DeployRequest(material, 'www'))
+    assert info.value.code == errors.THROTTLED and '86400 s' in info.value.message
+    assert slept == [] and target.versions == []
+
+
+def test_a_short_resend_wish_is_waited_for(target, material):
+    slept = []
+    target.fail('import', errors.DeployError(errors.THROTTLED, '429', retry_after=3.0))
+    assert DeployEngine(target, sleep=slept.append).run(DeployRequest(material, 'www')).outcome == model.CREATED
+    assert slept == [3.0]
+
+
+def test_an_unreadable_target_after_a_failed_import_means_no_resend(target, material):
+    target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '504'))
+    target.fail('read', None, errors.DeployError(errors.THROTTLED, 'busy'))
+    err = fail(target, material)
+    assert err.code == errors.SERVICE_ERROR and 'not sent again' in err.message
+    assert [c[0] for c in target.calls].count('import') == 1
+    # Whether it was written is unknown: the result must not claim "nothing changed".
+    assert err.details['result']['changed'] is True and err.details['result']['outcome'] == model.UNVERIFIED
+
+
+def test_the_engines_own_sleeps_stay_within_its_bound(target, material, other, pki):
+    slept = []
+    target.seed(other, MANAGED)
+    target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '503'), Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')),
+                errors.DeployError(errors.THROTTLED, '429', retry_after=30.0), errors.DeployError(errors.THROTTLED, '429', retry_after=30.0))
+    target.fail('read', None, None, *[errors.DeployError(errors.THROTTLED, 'busy')] * 2)
+    engine = DeployEngine(target, sleep=slept.append)
+    with pytest.raises(errors.DeployError):
+        engine.run(DeployRequest(material, 'www'))
+    assert slept and sum(slept) <= engine.sleep_bound()
+    assert engine.sleep_bound() == 2 * (2 + 4) + 2 * 2 * 30
 
 
 def test_import_client_error_is_not_second_guessed(target, material):
@@ -422,7 +482,7 @@ def test_import_client_error_is_not_second_guessed(target, material):
 def test_warnings_survive_a_failure(target, material, other, pki):
     target.seed(other, MANAGED)
     target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     err = fail(target, material)
     assert any('Rollback is unavailable' in w for w in err.details['warnings'])
 
@@ -445,11 +505,29 @@ def test_soft_delete_found_only_at_import_is_recovered(target, material, other):
     assert ('recover',) in target.calls and result.outcome == model.ROTATED and result.changed
 
 
-def test_errors_after_a_recovery_report_the_change(target, material, other):
+def test_a_soft_deleted_certificate_this_collection_does_not_own_is_not_recovered(target, material, other):
     target.seed(other, {'owner': 'someone'})
     target.soft_deleted, target.versions = target.versions, []
     err = fail(target, material, on_soft_deleted='recover')
-    assert err.code == errors.NOT_OWNED and err.details['result']['changed'] is True
+    assert err.code == errors.NOT_OWNED and 'not recovered' in err.message
+    assert 'result' not in err.details  # nothing was changed
+    assert ('recover',) not in target.calls and target.versions == [] and target.soft_deleted
+
+
+def test_take_ownership_recovers_a_foreign_soft_deleted_certificate(target, material, other):
+    target.seed(other, {'owner': 'someone'})
+    target.soft_deleted, target.versions = target.versions, []
+    result = run(target, material, on_soft_deleted='recover', take_ownership=True)
+    assert ('recover',) in target.calls and result.outcome == model.ROTATED
+
+
+def test_errors_after_a_recovery_report_the_change(target, material, other):
+    target.seed(other, MANAGED)
+    target.soft_deleted, target.versions = target.versions, []
+    target.fail('read_secret', errors.DeployError(errors.FORBIDDEN, 'no getSecret'))
+    err = fail(target, material, on_soft_deleted='recover', rollback='required')
+    assert ('recover',) in target.calls
+    assert err.code == errors.FORBIDDEN and err.details['result']['changed'] is True
 
 
 def test_required_rollback_keeps_the_missing_action(target, material, other):
@@ -521,7 +599,7 @@ def test_garbled_import_response_with_a_newer_foreign_version_is_not_rolled_back
 
 def test_garbled_import_response_reads_latest_before_rolling_back(target, material, other, pki):
     target.seed(other, MANAGED)
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     fail(target, material)
     ops = [c[0] for c in target.calls]
     first_import = ops.index('import')
@@ -610,7 +688,7 @@ def test_auth_failed_read_back_is_retried(target, material):
 def test_rollback_disabled_with_a_mismatch_reports_an_outcome_and_what_the_vault_holds(target, material, other, pki):
     target.seed(other, MANAGED)
     tampered = pki.cert(pki.rsa(fresh=True), 'tampered')
-    target.fail('import', tampered)
+    target.fail('import', Tampered(tampered))
     err = fail(target, material, rollback='disabled')
     result = err.details['result']
     assert err.code == errors.SERVICE_ERROR
@@ -628,7 +706,7 @@ def test_rollback_restores_the_previous_flags_not_this_runs(target, pki, enabled
     target.seed(old, MANAGED, enabled=enabled, exportable=exportable)
     if not exportable:
         target.exportable = False  # its key cannot be read back: rollback re-pairs (same public key)
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
     result = fail(target, renewed, enabled=True).details['result']
     assert result['outcome'] == model.ROLLED_BACK
     restored = target.versions[-1]
@@ -640,7 +718,7 @@ def test_rollback_restores_the_previous_flags_not_this_runs(target, pki, enabled
 
 def test_rollback_failed_message_names_the_manual_step(target, material, other, pki):
     target.seed(other, MANAGED)
-    target.fail('import', pki.cert(pki.rsa(fresh=True), 'tampered'), errors.DeployError(errors.SERVICE_ERROR, 'boom'))
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')), *[errors.DeployError(errors.SERVICE_ERROR, 'boom')] * 3)
     err = fail(target, material)
     assert 'Manual step: re-import the previous certificate (version v1' in err.message and 'do not disable' in err.message
 
@@ -674,3 +752,66 @@ def test_check_mode_read_required_fails_instead_of_predicting(target, material, 
     err = fail(target, material, check_mode=True, check_mode_read='required')
     assert err.code == code and 'check_mode_read is required' in err.message and err.details['action'] == 'x/read'
     assert target.writes == []
+
+
+# -- rollback is decided on what the target holds (issue: garbled responses, foreign versions, unconfirmed restores) --
+
+def test_a_garbled_import_response_alone_does_not_roll_back(target, material, other, pki):
+    """The response shows another thumbprint, but reading back shows ours stored correctly: deployed, with a warning."""
+    target.seed(other, MANAGED)
+    target.fail('import', pki.cert(pki.rsa(fresh=True), 'garbled'))
+    result = run(target, material)
+    assert result.outcome == model.ROTATED and result.rollback['attempted'] is False
+    assert len(target.versions) == 2 and target.versions[-1]['material'] is material
+    assert result.certificate['thumbprint'] == material.thumbprint
+    assert any('the response was wrong' in w for w in result.warnings)
+
+
+def test_no_rollback_over_a_version_created_after_the_snapshot(target, material, other, pki):
+    """Another writer's version lands between our snapshot and our (faulty) version: the snapshot is not re-imported."""
+    target.seed(other, MANAGED)
+    foreign = m.Material(pki.cert(pki.rsa(fresh=True), 'foreign'), None, [])
+    real_export = target.export_version
+
+    def snapshot_then_foreign(state):
+        exported = real_export(state)
+        target.seed(foreign, {'writer': 'someone-else'})
+        return exported
+    target.export_version = snapshot_then_foreign
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    err = fail(target, material)
+    assert err.code == errors.CONFLICT and 'would bury it' in err.message
+    result = err.details['result']
+    assert result['outcome'] == model.ROLLBACK_FAILED and result['rollback']['attempted'] is False
+    assert 'v2' in result['rollback']['reason']
+    assert [c[0] for c in target.calls].count('import') == 1 and len(target.versions) == 3
+
+
+def test_rollback_is_refused_when_the_versions_cannot_be_listed(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    target.fail('list_versions', errors.DeployError(errors.FORBIDDEN, 'no list'))
+    err = fail(target, material)
+    assert err.code == errors.ROLLBACK_FAILED and 'could not be listed' in err.message
+    assert [c[0] for c in target.calls].count('import') == 1
+
+
+def test_rolled_back_only_when_a_read_shows_the_previous_certificate_latest(target, material, other, pki):
+    """The rollback import is answered, but every read afterwards still shows our faulty version: not rolled back."""
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    real_read = target.read_latest
+    reads = []
+
+    def read(look_for_deleted=True):
+        reads.append(look_for_deleted)
+        if len(reads) >= 3:  # the first read, the read-back of our version, then the reads confirming the rollback
+            target.calls.append(('read',))
+            return target._state(next(e for e in target.versions if e['version'] == 'v2'))
+        return real_read(look_for_deleted=look_for_deleted)
+    target.read_latest = read
+    err = fail(target, material)
+    result = err.details['result']
+    assert err.code == errors.ROLLBACK_FAILED and 'unconfirmed' in err.message, err.message
+    assert result['outcome'] == model.ROLLBACK_FAILED and result['rollback']['succeeded'] is False
+    assert len(reads) == 2 + 3  # the confirming read-back was tried verify_attempts times
