@@ -117,7 +117,7 @@ class DeployEngine(object):
                 if not (exc.code == errors.SOFT_DELETED and request.on_soft_deleted == 'recover'
                         and not request.check_mode and not result.changed):
                     raise
-                self._recover(request, result)
+                self._recover(request, result, exc.details.get('deleted'))
                 return self._run(request, result)
         except errors.DeployError as exc:
             exc.details.setdefault('warnings', list(result.warnings))
@@ -125,9 +125,11 @@ class DeployEngine(object):
                 exc.details['result'] = result.as_dict()
             raise
 
-    def _recover(self, request, result):
-        # Recovering brings a certificate back to life: only one this collection owns (or is told to take over).
-        deleted = self.target.read_deleted()
+    def _recover(self, request, result, deleted=None):
+        """Recover the soft-deleted name. Recovering brings a certificate back to life: only one this collection owns
+        (or is told to take over). ``deleted`` is the deleted certificate when the target already read it."""
+        if deleted is None:
+            deleted = self.target.read_deleted()
         if deleted is not None and not tags.is_managed(deleted.tags) and not request.take_ownership:
             raise errors.DeployError(
                 errors.NOT_OWNED,
@@ -209,7 +211,7 @@ class DeployEngine(object):
                 if request.check_mode:
                     result.warnings.append('The certificate is soft-deleted; it would be recovered first and then compared.')
                     return UNKNOWN
-                self._recover(request, result)
+                self._recover(request, result, exc.details.get('deleted'))
                 return self.target.read_latest(look_for_deleted=False)
             if request.check_mode and exc.code in errors.UNREACHABLE_CODES:
                 if request.check_mode_read == 'required':

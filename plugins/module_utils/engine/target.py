@@ -21,7 +21,7 @@ class Target(object):
         """Return the current ``VersionState``, or None when the name does not exist.
 
         Raises DeployError(SOFT_DELETED) when the name exists only as a
-        deleted, recoverable object, and DeployError(BEING_DELETED) while a
+        deleted, recoverable object (with ``deleted=<VersionState>`` in its details when the target read it), and DeployError(BEING_DELETED) while a
         deletion is still in progress.
 
         ``look_for_deleted=False`` lets a target skip what telling a free name from a

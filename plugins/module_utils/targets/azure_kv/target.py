@@ -128,7 +128,14 @@ class KeyVaultTarget(Target):
             errors.SOFT_DELETED,
             'The certificate name %s is soft-deleted (deleted on %s, purge scheduled %s). Recover it with '
             'on_soft_deleted: recover, or purge it, before deploying.'
-            % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)))
+            % (self.name, getattr(deleted, 'deleted_on', None), getattr(deleted, 'scheduled_purge_date', None)),
+            deleted=self._state_or_none(deleted))  # its tags: whether recovering it is ours to do (no second read)
+
+    def _state_or_none(self, bundle):
+        try:
+            return self.state_of(bundle)
+        except (AttributeError, TypeError, ValueError):  # not a bundle this adapter can read: the engine reads again
+            return None
 
     def read_deleted(self):
         certs = self._client()
