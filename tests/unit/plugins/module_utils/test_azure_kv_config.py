@@ -96,6 +96,17 @@ def test_bad_certificate_names(name):
     fails(config.check_certificate_name, name)
 
 
+@pytest.mark.parametrize('name', ['www-example-com\n', 'www-example-com\r\n', '\nwww-example-com', 'x' * 127 + '\n'])
+def test_certificate_name_with_a_newline_is_refused(name):
+    """A YAML folded scalar (``>``) ends in a newline; a ``$`` anchor would match before it and let the name through."""
+    assert 'not a valid Key Vault object name' in fails(config.check_certificate_name, name)
+
+
+@pytest.mark.parametrize('name', ['kv1\n', 'contoso-tls\n'])
+def test_vault_name_with_a_trailing_newline_is_refused(name):
+    assert 'start with a letter' in fails(config.check_vault_name, name)
+
+
 def test_no_suggestion_when_mapping_cannot_help():
     assert 'Try' not in fails(config.check_certificate_name, 'ü')
 

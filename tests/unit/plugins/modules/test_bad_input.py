@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: certdeploy.cloud contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Bad input through the modules: a clear error_code and message, never a traceback or a hang.
+
+The deploy modules run with the Key Vault target replaced by the in-memory fake, so nothing is sent anywhere; a
+bad input must fail before the target is even called.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_args
+
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
+from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy_many as frontend_many
+from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as deploy_module
+from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as deploy_many_module
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
+
+VAULT = 'https://kv1.vault.azure.net'
+
+
+@pytest.fixture
+def target(monkeypatch):
+    fake = FakeTarget()
+    monkeypatch.setattr(frontend, 'KeyVaultTarget', lambda settings, env=None: fake)
+    monkeypatch.setattr(frontend_many, 'KeyVaultTarget', lambda settings, env=None, connection=None: fake)
+    return fake
+
+
+@pytest.fixture
+def files(tmp_path, pki):
+    h = pki.hierarchy()
+    out = {'dir': tmp_path, 'hierarchy': h}
+    for name, data in (('cert', pki.pem(h['leaf'])), ('key', pki.key_pem(h['key'])), ('chain', pki.pem(h['inter'], h['root']))):
+        (tmp_path / name).write_bytes(data)
+        out[name] = str(tmp_path / name)
+    return out
+
+
+def run(capsys, module, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def deploy(capsys, **args):
+    args.setdefault('vault_url', VAULT)
+    args.setdefault('certificate_name', 'www')
+    return run(capsys, deploy_module, args)
+
+
+# -- names ----------------------------------------------------------------------
+
+def test_certificate_name_with_a_trailing_newline_fails_invalid_config(capsys, files, target):
+    """``certificate_name: >`` followed by the name makes "www-contoso-com\\n"; it must not reach the vault."""
+    paths = dict(certificate_path=files['cert'], private_key_path=files['key'])
+    result = deploy(capsys, certificate_name='www-contoso-com\n', **paths)
+    assert result['failed'] and result['error_code'] == 'invalid_config'
+    assert 'not a valid Key Vault object name' in result['msg'] and 'Try certificate_name: www-contoso-com' in result['msg']
+    assert target.calls == []
+    many = run(capsys, deploy_many_module, {'vault_url': VAULT, 'certificates': [
+        dict(paths, certificate_name='www-contoso-com\n')]})
+    assert many['failed'] and many['error_code'] == 'invalid_config' and many['certificates'][0]['error_code'] == 'invalid_config'
+    assert target.calls == []
