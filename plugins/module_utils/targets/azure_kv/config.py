@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ... import errors
@@ -119,7 +120,8 @@ def parse_vault_url(url, cloud=None):
     if cloud == 'custom':
         if not _HOST.fullmatch(host) and not _is_ip(host):
             raise errors.DeployError(errors.INVALID_CONFIG, 'vault_url host "%s" is not a valid host name.' % host)
-        netloc = host if port in (None, 443) else '%s:%d' % (_bracket(host), port)
+        # An IPv6 address keeps its brackets with or without a port: "https://::1" is no URL.
+        netloc = _bracket(host) if port in (None, 443) else '%s:%d' % (_bracket(host), port)
         return VaultAddress('https://' + netloc, cloud, None)
 
     suffix = CLOUDS[cloud]['suffix']
@@ -137,7 +139,11 @@ def parse_vault_url(url, cloud=None):
 
 
 def _is_ip(host):
-    return bool(re.match(r'^[0-9.]+$', host)) or ':' in host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _bracket(host):
