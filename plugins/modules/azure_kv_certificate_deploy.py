@@ -24,7 +24,9 @@ description:
     version (Key Vault cannot restore versions; versions are never disabled as a rollback).
   - The certificate is validated offline first. The key must match the certificate. RSA keys need 2048 bits or more;
     EC keys must use P-256, P-384 or P-521; Ed25519 and DSA keys are rejected. Expired certificates are refused.
-    Chain blocks must all parse, and the chain is de-duplicated and ordered leaf-first.
+    Chain blocks must all parse, every certificate's public key must load (one with an algorithm the C(cryptography)
+    library does not implement fails with C(error_code=invalid_material), naming it), and the chain is de-duplicated
+    and ordered leaf-first.
   - The PKCS#12 or PEM payload is built in memory and never written to disk by the module.
 author:
   - certdeploy.cloud maintainers (@certdeploy)

@@ -11,11 +11,35 @@ import datetime
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 UTC = datetime.timezone.utc
+UNLOADABLE_KEY_OID = '1.3.101.99'
+UNLOADABLE_KEY_OID_FROM = bytes.fromhex('06032b6570')  # DER of OID 1.3.101.112 (Ed25519)
+UNLOADABLE_KEY_OID_TO = bytes.fromhex('06032b6563')  # DER of OID 1.3.101.99 (unassigned here)
+
+
+def _der_length(length):
+    if length < 0x80:
+        return bytes([length])
+    body = length.to_bytes((length.bit_length() + 7) // 8, 'big')
+    return bytes([0x80 | len(body)]) + body
+
+
+def _der(tag, content):
+    """One DER element: tag, length, content."""
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _der_end(data, start):
+    """The offset just past the DER element that starts at ``start``."""
+    first = data[start + 1]
+    if first < 0x80:
+        return start + 2 + first
+    count = first & 0x7F
+    return start + 2 + count + int.from_bytes(data[start + 2:start + 2 + count], 'big')
 
 
 class Pki(object):
@@ -73,6 +97,36 @@ class Pki(object):
         key = leaf_key or self.rsa()
         leaf = self.cert(key, subject, issuer=inter, issuer_key=inter_key, days=leaf_days, not_before=leaf_not_before)
         return {'root': root, 'inter': inter, 'leaf': leaf, 'key': key}
+
+    def tamper(self, cert, old, new, signer_key):
+        """``cert`` with the bytes ``old`` replaced by ``new`` (of the same length) in its to-be-signed part, signed again.
+
+        The signature is valid (by ``signer_key``, SHA-256, the algorithm ``cert`` was signed with), so what
+        is left wrong is only what was replaced: e.g. an unknown public-key algorithm OID, or an extension
+        OID that makes a duplicate. cryptography parses such parts only when they are read.
+        """
+        assert len(old) == len(new), 'a replacement of another length would break the DER lengths around it'
+        tbs = cert.tbs_certificate_bytes
+        assert tbs.count(old) == 1, 'the bytes to replace must occur exactly once'
+        tbs = tbs.replace(old, new)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        algorithm_start = der.index(cert.tbs_certificate_bytes) + len(cert.tbs_certificate_bytes)
+        algorithm = der[algorithm_start:_der_end(der, algorithm_start)]
+        if isinstance(signer_key, rsa.RSAPrivateKey):
+            signature = signer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            signature = signer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        return x509.load_der_x509_certificate(_der(0x30, tbs + algorithm + _der(0x03, b'\x00' + signature)))
+
+    def unloadable_key_cert(self, subject='Unloadable Key CA', days=90):
+        """A well-formed, validly signed certificate whose public key cryptography cannot load (UnsupportedAlgorithm).
+
+        Its SubjectPublicKeyInfo names the algorithm OID 1.3.101.99, which nothing implements (an Ed25519 key,
+        OID 1.3.101.112, with the last arc rewritten).  Self-issued; signed by an EC key that is thrown away.
+        """
+        signer = self.ec()
+        cert = self.cert(ed25519.Ed25519PrivateKey.generate(), subject, issuer_key=signer, days=days, ca=True)
+        return self.tamper(cert, UNLOADABLE_KEY_OID_FROM, UNLOADABLE_KEY_OID_TO, signer)
 
     @staticmethod
     def pem(*certs):

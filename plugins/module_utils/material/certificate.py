@@ -24,6 +24,7 @@ from .. import errors
 
 try:
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
@@ -176,10 +177,44 @@ def _key_type_name(key):
 
 
 def public_key_matches(cert, key):
-    """True when ``cert`` carries the public half of ``key``."""
+    """True when ``cert`` carries the public half of ``key``; False also when its public key cannot be loaded.
+
+    ``key`` was loaded, so a certificate whose key cannot be (an algorithm cryptography does not implement,
+    a malformed key) is not its certificate.
+    """
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     enc = serialization.Encoding.DER
-    return cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+    try:
+        cert_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return cert_key.public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+
+
+def public_key_problem(cert):
+    """None when cryptography can load the public key of ``cert``; otherwise why not, naming the algorithm's OID.
+
+    A certificate is parsed lazily: it loads with any SubjectPublicKeyInfo, and only ``public_key()`` raises,
+    UnsupportedAlgorithm for an algorithm cryptography does not implement, ValueError for a malformed key.
+    """
+    try:
+        cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        reason = _first_line(exc)
+        try:
+            oid = cert.public_key_algorithm_oid.dotted_string  # cryptography >= 43
+        except (AttributeError, ValueError):
+            oid = None
+        return reason if oid is None or oid in reason else '%s; algorithm %s' % (reason, oid)
+    return None
+
+
+def describe_certificate(cert):
+    """The subject of ``cert`` for a message (RFC 4514), or a note that it cannot be read."""
+    try:
+        return cert.subject.rfc4514_string() or 'an empty subject'
+    except ValueError:
+        return 'a subject that cannot be parsed'
 
 
 # --------------------------------------------------------------------------
@@ -312,6 +347,22 @@ def _first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
+def require_loadable_public_keys(certs, what):
+    """Refuse a certificate of the input whose public key cannot be loaded, naming it by position and subject.
+
+    Leaf selection and chain ordering compare public keys; a certificate whose key nothing here can read can
+    be neither the leaf nor checked as an issuer, and Key Vault would be sent a chain nobody verified.
+    """
+    for index, cert in enumerate(certs, start=1):
+        problem = public_key_problem(cert)
+        if problem is not None:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'Certificate %d of the %s (%s) has a public key that cannot be loaded (%s), so it can be neither the '
+                'leaf nor a checked issuer; remove it from the %s.' % (index, what, describe_certificate(cert), problem, what),
+            )
+
+
 def select_leaf(certs, key, what):
     """Split a bundle into (leaf, rest): the leaf is the first certificate whose public key is the key's."""
     for index, cert in enumerate(certs):
@@ -378,14 +429,22 @@ def load_pem_material(certificate, private_key, passphrase=None, chain=None, pre
     key = parse_private_key(private_key, passphrase)
     describe_key(key)
     certs = parse_certificates(certificate, 'certificate')
+    require_loadable_public_keys(certs, 'certificate')
     leaf, extra = select_leaf(certs, key, 'certificate')
-    chain_certs = extra + (parse_certificates(chain, 'chain') if chain else [])
+    given_chain = parse_certificates(chain, 'chain') if chain else []
+    require_loadable_public_keys(given_chain, 'chain')
+    chain_certs = extra + given_chain
     ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
     return Material(leaf, key, ordered)
 
 
 def load_pfx_material(pfx, password=None, preserve_chain_order=False):
     """Build :class:`Material` from PKCS#12 bytes (or base64 text of them)."""
+    return _load_pfx(pfx, password, preserve_chain_order, given=True)
+
+
+def _load_pfx(pfx, password, preserve_chain_order, given):
+    """``given``: the user's input, held to every rule; else what a target already holds (see load_exported_secret)."""
     require_cryptography()
     data = pfx
     if isinstance(pfx, str):
@@ -422,6 +481,8 @@ def load_pfx_material(pfx, password=None, preserve_chain_order=False):
     certs = ([bundle.cert.certificate] if bundle.cert else []) + [c.certificate for c in bundle.additional_certs]
     if not certs:
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX holds a private key but no certificate.')
+    if given:
+        require_loadable_public_keys(certs, 'PFX')
     leaf, extra = select_leaf(certs, bundle.key, 'PFX')
     ordered, _unrelated = order_chain(leaf, extra, preserve_chain_order)
     return Material(leaf, bundle.key, ordered)
@@ -553,7 +614,9 @@ def load_exported_secret(value, content_type):
 
     ``value`` is PEM text for ``application/x-pem-file`` and base64 PKCS#12
     without a password otherwise.  Raises DeployError when the secret holds no
-    private key (for example a non-exportable certificate).
+    private key (for example a non-exportable certificate).  What the vault holds
+    is re-imported byte for byte on a rollback, so a chain certificate whose
+    public key cannot be loaded is kept here, not refused as in the user's input.
     """
     if content_type == 'application/x-pem-file':
         text = to_bytes(value)
@@ -561,4 +624,4 @@ def load_exported_secret(value, content_type):
         key = parse_private_key(text)
         leaf, rest = select_leaf(parse_certificates(b'\n'.join(cert_blocks), 'exported secret'), key, 'exported secret')
         return Material(leaf, key, rest)
-    return load_pfx_material(value if isinstance(value, str) else value.decode('ascii'), None, preserve_chain_order=True)
+    return _load_pfx(value if isinstance(value, str) else value.decode('ascii'), None, True, given=False)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+from ansible_collections.certdeploy.cloud.tests.unit.conftest import UNLOADABLE_KEY_OID
 
 
 def code_of(func, *args, **kwargs):
@@ -212,6 +213,56 @@ def test_not_yet_valid_certificate(pki):
 
 def test_valid_certificate_has_no_warnings(pki, hierarchy):
     assert m.check_rules(m.Material(hierarchy['leaf'], hierarchy['key'], [])) == []
+
+
+# -- certificates whose public key cannot be loaded ----------------------------------
+# pki.unloadable_key_cert(): a well-formed, validly signed certificate whose SubjectPublicKeyInfo names an algorithm
+# cryptography does not implement; its public_key() raises UnsupportedAlgorithm.
+
+def test_unloadable_key_certificate_before_the_leaf_is_invalid_material(pki, hierarchy):
+    """Leaf selection compares public keys in bundle order: the unloadable one came first and escaped uncaught."""
+    weird = pki.unloadable_key_cert()
+    bundle = pki.pem(weird, hierarchy['leaf'], hierarchy['inter'])
+    code, msg = code_of(m.load_pem_material, bundle, pki.key_pem(hierarchy['key']))
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 1 of the certificate' in msg and 'CN=Unloadable Key CA' in msg and UNLOADABLE_KEY_OID in msg
+
+
+def test_unloadable_key_certificate_in_the_chain_is_invalid_material(pki, hierarchy):
+    """Chain ordering skipped it silently, and it would have been sent to the vault as part of the chain."""
+    chain = pki.pem(hierarchy['inter'], pki.unloadable_key_cert('Odd Intermediate'), hierarchy['root'])
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 2 of the chain' in msg and 'CN=Odd Intermediate' in msg and UNLOADABLE_KEY_OID in msg
+
+
+@pytest.mark.parametrize('layout', ['without_a_main_certificate', 'in_the_chain'])
+def test_unloadable_key_certificate_in_a_pfx_is_invalid_material(pki, hierarchy, layout):
+    weird = pki.unloadable_key_cert()
+    if layout == 'without_a_main_certificate':  # the odd certificate first, the leaf after it
+        data = pkcs12.serialize_key_and_certificates(b'x', hierarchy['key'], None, [weird, hierarchy['leaf']],
+                                                     serialization.NoEncryption())
+    else:
+        data = pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['inter'], weird])
+    code, msg = code_of(m.load_pfx_material, data)
+    assert code == errors.INVALID_MATERIAL and 'of the PFX' in msg
+    assert 'CN=Unloadable Key CA' in msg and UNLOADABLE_KEY_OID in msg
+
+
+def test_public_key_matches_is_false_for_an_unloadable_certificate(pki, hierarchy):
+    """Also the engine's re-pair check on a certificate the vault holds: no crash, simply no match."""
+    assert m.public_key_matches(pki.unloadable_key_cert(), hierarchy['key']) is False
+    assert m.public_key_matches(hierarchy['leaf'], hierarchy['key']) is True
+
+
+def test_exported_secret_with_an_unloadable_certificate_still_loads(pki, hierarchy):
+    """What the vault holds is re-imported byte for byte on rollback: an odd chain certificate there is kept, not refused."""
+    weird = pki.unloadable_key_cert()
+    pem = (pki.pem(weird, hierarchy['leaf'], hierarchy['inter']) + pki.key_pem(hierarchy['key'])).decode()
+    material = m.load_exported_secret(pem, 'application/x-pem-file')
+    assert material.leaf == hierarchy['leaf'] and material.chain == [weird, hierarchy['inter']]
+    pfx = base64.b64encode(pki.pfx(hierarchy['key'], hierarchy['leaf'], [weird])).decode()
+    assert m.load_exported_secret(pfx, 'application/x-pkcs12').chain == [weird]
 
 
 # -- PFX ---------------------------------------------------------------------------

@@ -69,3 +69,15 @@ def test_certificate_name_with_a_trailing_newline_fails_invalid_config(capsys, f
         dict(paths, certificate_name='www-contoso-com\n')]})
     assert many['failed'] and many['error_code'] == 'invalid_config' and many['certificates'][0]['error_code'] == 'invalid_config'
     assert target.calls == []
+
+
+# -- material -------------------------------------------------------------------
+
+def test_certificate_with_an_unloadable_public_key_before_the_leaf_fails_invalid_material(capsys, files, target, pki):
+    """It raised cryptography's UnsupportedAlgorithm out of the module: a traceback instead of an error_code."""
+    h = files['hierarchy']
+    bundle = (pki.pem(pki.unloadable_key_cert(), h['leaf'])).decode()
+    result = deploy(capsys, certificate=bundle, private_key_path=files['key'], chain_path=files['chain'])
+    assert result['failed'] and result['error_code'] == 'invalid_material'
+    assert 'CN=Unloadable Key CA' in result['msg'] and 'Certificate 1 of the certificate' in result['msg']
+    assert target.calls == []
