@@ -30,8 +30,12 @@ try:
     from cryptography.hazmat.primitives.serialization import pkcs12
     from cryptography.x509.oid import ExtensionOID
     HAS_CRYPTOGRAPHY = True
+    # What reading a lazily parsed part of a certificate (a name, the extensions) raises when that part is malformed.
+    _PART_ERRORS = (ValueError,) + tuple(getattr(x509, name) for name in ('DuplicateExtension', 'UnsupportedGeneralNameType')
+                                         if hasattr(x509, name))
 except ImportError:  # pragma: no cover - exercised by the sanity import test
     HAS_CRYPTOGRAPHY = False
+    _PART_ERRORS = (ValueError,)
 
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = {'secp256r1': 'P-256', 'secp384r1': 'P-384', 'secp521r1': 'P-521'}
@@ -135,18 +139,51 @@ def subject_alternative_names(cert):
     return names
 
 
-def certificate_facts(cert):
-    """The public, non-secret description of a certificate used in results and diffs."""
-    return {
+class MalformedCertificate(ValueError):
+    """A part of a certificate that cryptography parses only when it is read is malformed.
+
+    ``part`` is ``subject``, ``issuer`` or ``extension``.  A ValueError, so that a caller reading certificates
+    it did not choose (a vault's) handles it with the ValueError it already expects of cryptography.
+    """
+
+    def __init__(self, part, reason):
+        super(MalformedCertificate, self).__init__('the %s cannot be parsed (%s)' % (part, reason))
+        self.part = part
+        self.reason = reason
+
+
+def certificate_facts(cert, lenient=False):
+    """The public, non-secret description of a certificate used in results and diffs.
+
+    cryptography parses the names and the extensions only when they are read, and a malformed one then raises
+    (ValueError, DuplicateExtension, UnsupportedGeneralNameType).  Strict (the default), that is a
+    :class:`MalformedCertificate`.  ``lenient`` (a certificate someone else serves) keeps every fact that can be
+    read, exact ones (thumbprint, serial, validity) always: an unreadable name is None, unreadable extensions
+    leave ``sans`` empty, and ``parse_errors`` lists what could not be read (absent when nothing).
+    """
+    facts = {
         'thumbprint': thumbprint(cert),
         'x5t': x5t(cert),
         'serial': '%X' % cert.serial_number,
-        'subject': cert.subject.rfc4514_string(),
-        'issuer': cert.issuer.rfc4514_string(),
-        'sans': subject_alternative_names(cert),
         'not_before': not_before(cert).isoformat(),
         'expires': not_after(cert).isoformat(),
     }
+    problems = []
+    for key, part, read, unreadable in (
+            ('subject', 'subject', lambda: cert.subject.rfc4514_string(), None),
+            ('issuer', 'issuer', lambda: cert.issuer.rfc4514_string(), None),
+            ('sans', 'extension', lambda: subject_alternative_names(cert), [])):
+        try:
+            facts[key] = read()
+        except _PART_ERRORS as exc:
+            problem = MalformedCertificate(part, _first_line(exc))
+            if not lenient:
+                raise problem
+            problems.append(str(problem))
+            facts[key] = unreadable
+    if problems:
+        facts['parse_errors'] = problems
+    return facts
 
 
 def describe_key(key):
@@ -213,7 +250,7 @@ def describe_certificate(cert):
     """The subject of ``cert`` for a message (RFC 4514), or a note that it cannot be read."""
     try:
         return cert.subject.rfc4514_string() or 'an empty subject'
-    except ValueError:
+    except _PART_ERRORS:
         return 'a subject that cannot be parsed'
 
 
@@ -497,8 +534,8 @@ def check_rules(material, now=None, allow_expired=False):
     warnings = []
     try:
         certificate_facts(material.leaf)
-    except ValueError as exc:
-        raise errors.DeployError(errors.INVALID_MATERIAL, 'The certificate has a malformed extension: %s' % _first_line(exc))
+    except MalformedCertificate as exc:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The certificate has a malformed %s: %s' % (exc.part, exc.reason))
     kind, size = describe_key(material.key)
     if kind == 'RSA' and size < MIN_RSA_BITS:
         raise errors.DeployError(

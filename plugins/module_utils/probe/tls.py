@@ -151,14 +151,18 @@ def fetch_certificate(host, port, server_name, context, connect_timeout):
 
 
 def served_facts(der):
-    """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires."""
+    """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires.
+
+    The probe compares thumbprints, which do not depend on what the certificate says: a malformed name or
+    extension leaves that fact empty and is listed in ``parse_errors`` (see certificate_facts, lenient).
+    """
     try:
         cert = cert_material.load_der_certificate(der)
     except errors.DeployError as exc:  # cryptography is missing
         raise errors.DeployError(MISSING_DEPENDENCY, exc.message)
     if cert is None:
         raise errors.DeployError(TLS_ERROR, 'The endpoint presented a certificate that cannot be parsed.')
-    return cert_material.certificate_facts(cert)
+    return cert_material.certificate_facts(cert, lenient=True)
 
 
 def probe_once(options, context):

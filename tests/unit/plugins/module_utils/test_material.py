@@ -366,6 +366,38 @@ def test_malformed_extension_is_invalid_material(pki):
     assert code == errors.INVALID_MATERIAL and 'malformed extension' in msg
 
 
+MALFORMED_PART = {'san_value': 'extension', 'x400_address': 'extension', 'duplicate_extension': 'extension',
+                  'subject': 'subject'}
+
+
+@pytest.mark.parametrize('kind', sorted(MALFORMED_PART))
+def test_every_lazily_parsed_part_of_the_leaf_is_invalid_material(pki, kind):
+    """cryptography parses names and extensions when they are read, and not only with ValueError (a duplicate
+    extension, an x400Address name): each is invalid_material naming the part, never an exception of its own."""
+    key = pki.rsa()
+    code, msg = code_of(m.check_rules, m.Material(pki.malformed_cert(kind, key), key, []))
+    assert code == errors.INVALID_MATERIAL and 'The certificate has a malformed %s' % MALFORMED_PART[kind] in msg
+
+
+@pytest.mark.parametrize('kind', sorted(MALFORMED_PART))
+def test_certificate_facts_strict_raises_a_value_error_and_lenient_reports_the_part(pki, kind):
+    """Strict (the default) raises a ValueError subclass, which callers that read a vault's certificates catch;
+    lenient (the probe) keeps the exact facts (thumbprint, validity) and says what could not be read."""
+    cert = pki.malformed_cert(kind)
+    with pytest.raises(ValueError):
+        m.certificate_facts(cert)
+    facts = m.certificate_facts(cert, lenient=True)
+    assert facts['thumbprint'] == m.thumbprint(cert) and facts['expires'] == m.not_after(cert).isoformat()
+    assert len(facts['parse_errors']) == 1 and MALFORMED_PART[kind] in facts['parse_errors'][0]
+    assert facts['sans'] == ([] if MALFORMED_PART[kind] == 'extension' else ['DNS:odd.example.test'])
+    assert (facts['subject'] is None) == (kind == 'subject') and facts['issuer'] == 'CN=Odd Test Issuer'
+
+
+def test_certificate_facts_of_a_sound_certificate_have_no_parse_errors(pki, hierarchy):
+    assert 'parse_errors' not in m.certificate_facts(hierarchy['leaf'], lenient=True)
+    assert m.certificate_facts(hierarchy['leaf'], lenient=True) == m.certificate_facts(hierarchy['leaf'])
+
+
 # -- caller expectations: min_days_remaining, expected_sans ----------------------------
 
 def _with_sans(pki, *names):

@@ -81,3 +81,26 @@ def test_certificate_with_an_unloadable_public_key_before_the_leaf_fails_invalid
     assert result['failed'] and result['error_code'] == 'invalid_material'
     assert 'CN=Unloadable Key CA' in result['msg'] and 'Certificate 1 of the certificate' in result['msg']
     assert target.calls == []
+
+
+# -- the probe --------------------------------------------------------------------
+
+def test_probe_of_a_certificate_with_a_malformed_extension_matches_and_warns(capsys, tmp_path, pki):
+    """tls_certificate_probe ended in a traceback (ValueError from the subjectAltName) for such a served certificate."""
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+    from ansible_collections.certdeploy.cloud.plugins.modules import tls_certificate_probe as probe_module
+    from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.tls_server import LoopbackTlsServer
+    key = pki.rsa()
+    cert = pki.malformed_cert('san_value', key)
+    (tmp_path / 'odd.pem').write_bytes(pki.pem(cert))
+    (tmp_path / 'odd.key').write_bytes(pki.key_pem(key))
+    server = LoopbackTlsServer(str(tmp_path / 'odd.pem'), str(tmp_path / 'odd.key'))
+    try:
+        result = run(capsys, probe_module, {'host': '127.0.0.1', 'port': server.port, 'validate_certs': False,
+                                            'expected_thumbprint': m.thumbprint(cert), 'connect_timeout': 5})
+    finally:
+        server.close()
+    assert not result.get('failed') and result['matched'] is True
+    assert result['served']['thumbprint'] == m.thumbprint(cert) and result['served']['sans'] == []
+    assert 'extension' in result['served']['parse_errors'][0]
+    assert 'could not be parsed in full' in json.dumps(result['warnings'])  # a plain or structured warning
