@@ -40,11 +40,17 @@ except ImportError:  # pragma: no cover - exercised by the sanity import test
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = {'secp256r1': 'P-256', 'secp384r1': 'P-384', 'secp521r1': 'P-521'}
 
-_PEM_BLOCK = re.compile(
-    rb'-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----',
-    re.DOTALL,
-)
-_PEM_BEGIN = re.compile(rb'-----BEGIN ([A-Z0-9 ]+)-----')
+# Input limits (stated in the deploy modules' documentation and docs/operator-guide.md). Generous for any real
+# material -- a chain is a handful of certificates of one or two KiB each, a key a few KiB -- and small enough that
+# no input costs more than a moment to parse and a wrong file (a log, an image, a device) is refused at once.
+MAX_PEM_BYTES = 4 * 1024 * 1024  # each PEM input: certificate, chain, private key (and a ca_path file)
+MAX_PFX_BYTES = 4 * 1024 * 1024  # a PFX, counted decoded (its base64 text is a third longer)
+MAX_CERTIFICATES = 100  # certificates in the certificate and chain options together, or in one PFX
+
+# The PEM scanner: one BEGIN or END line. Every repetition is bounded (a label is at most 64 characters) and
+# there is no backreference, so one match attempt costs at most a constant, and split_pem's single finditer
+# over the input is linear in its length whatever the number and arrangement of BEGIN and END lines.
+_PEM_MARKER = re.compile(rb'-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----')
 _CERTIFICATE_LABELS = (b'CERTIFICATE', b'X509 CERTIFICATE', b'TRUSTED CERTIFICATE')
 
 
@@ -264,15 +270,59 @@ def to_bytes(data):
     return data.encode('utf-8')
 
 
+def _in_mib(size):
+    """' (4 MiB)' for a whole number of MiB, else nothing."""
+    return ' (%d MiB)' % (size // (1024 * 1024)) if size % (1024 * 1024) == 0 else ''
+
+
+def check_size(data, limit, what, kind):
+    """Refuse ``data`` (bytes) longer than ``limit`` bytes, saying the limit."""
+    if len(data) > limit:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The %s has more than %d bytes%s, the most a %s input may have; no real certificate, key or chain is that '
+            'large: check that the right file or text is given.' % (what, limit, _in_mib(limit), kind),
+        )
+
+
+def check_certificate_count(count, what):
+    """Refuse more than MAX_CERTIFICATES certificates in the material; ``what`` names it ("certificate and chain")."""
+    if count > MAX_CERTIFICATES:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The %s %s %d certificates; at most %d are accepted (a leaf and its chain are a handful): check that the '
+            'right file or text is given.' % (what, 'hold' if ' and ' in what else 'holds', count, MAX_CERTIFICATES),
+        )
+
+
 def split_pem(data, what):
-    """Return ``[(label, block_bytes)]`` for every PEM block in ``data``.
+    """Return ``[(label, block_bytes)]`` for every PEM block in ``data`` (at most MAX_PEM_BYTES bytes).
 
     Text between blocks (for example ``subject=`` lines written by openssl) is
-    allowed; a ``BEGIN`` line without its matching ``END`` line is an error.
+    allowed, and so is an END line outside a block; a BEGIN line without a line
+    break after it, without its matching END line, or followed by another BEGIN
+    or by the END of another label is an error.  One forward scan: linear time.
     """
     data = to_bytes(data)
-    blocks = [(m.group('label'), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
-    if len(_PEM_BEGIN.findall(data)) != len(blocks):
+    check_size(data, MAX_PEM_BYTES, what, 'PEM')
+    blocks = []
+    label = start = None  # the open block's label and where its BEGIN line starts
+    mangled = False
+    for marker in _PEM_MARKER.finditer(data):
+        kind, name = marker.group(1), marker.group(2)
+        if kind == b'BEGIN':
+            after = marker.end()
+            if label is not None or not (data.startswith(b'\n', after) or data.startswith(b'\r\n', after)):
+                mangled = True
+                break
+            label, start = name, marker.start()
+        elif label is not None:
+            if name != label:
+                mangled = True
+                break
+            blocks.append((label, data[start:marker.end()]))
+            label = None
+    if mangled or label is not None:
         raise errors.DeployError(
             errors.INVALID_MATERIAL,
             'The %s contains a PEM block without a matching END line (truncated or mangled); provide complete PEM blocks.' % what,
@@ -283,7 +333,10 @@ def split_pem(data, what):
 def parse_certificates(data, what):
     """Parse every certificate block of a PEM bundle; any unparseable block is an error, never skipped."""
     require_cryptography()
-    blocks = split_pem(data, what)
+    return _load_certificates(split_pem(data, what), what)
+
+
+def _load_certificates(blocks, what):
     if not blocks:
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The %s contains no PEM block; expected "-----BEGIN CERTIFICATE-----".' % what)
     certs = []
@@ -465,10 +518,14 @@ def load_pem_material(certificate, private_key, passphrase=None, chain=None, pre
     require_cryptography()
     key = parse_private_key(private_key, passphrase)
     describe_key(key)
-    certs = parse_certificates(certificate, 'certificate')
+    cert_blocks = split_pem(certificate, 'certificate')
+    chain_blocks = split_pem(chain, 'chain') if chain else []
+    check_certificate_count(sum(1 for label, _block in cert_blocks + chain_blocks if label in _CERTIFICATE_LABELS),
+                            'certificate and chain' if chain else 'certificate')
+    certs = _load_certificates(cert_blocks, 'certificate')
     require_loadable_public_keys(certs, 'certificate')
     leaf, extra = select_leaf(certs, key, 'certificate')
-    given_chain = parse_certificates(chain, 'chain') if chain else []
+    given_chain = _load_certificates(chain_blocks, 'chain') if chain else []
     require_loadable_public_keys(given_chain, 'chain')
     chain_certs = extra + given_chain
     ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
@@ -489,6 +546,7 @@ def _load_pfx(pfx, password, preserve_chain_order, given):
             data = base64.b64decode(''.join(pfx.split()), validate=True)
         except (binascii.Error, ValueError):
             raise errors.DeployError(errors.INVALID_MATERIAL, 'pfx must be the base64 text of a PKCS#12 file; it is not valid base64.')
+    check_size(data, MAX_PFX_BYTES, 'PFX', 'PFX')
     pw = to_bytes(password) if password not in (None, '') else None
     try:
         bundle = pkcs12.load_pkcs12(data, pw)
@@ -519,6 +577,7 @@ def _load_pfx(pfx, password, preserve_chain_order, given):
     if not certs:
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX holds a private key but no certificate.')
     if given:
+        check_certificate_count(len(certs), 'PFX')
         require_loadable_public_keys(certs, 'PFX')
     leaf, extra = select_leaf(certs, bundle.key, 'PFX')
     ordered, _unrelated = order_chain(leaf, extra, preserve_chain_order)
@@ -657,8 +716,8 @@ def load_exported_secret(value, content_type):
     """
     if content_type == 'application/x-pem-file':
         text = to_bytes(value)
-        cert_blocks = [block for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
+        cert_blocks = [(label, block) for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
         key = parse_private_key(text)
-        leaf, rest = select_leaf(parse_certificates(b'\n'.join(cert_blocks), 'exported secret'), key, 'exported secret')
+        leaf, rest = select_leaf(_load_certificates(cert_blocks, 'exported secret'), key, 'exported secret')
         return Material(leaf, key, rest)
     return _load_pfx(value if isinstance(value, str) else value.decode('ascii'), None, True, given=False)

@@ -11,6 +11,7 @@ bad input must fail before the target is even called.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -18,9 +19,12 @@ from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy_many as frontend_many
+from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as deploy_module
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as deploy_many_module
+from ansible_collections.certdeploy.cloud.plugins.modules import tls_certificate_probe as probe_module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.tls_server import LoopbackTlsServer
 
 VAULT = 'https://kv1.vault.azure.net'
 
@@ -87,9 +91,6 @@ def test_certificate_with_an_unloadable_public_key_before_the_leaf_fails_invalid
 
 def test_probe_of_a_certificate_with_a_malformed_extension_matches_and_warns(capsys, tmp_path, pki):
     """tls_certificate_probe ended in a traceback (ValueError from the subjectAltName) for such a served certificate."""
-    from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
-    from ansible_collections.certdeploy.cloud.plugins.modules import tls_certificate_probe as probe_module
-    from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.tls_server import LoopbackTlsServer
     key = pki.rsa()
     cert = pki.malformed_cert('san_value', key)
     (tmp_path / 'odd.pem').write_bytes(pki.pem(cert))
@@ -104,3 +105,26 @@ def test_probe_of_a_certificate_with_a_malformed_extension_matches_and_warns(cap
     assert result['served']['thumbprint'] == m.thumbprint(cert) and result['served']['sans'] == []
     assert 'extension' in result['served']['parse_errors'][0]
     assert 'could not be parsed in full' in json.dumps(result['warnings'])  # a plain or structured warning
+
+
+# -- input size caps --------------------------------------------------------------
+
+def test_material_file_over_the_cap_fails_invalid_material_naming_the_limit(capsys, files, target):
+    big = files['dir'] / 'big-chain.pem'
+    with open(str(big), 'wb') as handle:
+        handle.write(open(files['chain'], 'rb').read())
+        handle.truncate(m.MAX_PEM_BYTES + 1)  # sparse: NUL bytes after the chain
+    result = deploy(capsys, certificate_path=files['cert'], private_key_path=files['key'], chain_path=str(big))
+    assert result['failed'] and result['error_code'] == 'invalid_material'
+    assert 'The chain has more than %d bytes (4 MiB)' % m.MAX_PEM_BYTES in result['msg']
+    assert target.calls == []
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/zero'), reason='needs /dev/zero')
+@pytest.mark.parametrize('option', ['certificate_path', 'pfx_path'])
+def test_endless_material_file_fails_instead_of_hanging(capsys, files, target, option):
+    """A path that never ends (a device, a pipe) was read to its end: the module hung and filled the memory."""
+    args = {'pfx_path': '/dev/zero'} if option == 'pfx_path' else {'certificate_path': '/dev/zero', 'private_key_path': files['key']}
+    result = deploy(capsys, **args)
+    assert result['failed'] and result['error_code'] == 'invalid_material' and '4 MiB' in result['msg']
+    assert target.calls == []
