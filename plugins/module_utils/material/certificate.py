@@ -437,19 +437,32 @@ def _first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
-def require_loadable_public_keys(certs, what):
-    """Refuse a certificate of the input whose public key cannot be loaded, naming it by position and subject.
+def usability_problem(cert):
+    """None when the parts leaf selection and chain ordering read can be read (public key, subject, issuer); else which."""
+    problem = public_key_problem(cert)
+    if problem is not None:
+        return 'a public key that cannot be loaded (%s)' % problem
+    for part in ('subject', 'issuer'):
+        try:
+            getattr(cert, part)
+        except _PART_ERRORS as exc:
+            return 'a%s %s that cannot be parsed (%s)' % ('n' if part == 'issuer' else '', part, _first_line(exc))
+    return None
 
-    Leaf selection and chain ordering compare public keys; a certificate whose key nothing here can read can
-    be neither the leaf nor checked as an issuer, and Key Vault would be sent a chain nobody verified.
+
+def require_usable_certificates(certs, what):
+    """Refuse a certificate of the input whose public key, subject or issuer cannot be read, naming it.
+
+    Leaf selection compares public keys and chain ordering names and signatures: such a certificate can be
+    neither the leaf nor checked as an issuer, and Key Vault would be sent a chain nobody verified.
     """
     for index, cert in enumerate(certs, start=1):
-        problem = public_key_problem(cert)
+        problem = usability_problem(cert)
         if problem is not None:
             raise errors.DeployError(
                 errors.INVALID_MATERIAL,
-                'Certificate %d of the %s (%s) has a public key that cannot be loaded (%s), so it can be neither the '
-                'leaf nor a checked issuer; remove it from the %s.' % (index, what, describe_certificate(cert), problem, what),
+                'Certificate %d of the %s (%s) has %s, so it can be neither the leaf nor a checked issuer; remove it '
+                'from the %s.' % (index, what, describe_certificate(cert), problem, what),
             )
 
 
@@ -498,11 +511,17 @@ def order_chain(leaf, candidates, preserve_order=False):
 
 
 def _is_self_issued(cert):
-    return cert.issuer == cert.subject
+    try:
+        return cert.issuer == cert.subject
+    except _PART_ERRORS:  # a name that cannot be parsed (a certificate a vault holds): not known to be self-issued
+        return False
 
 
 def _issued_by(cert, candidate):
-    if cert.issuer != candidate.subject:
+    try:
+        if cert.issuer != candidate.subject:
+            return False
+    except _PART_ERRORS:  # a name that cannot be parsed: no issuer this can be checked against
         return False
     try:
         cert.verify_directly_issued_by(candidate)
@@ -523,10 +542,10 @@ def load_pem_material(certificate, private_key, passphrase=None, chain=None, pre
     check_certificate_count(sum(1 for label, _block in cert_blocks + chain_blocks if label in _CERTIFICATE_LABELS),
                             'certificate and chain' if chain else 'certificate')
     certs = _load_certificates(cert_blocks, 'certificate')
-    require_loadable_public_keys(certs, 'certificate')
+    require_usable_certificates(certs, 'certificate')
     leaf, extra = select_leaf(certs, key, 'certificate')
     given_chain = _load_certificates(chain_blocks, 'chain') if chain else []
-    require_loadable_public_keys(given_chain, 'chain')
+    require_usable_certificates(given_chain, 'chain')
     chain_certs = extra + given_chain
     ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
     return Material(leaf, key, ordered)
@@ -578,7 +597,7 @@ def _load_pfx(pfx, password, preserve_chain_order, given):
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX holds a private key but no certificate.')
     if given:
         check_certificate_count(len(certs), 'PFX')
-        require_loadable_public_keys(certs, 'PFX')
+        require_usable_certificates(certs, 'PFX')
     leaf, extra = select_leaf(certs, bundle.key, 'PFX')
     ordered, _unrelated = order_chain(leaf, extra, preserve_chain_order)
     return Material(leaf, bundle.key, ordered)

@@ -250,6 +250,30 @@ def test_unloadable_key_certificate_in_a_pfx_is_invalid_material(pki, hierarchy,
     assert 'CN=Unloadable Key CA' in msg and UNLOADABLE_KEY_OID in msg
 
 
+def test_chain_certificate_with_an_unreadable_subject_is_invalid_material(pki, hierarchy):
+    """Chain ordering compares names; a chain certificate whose subject cannot be parsed raised ValueError there."""
+    odd = pki.malformed_cert('subject')
+    chain = pki.pem(hierarchy['inter'], odd)
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 2 of the chain (a subject that cannot be parsed) has a subject that cannot be parsed' in msg
+    # (in a PFX, OpenSSL already refuses such a certificate when it opens the file: "could not be opened")
+
+
+def test_leaf_with_an_unreadable_subject_and_a_chain_is_invalid_material(pki, hierarchy):
+    key = pki.rsa()
+    odd = pki.malformed_cert('subject', key)
+    code, msg = code_of(m.load_pem_material, pki.pem(odd), pki.key_pem(key), chain=pki.pem(hierarchy['inter']))
+    assert code == errors.INVALID_MATERIAL and 'Certificate 1 of the certificate' in msg
+
+
+def test_order_chain_never_raises_on_unreadable_names(pki, hierarchy):
+    """The engine orders a vault-held leaf's chain for a re-pair snapshot: an unreadable name is just no issuer."""
+    odd = pki.malformed_cert('subject')
+    assert m.order_chain(odd, [hierarchy['inter']]) == ([hierarchy['inter']], [hierarchy['inter']])
+    assert m.order_chain(hierarchy['leaf'], [odd, hierarchy['inter']]) == ([hierarchy['inter'], odd], [odd])
+
+
 def test_public_key_matches_is_false_for_an_unloadable_certificate(pki, hierarchy):
     """Also the engine's re-pair check on a certificate the vault holds: no crash, simply no match."""
     assert m.public_key_matches(pki.unloadable_key_cert(), hierarchy['key']) is False
