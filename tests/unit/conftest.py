@@ -128,22 +128,22 @@ class Pki(object):
         cert = self.cert(ed25519.Ed25519PrivateKey.generate(), subject, issuer_key=signer, days=days, ca=True)
         return self.tamper(cert, UNLOADABLE_KEY_OID_FROM, UNLOADABLE_KEY_OID_TO, signer)
 
-    MALFORMED_KINDS = ('san_value', 'x400_address', 'duplicate_extension', 'subject')
+    MALFORMED_KINDS = ('san_value', 'x400_address', 'duplicate_extension', 'subject', 'issuer')
 
     def malformed_cert(self, kind, key=None):
         """A self-signed certificate for ``key`` (RSA-2048 by default) with one part cryptography refuses only when read.
 
         ``san_value``: a subjectAltName whose IP address is one byte (ValueError); ``x400_address``: a
         subjectAltName holding an x400Address (UnsupportedGeneralNameType); ``duplicate_extension``: two
-        subjectAltName extensions (DuplicateExtension); ``subject``: a subject CN that is not UTF-8 (ValueError).
+        subjectAltName extensions (DuplicateExtension); ``subject`` / ``issuer``: a CN that is not UTF-8 (ValueError).
         The certificate itself loads, and its signature is valid.
         """
         key = key or self.rsa()
         now = datetime.datetime.now(UTC)
         marker = 'QQQQQQQQ'
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, marker if kind == 'subject' else 'odd.example.test')])
-        builder = (x509.CertificateBuilder().subject_name(subject)
-                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'Odd Test Issuer')]))
+        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, marker if kind == 'issuer' else 'Odd Test Issuer')])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30)))
         san_oid = x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME
@@ -154,13 +154,14 @@ class Pki(object):
             'duplicate_extension': [x509.SubjectAlternativeName([x509.DNSName('odd.example.test')]),
                                     x509.UnrecognizedExtension(stand_in_oid, b'\x30\x00')],
             'subject': [x509.SubjectAlternativeName([x509.DNSName('odd.example.test')])],
+            'issuer': [x509.SubjectAlternativeName([x509.DNSName('odd.example.test')])],
         }[kind]
         for extension in extensions:
             builder = builder.add_extension(extension, critical=False)
         cert = builder.sign(key, hashes.SHA256())
         if kind == 'duplicate_extension':
             return self.tamper(cert, bytes.fromhex('0603551d63'), bytes.fromhex('0603551d11'), key)
-        if kind == 'subject':
+        if kind in ('subject', 'issuer'):
             return self.tamper(cert, marker.encode(), b'\xff' * len(marker), key)
         return cert
 

@@ -152,7 +152,7 @@ def test_read_maps_ids_and_facts(material):
     assert state.content_type == 'pkcs12' and state.leaf == material.leaf
 
 
-@pytest.mark.parametrize('kind', ['san_value', 'x400_address', 'duplicate_extension', 'subject'])
+@pytest.mark.parametrize('kind', ['san_value', 'x400_address', 'duplicate_extension', 'subject', 'issuer'])
 def test_stored_certificate_with_an_unreadable_part_reads_without_its_facts(pki, kind):
     """A certificate someone else stored may have a malformed extension or name: the read still maps it (the
     thumbprint from Key Vault's x5t), instead of raising DuplicateExtension or UnsupportedGeneralNameType."""

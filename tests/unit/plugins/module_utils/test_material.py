@@ -260,11 +260,13 @@ def test_chain_certificate_with_an_unreadable_subject_is_invalid_material(pki, h
     # (in a PFX, OpenSSL already refuses such a certificate when it opens the file: "could not be opened")
 
 
-def test_leaf_with_an_unreadable_subject_and_a_chain_is_invalid_material(pki, hierarchy):
+@pytest.mark.parametrize('part,article', [('subject', 'a'), ('issuer', 'an')])
+def test_leaf_with_an_unreadable_name_and_a_chain_is_invalid_material(pki, hierarchy, part, article):
     key = pki.rsa()
-    odd = pki.malformed_cert('subject', key)
+    odd = pki.malformed_cert(part, key)
     code, msg = code_of(m.load_pem_material, pki.pem(odd), pki.key_pem(key), chain=pki.pem(hierarchy['inter']))
-    assert code == errors.INVALID_MATERIAL and 'Certificate 1 of the certificate' in msg
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 1 of the certificate' in msg and 'has %s %s that cannot be parsed' % (article, part) in msg
 
 
 def test_order_chain_never_raises_on_unreadable_names(pki, hierarchy):
@@ -597,7 +599,7 @@ def test_malformed_extension_is_invalid_material(pki):
 
 
 MALFORMED_PART = {'san_value': 'extension', 'x400_address': 'extension', 'duplicate_extension': 'extension',
-                  'subject': 'subject'}
+                  'subject': 'subject', 'issuer': 'issuer'}
 
 
 @pytest.mark.parametrize('kind', sorted(MALFORMED_PART))
@@ -620,7 +622,8 @@ def test_certificate_facts_strict_raises_a_value_error_and_lenient_reports_the_p
     assert facts['thumbprint'] == m.thumbprint(cert) and facts['expires'] == m.not_after(cert).isoformat()
     assert len(facts['parse_errors']) == 1 and MALFORMED_PART[kind] in facts['parse_errors'][0]
     assert facts['sans'] == ([] if MALFORMED_PART[kind] == 'extension' else ['DNS:odd.example.test'])
-    assert (facts['subject'] is None) == (kind == 'subject') and facts['issuer'] == 'CN=Odd Test Issuer'
+    assert facts['subject'] == (None if kind == 'subject' else 'CN=odd.example.test')
+    assert facts['issuer'] == (None if kind == 'issuer' else 'CN=Odd Test Issuer')
 
 
 def test_certificate_facts_of_a_sound_certificate_have_no_parse_errors(pki, hierarchy):

@@ -120,6 +120,17 @@ def test_material_file_over_the_cap_fails_invalid_material_naming_the_limit(caps
     assert target.calls == []
 
 
+def test_material_file_of_exactly_the_cap_is_read_to_its_last_byte(capsys, files, target):
+    """Padding first, the chain's END line in the file's last bytes: reading one byte short would cut it off."""
+    chain = open(files['chain'], 'rb').read().rstrip(b'\n')
+    exact = files['dir'] / 'exact-chain.pem'
+    exact.write_bytes(b'\n' * (m.MAX_PEM_BYTES - len(chain)) + chain)
+    assert exact.stat().st_size == m.MAX_PEM_BYTES
+    result = deploy(capsys, certificate_path=files['cert'], private_key_path=files['key'], chain_path=str(exact))
+    assert not result.get('failed') and result['outcome'] == 'created'
+    assert target.versions[0]['material'].chain == [files['hierarchy']['inter'], files['hierarchy']['root']]
+
+
 @pytest.mark.skipif(not os.path.exists('/dev/zero'), reason='needs /dev/zero')
 @pytest.mark.parametrize('option', ['certificate_path', 'pfx_path'])
 def test_endless_material_file_fails_instead_of_hanging(capsys, files, target, option):
