@@ -175,12 +175,9 @@ def certificate_facts(cert, lenient=False):
         'expires': not_after(cert).isoformat(),
     }
     problems = []
-    for key, part, read, unreadable in (
-            ('subject', 'subject', lambda: cert.subject.rfc4514_string(), None),
-            ('issuer', 'issuer', lambda: cert.issuer.rfc4514_string(), None),
-            ('sans', 'extension', lambda: subject_alternative_names(cert), [])):
+    for key, part, unreadable in (('subject', 'subject', None), ('issuer', 'issuer', None), ('sans', 'extension', [])):
         try:
-            facts[key] = read()
+            facts[key] = subject_alternative_names(cert) if key == 'sans' else getattr(cert, key).rfc4514_string()
         except _PART_ERRORS as exc:
             problem = MalformedCertificate(part, _first_line(exc))
             if not lenient:
