@@ -354,6 +354,13 @@ def test_ca_path_must_hold_certificates(tmp_path):
         combined_ca_bundle(str(tmp_path / 'missing.pem'))
 
 
+def test_an_endless_ca_path_is_refused_not_read_to_the_end():
+    """/dev/zero never ends: the read stops one byte past the PEM cap and the parse refuses it."""
+    with pytest.raises(errors.DeployError) as info:
+        combined_ca_bundle('/dev/zero')
+    assert info.value.code == errors.INVALID_CONFIG
+
+
 def test_invalid_tenant_is_auth_failed_not_a_traceback(monkeypatch):
     for name in ('AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET'):
         monkeypatch.delenv(name, raising=False)
