@@ -24,7 +24,9 @@ description:
     version (Key Vault cannot restore versions; versions are never disabled as a rollback).
   - The certificate is validated offline first. The key must match the certificate. RSA keys need 2048 bits or more;
     EC keys must use P-256, P-384 or P-521; Ed25519 and DSA keys are rejected. Expired certificates are refused.
-    Chain blocks must all parse, and the chain is de-duplicated and ordered leaf-first.
+    Chain blocks must all parse, every certificate's public key must load (one with an algorithm the C(cryptography)
+    library does not implement fails with C(error_code=invalid_material), naming it), and the chain is de-duplicated
+    and ordered leaf-first.
   - The PKCS#12 or PEM payload is built in memory and never written to disk by the module.
 author:
   - certdeploy.cloud maintainers (@certdeploy)
@@ -53,20 +55,25 @@ options:
       - PEM text of the leaf certificate. A PEM bundle is accepted; the first certificate whose public key matches the
         private key is the leaf and the others are added to the chain.
       - Mutually exclusive with O(certificate_path), O(pfx) and O(pfx_path).
+      - At most 4 MiB (4194304 bytes), and at most 100 certificates together with O(chain); more fails with
+        C(error_code=invalid_material) before any block is parsed.
     type: str
   certificate_path:
     description:
       - Path of a PEM file holding the leaf certificate (or a bundle, see O(certificate)), on the host the module runs on.
+      - The limits of O(certificate) apply; no more of the file than 4 MiB and one byte is read.
     type: path
   private_key:
     description:
       - PEM text of the private key, PKCS#8, PKCS#1 or SEC1, encrypted or not.
       - Prefer O(private_key_path). Key content given as a module argument is part of the module's arguments
         and travels with them. See the notes.
+      - At most 4 MiB (4194304 bytes); more fails with C(error_code=invalid_material).
     type: str
   private_key_path:
     description:
       - Path of the PEM private key file on the host the module runs on.
+      - At most 4 MiB, as O(private_key); no more of the file than 4 MiB and one byte is read.
     type: path
   private_key_passphrase:
     description:
@@ -75,19 +82,25 @@ options:
   chain:
     description:
       - PEM text of the intermediate certificates (and optionally the root). Duplicates and copies of the leaf are dropped.
+      - At most 4 MiB (4194304 bytes), and at most 100 certificates together with O(certificate) (duplicates
+        counted); more fails with C(error_code=invalid_material) before any block is parsed.
     type: str
   chain_path:
     description:
       - Path of a PEM file with the chain.
+      - The limits of O(chain) apply; no more of the file than 4 MiB and one byte is read.
     type: path
   pfx:
     description:
       - Base64 text of a PKCS#12 (PFX) file holding exactly one private key, its certificate and optionally the chain.
       - Mutually exclusive with O(pfx_path) and the PEM options.
+      - At most 4 MiB (4194304 bytes) once decoded, holding at most 100 certificates; more fails with
+        C(error_code=invalid_material).
     type: str
   pfx_path:
     description:
       - Path of a PKCS#12 (PFX) file on the host the module runs on.
+      - The limits of O(pfx) apply; no more of the file than 4 MiB and one byte is read.
     type: path
   pfx_password:
     description:

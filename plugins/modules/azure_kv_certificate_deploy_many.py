@@ -54,6 +54,8 @@ options:
       - The portal's form with a trailing C(/), an explicit C(:443) and upper-case letters in the host are accepted and normalised.
       - Only C(https://) is accepted; paths, queries and user information are rejected.
       - Hosts outside C(*.vault.azure.net), C(*.vault.usgovcloudapi.net) and C(*.vault.azure.cn) need O(cloud=custom).
+        With O(cloud=custom) the host may also be an IP address; an IPv6 address is written in brackets
+        (C(https://[::1]:8443)) and keeps them in the URL used and reported.
     type: str
   certificates:
     description:

@@ -190,16 +190,26 @@ served:
       description: Serial number, upper-case hex.
       type: str
     subject:
-      description: Subject distinguished name (RFC 4514).
+      description: Subject distinguished name (RFC 4514); null when it cannot be parsed (see RV(served.parse_errors)).
       type: str
       sample: CN=www.contoso.com
     issuer:
-      description: Issuer distinguished name (RFC 4514).
+      description: Issuer distinguished name (RFC 4514); null when it cannot be parsed (see RV(served.parse_errors)).
       type: str
     sans:
-      description: Subject alternative names, prefixed with their type (C(DNS:), C(IP:), C(email:), C(URI:)).
+      description:
+        - Subject alternative names, prefixed with their type (C(DNS:), C(IP:), C(email:), C(URI:)).
+        - Empty when the certificate's extensions cannot be parsed (see RV(served.parse_errors)).
       type: list
       elements: str
+    parse_errors:
+      description:
+        - What of the certificate could not be parsed (a malformed extension, subject or issuer), and why. The
+          thumbprint, serial and validity are exact all the same, so the comparison with O(expected_thumbprint)
+          holds; a warning says so. Absent when the whole certificate was parsed.
+      type: list
+      elements: str
+      sample: ['the extension cannot be parsed (Duplicate 2.5.29.17 extension found)']
     not_before:
       description: Start of validity (ISO 8601, UTC).
       type: str

@@ -25,11 +25,15 @@ from .ansible_module import NO_ROLLBACK, failure_result
 from .keyvault_options import keyvault_settings
 
 
-def read_file(path, option):
-    """Read a material file on the host the module runs on; unreadable paths are config errors."""
+def read_file(path, option, limit):
+    """Read a material file on the host the module runs on; unreadable paths are config errors.
+
+    At most ``limit`` + 1 bytes are read: enough for the material rules to refuse a file over their size limit,
+    and never an endless read (a device, a pipe) or a huge file loaded into memory.
+    """
     try:
         with open(path, 'rb') as handle:
-            return handle.read()
+            return handle.read(limit + 1)
     except (IOError, OSError) as exc:
         raise errors.DeployError(errors.INVALID_CONFIG, '%s %s cannot be read: %s.' % (option, path, exc.strerror or exc))
 
@@ -38,7 +42,7 @@ def _content_or_file(params, option):
     if params.get(option) is not None:
         return params[option]
     path = params.get(option + '_path')
-    return read_file(path, option + '_path') if path else None
+    return read_file(path, option + '_path', cert_material.MAX_PEM_BYTES) if path else None
 
 
 def load_material(params):
@@ -47,7 +51,8 @@ def load_material(params):
     if params.get('pfx') is not None or params.get('pfx_path'):
         if params.get('pfx') is not None:
             return cert_material.load_pfx_material(params['pfx'], params.get('pfx_password'), preserve)
-        return cert_material.load_pfx_material(read_file(params['pfx_path'], 'pfx_path'), params.get('pfx_password'), preserve)
+        return cert_material.load_pfx_material(read_file(params['pfx_path'], 'pfx_path', cert_material.MAX_PFX_BYTES),
+                                               params.get('pfx_password'), preserve)
     certificate = _content_or_file(params, 'certificate')
     key = _content_or_file(params, 'private_key')
     if certificate is None or key is None:

@@ -62,6 +62,10 @@ def run_probe(module, fetch=None, clock=None, sleep=None):
     if problem is not None:
         module.fail_json(msg=problem.message, error_code=problem.code, **result)
         return
+    if report['served'] and report['served'].get('parse_errors'):
+        module.warn('The certificate served by %s:%s could not be parsed in full (%s); its thumbprint is exact, the facts '
+                    'listed in served.parse_errors are missing.' % (options['host'], options['port'],
+                                                                    '; '.join(report['served']['parse_errors'])))
     if report['matched'] is False:
         served = report['served']
         if served is None:

@@ -24,22 +24,33 @@ from .. import errors
 
 try:
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
     from cryptography.x509.oid import ExtensionOID
     HAS_CRYPTOGRAPHY = True
+    # What reading a lazily parsed part of a certificate (a name, the extensions) raises when that part is malformed.
+    _PART_ERRORS = (ValueError,) + tuple(getattr(x509, name) for name in ('DuplicateExtension', 'UnsupportedGeneralNameType')
+                                         if hasattr(x509, name))
 except ImportError:  # pragma: no cover - exercised by the sanity import test
     HAS_CRYPTOGRAPHY = False
+    _PART_ERRORS = (ValueError,)
 
 MIN_RSA_BITS = 2048
 SUPPORTED_CURVES = {'secp256r1': 'P-256', 'secp384r1': 'P-384', 'secp521r1': 'P-521'}
 
-_PEM_BLOCK = re.compile(
-    rb'-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----',
-    re.DOTALL,
-)
-_PEM_BEGIN = re.compile(rb'-----BEGIN ([A-Z0-9 ]+)-----')
+# Input limits (stated in the deploy modules' documentation and docs/operator-guide.md). Generous for any real
+# material -- a chain is a handful of certificates of one or two KiB each, a key a few KiB -- and small enough that
+# no input costs more than a moment to parse and a wrong file (a log, an image, a device) is refused at once.
+MAX_PEM_BYTES = 4 * 1024 * 1024  # each PEM input: certificate, chain, private key (and a ca_path file)
+MAX_PFX_BYTES = 4 * 1024 * 1024  # a PFX, counted decoded (its base64 text is a third longer)
+MAX_CERTIFICATES = 100  # certificates in the certificate and chain options together, or in one PFX
+
+# The PEM scanner: one BEGIN or END line. Every repetition is bounded (a label is at most 64 characters) and
+# there is no backreference, so one match attempt costs at most a constant, and split_pem's single finditer
+# over the input is linear in its length whatever the number and arrangement of BEGIN and END lines.
+_PEM_MARKER = re.compile(rb'-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----')
 _CERTIFICATE_LABELS = (b'CERTIFICATE', b'X509 CERTIFICATE', b'TRUSTED CERTIFICATE')
 
 
@@ -134,18 +145,48 @@ def subject_alternative_names(cert):
     return names
 
 
-def certificate_facts(cert):
-    """The public, non-secret description of a certificate used in results and diffs."""
-    return {
+class MalformedCertificate(ValueError):
+    """A part of a certificate that cryptography parses only when it is read is malformed.
+
+    ``part`` is ``subject``, ``issuer`` or ``extension``.  A ValueError, so that a caller reading certificates
+    it did not choose (a vault's) handles it with the ValueError it already expects of cryptography.
+    """
+
+    def __init__(self, part, reason):
+        super(MalformedCertificate, self).__init__('the %s cannot be parsed (%s)' % (part, reason))
+        self.part = part
+        self.reason = reason
+
+
+def certificate_facts(cert, lenient=False):
+    """The public, non-secret description of a certificate used in results and diffs.
+
+    cryptography parses the names and the extensions only when they are read, and a malformed one then raises
+    (ValueError, DuplicateExtension, UnsupportedGeneralNameType).  Strict (the default), that is a
+    :class:`MalformedCertificate`.  ``lenient`` (a certificate someone else serves) keeps every fact that can be
+    read, exact ones (thumbprint, serial, validity) always: an unreadable name is None, unreadable extensions
+    leave ``sans`` empty, and ``parse_errors`` lists what could not be read (absent when nothing).
+    """
+    facts = {
         'thumbprint': thumbprint(cert),
         'x5t': x5t(cert),
         'serial': '%X' % cert.serial_number,
-        'subject': cert.subject.rfc4514_string(),
-        'issuer': cert.issuer.rfc4514_string(),
-        'sans': subject_alternative_names(cert),
         'not_before': not_before(cert).isoformat(),
         'expires': not_after(cert).isoformat(),
     }
+    problems = []
+    for key, part, unreadable in (('subject', 'subject', None), ('issuer', 'issuer', None), ('sans', 'extension', [])):
+        try:
+            facts[key] = subject_alternative_names(cert) if key == 'sans' else getattr(cert, key).rfc4514_string()
+        except _PART_ERRORS as exc:
+            problem = MalformedCertificate(part, _first_line(exc))
+            if not lenient:
+                raise problem
+            problems.append(str(problem))
+            facts[key] = unreadable
+    if problems:
+        facts['parse_errors'] = problems
+    return facts
 
 
 def describe_key(key):
@@ -176,10 +217,44 @@ def _key_type_name(key):
 
 
 def public_key_matches(cert, key):
-    """True when ``cert`` carries the public half of ``key``."""
+    """True when ``cert`` carries the public half of ``key``; False also when its public key cannot be loaded.
+
+    ``key`` was loaded, so a certificate whose key cannot be (an algorithm cryptography does not implement,
+    a malformed key) is not its certificate.
+    """
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     enc = serialization.Encoding.DER
-    return cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+    try:
+        cert_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return cert_key.public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+
+
+def public_key_problem(cert):
+    """None when cryptography can load the public key of ``cert``; otherwise why not, naming the algorithm's OID.
+
+    A certificate is parsed lazily: it loads with any SubjectPublicKeyInfo, and only ``public_key()`` raises,
+    UnsupportedAlgorithm for an algorithm cryptography does not implement, ValueError for a malformed key.
+    """
+    try:
+        cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        reason = _first_line(exc)
+        try:
+            oid = cert.public_key_algorithm_oid.dotted_string  # cryptography >= 43
+        except (AttributeError, ValueError):
+            oid = None
+        return reason if oid is None or oid in reason else '%s; algorithm %s' % (reason, oid)
+    return None
+
+
+def describe_certificate(cert):
+    """The subject of ``cert`` for a message (RFC 4514), or a note that it cannot be read."""
+    try:
+        return cert.subject.rfc4514_string() or 'an empty subject'
+    except _PART_ERRORS:
+        return 'a subject that cannot be parsed'
 
 
 # --------------------------------------------------------------------------
@@ -192,15 +267,59 @@ def to_bytes(data):
     return data.encode('utf-8')
 
 
+def _in_mib(size):
+    """' (4 MiB)' for a whole number of MiB, else nothing."""
+    return ' (%d MiB)' % (size // (1024 * 1024)) if size % (1024 * 1024) == 0 else ''
+
+
+def check_size(data, limit, what, kind):
+    """Refuse ``data`` (bytes) longer than ``limit`` bytes, saying the limit."""
+    if len(data) > limit:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The %s has more than %d bytes%s, the most a %s input may have; no real certificate, key or chain is that '
+            'large: check that the right file or text is given.' % (what, limit, _in_mib(limit), kind),
+        )
+
+
+def check_certificate_count(count, what):
+    """Refuse more than MAX_CERTIFICATES certificates in the material; ``what`` names it ("certificate and chain")."""
+    if count > MAX_CERTIFICATES:
+        raise errors.DeployError(
+            errors.INVALID_MATERIAL,
+            'The %s %s %d certificates; at most %d are accepted (a leaf and its chain are a handful): check that the '
+            'right file or text is given.' % (what, 'hold' if ' and ' in what else 'holds', count, MAX_CERTIFICATES),
+        )
+
+
 def split_pem(data, what):
-    """Return ``[(label, block_bytes)]`` for every PEM block in ``data``.
+    """Return ``[(label, block_bytes)]`` for every PEM block in ``data`` (at most MAX_PEM_BYTES bytes).
 
     Text between blocks (for example ``subject=`` lines written by openssl) is
-    allowed; a ``BEGIN`` line without its matching ``END`` line is an error.
+    allowed, and so is an END line outside a block; a BEGIN line without a line
+    break after it, without its matching END line, or followed by another BEGIN
+    or by the END of another label is an error.  One forward scan: linear time.
     """
     data = to_bytes(data)
-    blocks = [(m.group('label'), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
-    if len(_PEM_BEGIN.findall(data)) != len(blocks):
+    check_size(data, MAX_PEM_BYTES, what, 'PEM')
+    blocks = []
+    label = start = None  # the open block's label and where its BEGIN line starts
+    mangled = False
+    for marker in _PEM_MARKER.finditer(data):
+        kind, name = marker.group(1), marker.group(2)
+        if kind == b'BEGIN':
+            after = marker.end()
+            if label is not None or not (data.startswith(b'\n', after) or data.startswith(b'\r\n', after)):
+                mangled = True
+                break
+            label, start = name, marker.start()
+        elif label is not None:
+            if name != label:
+                mangled = True
+                break
+            blocks.append((label, data[start:marker.end()]))
+            label = None
+    if mangled or label is not None:
         raise errors.DeployError(
             errors.INVALID_MATERIAL,
             'The %s contains a PEM block without a matching END line (truncated or mangled); provide complete PEM blocks.' % what,
@@ -211,7 +330,10 @@ def split_pem(data, what):
 def parse_certificates(data, what):
     """Parse every certificate block of a PEM bundle; any unparseable block is an error, never skipped."""
     require_cryptography()
-    blocks = split_pem(data, what)
+    return _load_certificates(split_pem(data, what), what)
+
+
+def _load_certificates(blocks, what):
     if not blocks:
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The %s contains no PEM block; expected "-----BEGIN CERTIFICATE-----".' % what)
     certs = []
@@ -312,6 +434,35 @@ def _first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
+def usability_problem(cert):
+    """None when the parts leaf selection and chain ordering read can be read (public key, subject, issuer); else which."""
+    problem = public_key_problem(cert)
+    if problem is not None:
+        return 'a public key that cannot be loaded (%s)' % problem
+    for part in ('subject', 'issuer'):
+        try:
+            getattr(cert, part)
+        except _PART_ERRORS as exc:
+            return 'a%s %s that cannot be parsed (%s)' % ('n' if part == 'issuer' else '', part, _first_line(exc))
+    return None
+
+
+def require_usable_certificates(certs, what):
+    """Refuse a certificate of the input whose public key, subject or issuer cannot be read, naming it.
+
+    Leaf selection compares public keys and chain ordering names and signatures: such a certificate can be
+    neither the leaf nor checked as an issuer, and Key Vault would be sent a chain nobody verified.
+    """
+    for index, cert in enumerate(certs, start=1):
+        problem = usability_problem(cert)
+        if problem is not None:
+            raise errors.DeployError(
+                errors.INVALID_MATERIAL,
+                'Certificate %d of the %s (%s) has %s, so it can be neither the leaf nor a checked issuer; remove it '
+                'from the %s.' % (index, what, describe_certificate(cert), problem, what),
+            )
+
+
 def select_leaf(certs, key, what):
     """Split a bundle into (leaf, rest): the leaf is the first certificate whose public key is the key's."""
     for index, cert in enumerate(certs):
@@ -357,11 +508,17 @@ def order_chain(leaf, candidates, preserve_order=False):
 
 
 def _is_self_issued(cert):
-    return cert.issuer == cert.subject
+    try:
+        return cert.issuer == cert.subject
+    except _PART_ERRORS:  # a name that cannot be parsed (a certificate a vault holds): not known to be self-issued
+        return False
 
 
 def _issued_by(cert, candidate):
-    if cert.issuer != candidate.subject:
+    try:
+        if cert.issuer != candidate.subject:
+            return False
+    except _PART_ERRORS:  # a name that cannot be parsed: no issuer this can be checked against
         return False
     try:
         cert.verify_directly_issued_by(candidate)
@@ -377,15 +534,27 @@ def load_pem_material(certificate, private_key, passphrase=None, chain=None, pre
     require_cryptography()
     key = parse_private_key(private_key, passphrase)
     describe_key(key)
-    certs = parse_certificates(certificate, 'certificate')
+    cert_blocks = split_pem(certificate, 'certificate')
+    chain_blocks = split_pem(chain, 'chain') if chain else []
+    check_certificate_count(sum(1 for label, _block in cert_blocks + chain_blocks if label in _CERTIFICATE_LABELS),
+                            'certificate and chain' if chain else 'certificate')
+    certs = _load_certificates(cert_blocks, 'certificate')
+    require_usable_certificates(certs, 'certificate')
     leaf, extra = select_leaf(certs, key, 'certificate')
-    chain_certs = extra + (parse_certificates(chain, 'chain') if chain else [])
+    given_chain = _load_certificates(chain_blocks, 'chain') if chain else []
+    require_usable_certificates(given_chain, 'chain')
+    chain_certs = extra + given_chain
     ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
     return Material(leaf, key, ordered)
 
 
 def load_pfx_material(pfx, password=None, preserve_chain_order=False):
     """Build :class:`Material` from PKCS#12 bytes (or base64 text of them)."""
+    return _load_pfx(pfx, password, preserve_chain_order, given=True)
+
+
+def _load_pfx(pfx, password, preserve_chain_order, given):
+    """``given``: the user's input, held to every rule; else what a target already holds (see load_exported_secret)."""
     require_cryptography()
     data = pfx
     if isinstance(pfx, str):
@@ -393,6 +562,7 @@ def load_pfx_material(pfx, password=None, preserve_chain_order=False):
             data = base64.b64decode(''.join(pfx.split()), validate=True)
         except (binascii.Error, ValueError):
             raise errors.DeployError(errors.INVALID_MATERIAL, 'pfx must be the base64 text of a PKCS#12 file; it is not valid base64.')
+    check_size(data, MAX_PFX_BYTES, 'PFX', 'PFX')
     pw = to_bytes(password) if password not in (None, '') else None
     try:
         bundle = pkcs12.load_pkcs12(data, pw)
@@ -422,6 +592,9 @@ def load_pfx_material(pfx, password=None, preserve_chain_order=False):
     certs = ([bundle.cert.certificate] if bundle.cert else []) + [c.certificate for c in bundle.additional_certs]
     if not certs:
         raise errors.DeployError(errors.INVALID_MATERIAL, 'The PFX holds a private key but no certificate.')
+    if given:
+        check_certificate_count(len(certs), 'PFX')
+        require_usable_certificates(certs, 'PFX')
     leaf, extra = select_leaf(certs, bundle.key, 'PFX')
     ordered, _unrelated = order_chain(leaf, extra, preserve_chain_order)
     return Material(leaf, bundle.key, ordered)
@@ -436,8 +609,8 @@ def check_rules(material, now=None, allow_expired=False):
     warnings = []
     try:
         certificate_facts(material.leaf)
-    except ValueError as exc:
-        raise errors.DeployError(errors.INVALID_MATERIAL, 'The certificate has a malformed extension: %s' % _first_line(exc))
+    except MalformedCertificate as exc:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The certificate has a malformed %s: %s' % (exc.part, exc.reason))
     kind, size = describe_key(material.key)
     if kind == 'RSA' and size < MIN_RSA_BITS:
         raise errors.DeployError(
@@ -553,12 +726,14 @@ def load_exported_secret(value, content_type):
 
     ``value`` is PEM text for ``application/x-pem-file`` and base64 PKCS#12
     without a password otherwise.  Raises DeployError when the secret holds no
-    private key (for example a non-exportable certificate).
+    private key (for example a non-exportable certificate).  What the vault holds
+    is re-imported byte for byte on a rollback, so a chain certificate whose
+    public key cannot be loaded is kept here, not refused as in the user's input.
     """
     if content_type == 'application/x-pem-file':
         text = to_bytes(value)
-        cert_blocks = [block for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
+        cert_blocks = [(label, block) for label, block in split_pem(text, 'exported secret') if label in _CERTIFICATE_LABELS]
         key = parse_private_key(text)
-        leaf, rest = select_leaf(parse_certificates(b'\n'.join(cert_blocks), 'exported secret'), key, 'exported secret')
+        leaf, rest = select_leaf(_load_certificates(cert_blocks, 'exported secret'), key, 'exported secret')
         return Material(leaf, key, rest)
-    return load_pfx_material(value if isinstance(value, str) else value.decode('ascii'), None, preserve_chain_order=True)
+    return _load_pfx(value if isinstance(value, str) else value.decode('ascii'), None, True, given=False)

@@ -28,8 +28,9 @@ from .. import errors
 from ..errors import INVALID_CONFIG, MISMATCH, MISSING_DEPENDENCY, TLS_ERROR, UNREACHABLE
 from ..material import certificate as cert_material
 
-_HEX40 = re.compile(r'^[0-9A-F]{40}$')
-_HOSTNAME = re.compile(r'^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$')
+# Whole-string patterns, applied with fullmatch() ("$" would also match before a trailing newline).
+_HEX40 = re.compile(r'[0-9A-F]{40}')
+_HOSTNAME = re.compile(r'(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?')
 
 
 # --------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def normalise_thumbprint(value):
     if value is None:
         return None
     text = re.sub(r'[\s:]', '', str(value)).upper()
-    if not _HEX40.match(text):
+    if not _HEX40.fullmatch(text):
         raise errors.DeployError(
             INVALID_CONFIG,
             'expected_thumbprint must be a SHA-1 thumbprint: 40 hexadecimal digits, colons allowed, as '
@@ -67,7 +68,7 @@ def check_host(value, option):
     if '://' in text or '/' in text:
         raise errors.DeployError(INVALID_CONFIG, '%s must be a host name or an IP address, not a URL (%s); give the port in port.'
                                  % (option, text))
-    if not (_is_ip(text) or _HOSTNAME.match(text)):
+    if not (_is_ip(text) or _HOSTNAME.fullmatch(text)):
         raise errors.DeployError(INVALID_CONFIG, '%s %r is neither a host name nor an IP address.' % (option, text))
     return text
 
@@ -150,14 +151,18 @@ def fetch_certificate(host, port, server_name, context, connect_timeout):
 
 
 def served_facts(der):
-    """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires."""
+    """Public facts of a DER certificate: thumbprint, x5t, serial, subject, issuer, sans, not_before, expires.
+
+    The probe compares thumbprints, which do not depend on what the certificate says: a malformed name or
+    extension leaves that fact empty and is listed in ``parse_errors`` (see certificate_facts, lenient).
+    """
     try:
         cert = cert_material.load_der_certificate(der)
     except errors.DeployError as exc:  # cryptography is missing
         raise errors.DeployError(MISSING_DEPENDENCY, exc.message)
     if cert is None:
         raise errors.DeployError(TLS_ERROR, 'The endpoint presented a certificate that cannot be parsed.')
-    return cert_material.certificate_facts(cert)
+    return cert_material.certificate_facts(cert, lenient=True)
 
 
 def probe_once(options, context):

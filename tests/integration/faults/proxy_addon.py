@@ -14,12 +14,23 @@ counted), lets ``skip`` matches through, then applies ``action`` to the next
 ``times`` matches (-1: all):
 
 - ``status``: answer with ``status``/``body``/``headers`` without calling the vault;
+- ``commit_then_status``: forward, let the vault commit, then answer with
+  ``status``/``body``/``headers`` instead of the vault's answer (a write that landed and
+  was reported failed, e.g. a 503 from a gateway, with ``Retry-After`` if ``headers`` say so);
 - ``delay``: wait ``seconds`` before forwarding;
 - ``cut``: forward, let the vault commit, then cut the connection before answering;
-- ``rewrite_x5t``: forward, then replace ``x5t`` in the JSON answer;
+- ``rewrite_x5t``: forward, then replace ``x5t`` in the JSON answer; with ``if_thumbprint``
+  (hex SHA-1) only an answer that carries that certificate's ``x5t`` is rewritten, so a rule
+  on reads garbles every read of one version (the read-back of ours) and no other;
 - ``concurrent_import``: forward, then import ``pfx_b64`` as ``name`` directly into the
   vault (another writer) before answering; with ``rewrite_x5t: true`` the answer's ``x5t``
-  is garbled as well (our version landed, another writer's after it, our response is wrong).
+  is garbled as well (our version landed, another writer's after it, our response is wrong);
+- ``concurrent_import_first``: import ``pfx_b64`` as ``name`` directly into the vault
+  (another writer) *before* forwarding, so the other writer's version lands between what we
+  read and our write; with ``rewrite_x5t: true`` our answer's ``x5t`` is garbled as well.
+  A second rule (``rewrite_x5t`` with ``if_thumbprint`` on reads) garbles the read-back too.
+
+The direct imports go to the vault itself, not through this proxy: no rule sees them.
 """
 
 from __future__ import annotations
@@ -114,11 +125,11 @@ class Faults:
             return
         ctx.log.info('fault %s on %s %s' % (rule['action'], flow.request.method, flow.request.path))
         if rule['action'] == 'status':
-            body = rule.get('body', {'error': {'code': 'Injected', 'message': 'injected fault'}})
-            headers = dict({'Content-Type': 'application/json; charset=utf-8'}, **rule.get('headers', {}))
-            flow.response = http.Response.make(rule['status'], json.dumps(body), headers)
+            flow.response = self._made_response(rule)
         elif rule['action'] == 'delay':
             await asyncio.sleep(rule['seconds'])
+        elif rule['action'] == 'concurrent_import_first':
+            await asyncio.get_running_loop().run_in_executor(None, self._import_directly, flow, rule)
 
     async def response(self, flow: http.HTTPFlow):
         rule = flow.metadata.get('certdeploy_rule')
@@ -126,18 +137,38 @@ class Faults:
             return
         if rule['action'] == 'cut':
             flow.kill()
+        elif rule['action'] == 'commit_then_status':
+            ctx.log.info('vault answered %d; answering %d instead' % (flow.response.status_code, rule['status']))
+            flow.response = self._made_response(rule)
         elif rule['action'] == 'rewrite_x5t':
-            self._rewrite_x5t(flow)
+            self._rewrite_x5t(flow, rule.get('if_thumbprint'))
         elif rule['action'] == 'concurrent_import':
             await asyncio.get_running_loop().run_in_executor(None, self._import_directly, flow, rule)
             if rule.get('rewrite_x5t'):
                 self._rewrite_x5t(flow)
+        elif rule['action'] == 'concurrent_import_first' and rule.get('rewrite_x5t'):
+            self._rewrite_x5t(flow)
 
     @staticmethod
-    def _rewrite_x5t(flow):
+    def _made_response(rule):
+        body = rule.get('body', {'error': {'code': 'Injected', 'message': 'injected fault'}})
+        headers = dict({'Content-Type': 'application/json; charset=utf-8'}, **rule.get('headers', {}))
+        return http.Response.make(rule['status'], json.dumps(body), headers)
+
+    @staticmethod
+    def _rewrite_x5t(flow, if_thumbprint=None):
         data = json.loads(flow.response.content)
+        x5t = str(data.get('x5t') or '')
+        if if_thumbprint:
+            try:
+                seen = base64.urlsafe_b64decode(x5t + '=' * (-len(x5t) % 4)).hex().upper()
+            except ValueError:
+                seen = None
+            if seen != if_thumbprint.replace(':', '').upper():
+                return
         data['x5t'] = base64.urlsafe_b64encode(b'\x00' * 20).rstrip(b'=').decode()
         flow.response.content = json.dumps(data).encode()
+        ctx.log.info('rewrote x5t %s in the answer to %s %s' % (x5t, flow.request.method, flow.request.path))
 
     def _import_directly(self, flow, rule):
         upstream = '%s://%s:%d' % (flow.request.scheme, flow.request.host, flow.request.port)

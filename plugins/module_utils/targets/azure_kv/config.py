@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ... import errors
@@ -31,9 +32,11 @@ AWX_CLOUD_NAMES = {
     'azurechinacloud': 'china',
 }
 
-_VAULT_NAME = re.compile(r'^[a-z][a-z0-9-]{1,22}[a-z0-9]$')
-_CERT_NAME = re.compile(r'^[0-9A-Za-z-]{1,127}$')
-_HOST = re.compile(r'^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$')
+# Whole-string patterns, always applied with fullmatch(): "$" would also match before a trailing newline, which a
+# YAML folded scalar (">") adds to a value.
+_VAULT_NAME = re.compile(r'[a-z][a-z0-9-]{1,22}[a-z0-9]')
+_CERT_NAME = re.compile(r'[0-9A-Za-z-]{1,127}')
+_HOST = re.compile(r'[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*')
 
 
 class VaultAddress(object):
@@ -115,9 +118,10 @@ def parse_vault_url(url, cloud=None):
             '*.vault.azure.cn). For an emulator or a private endpoint alias set cloud: custom and authority_host.' % host,
         )
     if cloud == 'custom':
-        if not _HOST.match(host) and not _is_ip(host):
+        if not _HOST.fullmatch(host) and not _is_ip(host):
             raise errors.DeployError(errors.INVALID_CONFIG, 'vault_url host "%s" is not a valid host name.' % host)
-        netloc = host if port in (None, 443) else '%s:%d' % (_bracket(host), port)
+        # An IPv6 address keeps its brackets with or without a port: "https://::1" is no URL.
+        netloc = _bracket(host) if port in (None, 443) else '%s:%d' % (_bracket(host), port)
         return VaultAddress('https://' + netloc, cloud, None)
 
     suffix = CLOUDS[cloud]['suffix']
@@ -135,7 +139,11 @@ def parse_vault_url(url, cloud=None):
 
 
 def _is_ip(host):
-    return bool(re.match(r'^[0-9.]+$', host)) or ':' in host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _bracket(host):
@@ -148,7 +156,7 @@ def check_vault_name(name):
         problems.append('be 3 to 24 characters long (it has %d)' % len(name))
     if '.' in name:
         problems.append('be a single DNS label (no dots)')
-    elif not _VAULT_NAME.match(name):
+    elif not _VAULT_NAME.fullmatch(name):
         problems.append('start with a letter, end with a letter or digit and contain only letters, digits and hyphens')
     if '--' in name:
         problems.append('not contain consecutive hyphens')
@@ -160,16 +168,21 @@ def suggest_certificate_name(name):
     """Map a DNS-style name to a valid Key Vault certificate name, or None when no mapping helps."""
     candidate = name.strip().replace('*', 'wildcard').replace('.', '-').replace('_', '-')
     candidate = re.sub(r'-{2,}', '-', candidate).strip('-')
-    return candidate if _CERT_NAME.match(candidate) else None
+    return candidate if _CERT_NAME.fullmatch(candidate) else None
+
+
+def _shown(text):
+    """``text`` for a message, with control characters escaped (a trailing newline shows as \\n)."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def check_certificate_name(name):
-    if isinstance(name, str) and _CERT_NAME.match(name):
+    if isinstance(name, str) and _CERT_NAME.fullmatch(name):
         return name
-    text = name if isinstance(name, str) else repr(name)
+    text = _shown(name) if isinstance(name, str) else repr(name)
     hint = ''
-    suggestion = suggest_certificate_name(text) if isinstance(name, str) and name else None
-    if suggestion and suggestion != text:
+    suggestion = suggest_certificate_name(name) if isinstance(name, str) and name else None
+    if suggestion and suggestion != name:
         hint = ' Try certificate_name: %s' % suggestion
     raise errors.DeployError(
         errors.INVALID_CONFIG,

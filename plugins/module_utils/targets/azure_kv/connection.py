@@ -49,7 +49,7 @@ def combined_ca_bundle(extra_path):
     """
     try:
         with open(extra_path, 'rb') as handle:
-            extra = handle.read()
+            extra = handle.read(cert_material.MAX_PEM_BYTES + 1)  # bounded: the parse below refuses anything larger
     except (IOError, OSError) as exc:
         raise errors.DeployError(errors.INVALID_CONFIG, 'ca_path %s cannot be read: %s' % (extra_path, exc.strerror or exc))
     try:

@@ -96,6 +96,17 @@ def test_bad_certificate_names(name):
     fails(config.check_certificate_name, name)
 
 
+@pytest.mark.parametrize('name', ['www-example-com\n', 'www-example-com\r\n', '\nwww-example-com', 'x' * 127 + '\n'])
+def test_certificate_name_with_a_newline_is_refused(name):
+    """A YAML folded scalar (``>``) ends in a newline; a ``$`` anchor would match before it and let the name through."""
+    assert 'not a valid Key Vault object name' in fails(config.check_certificate_name, name)
+
+
+@pytest.mark.parametrize('name', ['kv1\n', 'contoso-tls\n'])
+def test_vault_name_with_a_trailing_newline_is_refused(name):
+    assert 'start with a letter' in fails(config.check_vault_name, name)
+
+
 def test_no_suggestion_when_mapping_cannot_help():
     assert 'Try' not in fails(config.check_certificate_name, 'ü')
 
@@ -152,3 +163,43 @@ def test_rollback_tags_mark_the_failed_version():
     out = tags.rollback_tags({'env': 'prod'}, 'v2')
     assert out['certdeploy-rollback-of'] == 'v2' and tags.is_managed(out)
     assert tags.comparable(out) == {'env': 'prod', 'certdeploy-managed-by': 'certdeploy'}
+
+
+# -- IPv6 hosts of a custom cloud ------------------------------------------------------
+
+@pytest.mark.parametrize('url,expected', [
+    ('https://[::1]:8443/', 'https://[::1]:8443'),
+    ('https://[::1]:8443', 'https://[::1]:8443'),
+    ('https://[::1]/', 'https://[::1]'),
+    ('https://[::1]', 'https://[::1]'),
+    ('https://[::1]:443', 'https://[::1]'),
+    ('https://[2001:DB8::10]:443/', 'https://[2001:db8::10]'),
+    ('https://[2001:db8::10]:9443', 'https://[2001:db8::10]:9443'),
+])
+def test_ipv6_vault_url_keeps_its_brackets_and_round_trips(url, expected):
+    address = config.parse_vault_url(url, 'custom')
+    assert address.url == expected
+    again = config.parse_vault_url(address.url, 'custom')
+    assert again.url == address.url and again.cloud == 'custom' and again.name is None
+
+
+@pytest.mark.parametrize('url', ['https://127.0.0.1:8443/', 'https://kv.emulator.internal:443', 'https://[::ffff:10.0.0.1]'])
+def test_custom_vault_url_round_trips(url):
+    address = config.parse_vault_url(url, 'custom')
+    assert config.parse_vault_url(address.url, 'custom').url == address.url
+
+
+def test_ipv6_vault_url_reaches_the_sdk_and_the_ids_with_its_brackets():
+    """The URL the CertificateClient is built with, the ids the target predicts and its metric labels."""
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import keyvault_settings
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultTarget
+    settings = keyvault_settings({'vault_url': 'https://[::1]/', 'cloud': 'custom', 'certificate_name': 'www',
+                                  'authority_host': 'https://[::1]:9443', 'verify_challenge_resource': False}, env={})
+    target = KeyVaultTarget(settings, env={})
+    try:
+        assert target.connection.client().vault_url == 'https://[::1]'  # the real SDK client; no request is sent
+        assert target.predicted_ids() == {'versionless_id': 'https://[::1]/certificates/www',
+                                          'versionless_secret_id': 'https://[::1]/secrets/www'}
+        assert target.labels['vault'] == 'https://[::1]'
+    finally:
+        target.close()

@@ -152,6 +152,18 @@ def test_read_maps_ids_and_facts(material):
     assert state.content_type == 'pkcs12' and state.leaf == material.leaf
 
 
+@pytest.mark.parametrize('kind', ['san_value', 'x400_address', 'duplicate_extension', 'subject', 'issuer'])
+def test_stored_certificate_with_an_unreadable_part_reads_without_its_facts(pki, kind):
+    """A certificate someone else stored may have a malformed extension or name: the read still maps it (the
+    thumbprint from Key Vault's x5t), instead of raising DuplicateExtension or UnsupportedGeneralNameType."""
+    key = pki.rsa()
+    odd = m.Material(pki.malformed_cert(kind, key), key, [])
+    certs = FakeCertificateClient()
+    certs.latest = bundle(odd, 'odd')
+    state = make_target(certs).read_latest()
+    assert state.version == 'odd' and state.thumbprint == odd.thumbprint and state.facts['x5t'] == m.x5t(odd.leaf)
+
+
 def test_other_read_errors_are_classified():
     certs = FakeCertificateClient()
 
@@ -340,6 +352,13 @@ def test_ca_path_must_hold_certificates(tmp_path):
     assert info.value.code == errors.INVALID_CONFIG
     with pytest.raises(errors.DeployError):
         combined_ca_bundle(str(tmp_path / 'missing.pem'))
+
+
+def test_an_endless_ca_path_is_refused_not_read_to_the_end():
+    """/dev/zero never ends: the read stops one byte past the PEM cap and the parse refuses it."""
+    with pytest.raises(errors.DeployError) as info:
+        combined_ca_bundle('/dev/zero')
+    assert info.value.code == errors.INVALID_CONFIG
 
 
 def test_invalid_tenant_is_auth_failed_not_a_traceback(monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+from ansible_collections.certdeploy.cloud.tests.unit.conftest import UNLOADABLE_KEY_OID
 
 
 def code_of(func, *args, **kwargs):
@@ -214,6 +216,287 @@ def test_valid_certificate_has_no_warnings(pki, hierarchy):
     assert m.check_rules(m.Material(hierarchy['leaf'], hierarchy['key'], [])) == []
 
 
+# -- certificates whose public key cannot be loaded ----------------------------------
+# pki.unloadable_key_cert(): a well-formed, validly signed certificate whose SubjectPublicKeyInfo names an algorithm
+# cryptography does not implement; its public_key() raises UnsupportedAlgorithm.
+
+def test_unloadable_key_certificate_before_the_leaf_is_invalid_material(pki, hierarchy):
+    """Leaf selection compares public keys in bundle order: the unloadable one came first and escaped uncaught."""
+    weird = pki.unloadable_key_cert()
+    bundle = pki.pem(weird, hierarchy['leaf'], hierarchy['inter'])
+    code, msg = code_of(m.load_pem_material, bundle, pki.key_pem(hierarchy['key']))
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 1 of the certificate' in msg and 'CN=Unloadable Key CA' in msg and UNLOADABLE_KEY_OID in msg
+
+
+def test_unloadable_key_certificate_in_the_chain_is_invalid_material(pki, hierarchy):
+    """Chain ordering skipped it silently, and it would have been sent to the vault as part of the chain."""
+    chain = pki.pem(hierarchy['inter'], pki.unloadable_key_cert('Odd Intermediate'), hierarchy['root'])
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 2 of the chain' in msg and 'CN=Odd Intermediate' in msg and UNLOADABLE_KEY_OID in msg
+
+
+@pytest.mark.parametrize('layout', ['without_a_main_certificate', 'in_the_chain'])
+def test_unloadable_key_certificate_in_a_pfx_is_invalid_material(pki, hierarchy, layout):
+    weird = pki.unloadable_key_cert()
+    if layout == 'without_a_main_certificate':  # the odd certificate first, the leaf after it
+        data = pkcs12.serialize_key_and_certificates(b'x', hierarchy['key'], None, [weird, hierarchy['leaf']],
+                                                     serialization.NoEncryption())
+    else:
+        data = pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['inter'], weird])
+    code, msg = code_of(m.load_pfx_material, data)
+    assert code == errors.INVALID_MATERIAL and 'of the PFX' in msg
+    assert 'CN=Unloadable Key CA' in msg and UNLOADABLE_KEY_OID in msg
+
+
+def test_chain_certificate_with_an_unreadable_subject_is_invalid_material(pki, hierarchy):
+    """Chain ordering compares names; a chain certificate whose subject cannot be parsed raised ValueError there."""
+    odd = pki.malformed_cert('subject')
+    chain = pki.pem(hierarchy['inter'], odd)
+    code, msg = code_of(m.load_pem_material, pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 2 of the chain (a subject that cannot be parsed) has a subject that cannot be parsed' in msg
+    # (in a PFX, OpenSSL already refuses such a certificate when it opens the file: "could not be opened")
+
+
+@pytest.mark.parametrize('part,article', [('subject', 'a'), ('issuer', 'an')])
+def test_leaf_with_an_unreadable_name_and_a_chain_is_invalid_material(pki, hierarchy, part, article):
+    key = pki.rsa()
+    odd = pki.malformed_cert(part, key)
+    code, msg = code_of(m.load_pem_material, pki.pem(odd), pki.key_pem(key), chain=pki.pem(hierarchy['inter']))
+    assert code == errors.INVALID_MATERIAL
+    assert 'Certificate 1 of the certificate' in msg and 'has %s %s that cannot be parsed' % (article, part) in msg
+
+
+def test_order_chain_never_raises_on_unreadable_names(pki, hierarchy):
+    """The engine orders a vault-held leaf's chain for a re-pair snapshot: an unreadable name is just no issuer."""
+    odd = pki.malformed_cert('subject')
+    assert m.order_chain(odd, [hierarchy['inter']]) == ([hierarchy['inter']], [hierarchy['inter']])
+    assert m.order_chain(hierarchy['leaf'], [odd, hierarchy['inter']]) == ([hierarchy['inter'], odd], [odd])
+
+
+def test_public_key_matches_is_false_for_an_unloadable_certificate(pki, hierarchy):
+    """Also the engine's re-pair check on a certificate the vault holds: no crash, simply no match."""
+    assert m.public_key_matches(pki.unloadable_key_cert(), hierarchy['key']) is False
+    assert m.public_key_matches(hierarchy['leaf'], hierarchy['key']) is True
+
+
+def test_exported_secret_with_an_unloadable_certificate_still_loads(pki, hierarchy):
+    """What the vault holds is re-imported byte for byte on rollback: an odd chain certificate there is kept, not refused."""
+    weird = pki.unloadable_key_cert()
+    pem = (pki.pem(weird, hierarchy['leaf'], hierarchy['inter']) + pki.key_pem(hierarchy['key'])).decode()
+    material = m.load_exported_secret(pem, 'application/x-pem-file')
+    assert material.leaf == hierarchy['leaf'] and material.chain == [weird, hierarchy['inter']]
+    pfx = base64.b64encode(pki.pfx(hierarchy['key'], hierarchy['leaf'], [weird])).decode()
+    assert m.load_exported_secret(pfx, 'application/x-pkcs12').chain == [weird]
+
+
+# -- PEM parsing: linear time ----------------------------------------------------------
+# Counting, never timing: (1) every regular expression of the material module has only bounded repetitions and no
+# backreference, so one match attempt costs at most a constant whatever the input; (2) split_pem runs one
+# forward scan (one finditer over the whole input) and looks at each BEGIN/END line once. Together: time linear
+# in the input. The quadratic parser this replaced re-scanned the rest of the input from every BEGIN line
+# (a lazy ".*?" up to a backreferenced END line): 4,000 BEGIN lines without END took seconds.
+
+def _regex_constructs(parsed):
+    """(construct, upper bound) of every repetition and backreference in a parsed pattern, nested ones included."""
+    for op, av in parsed:
+        name = str(op)
+        if name in ('MAX_REPEAT', 'MIN_REPEAT', 'POSSESSIVE_REPEAT'):
+            yield name, av[1]
+            yield from _regex_constructs(av[2])
+        elif name == 'SUBPATTERN':
+            yield from _regex_constructs(av[-1])
+        elif name == 'BRANCH':
+            for alternative in av[1]:
+                yield from _regex_constructs(alternative)
+        elif name in ('ASSERT', 'ASSERT_NOT'):
+            yield from _regex_constructs(av[1])
+        elif name in ('GROUPREF', 'GROUPREF_EXISTS'):
+            yield name, None
+
+
+def test_material_regular_expressions_have_only_bounded_repetition():
+    try:
+        from re import _parser as sre_parse, _constants as sre_constants  # Python 3.11+
+    except ImportError:  # Python 3.10
+        import sre_constants
+        import sre_parse
+    patterns = {name: value for name, value in vars(m).items() if isinstance(value, re.Pattern)}
+    assert patterns, 'the PEM scanner is a compiled pattern of the module'
+    for name, pattern in patterns.items():
+        for construct, bound in _regex_constructs(sre_parse.parse(pattern.pattern, pattern.flags)):
+            assert construct not in ('GROUPREF', 'GROUPREF_EXISTS'), '%s uses a backreference' % name
+            assert bound != sre_constants.MAXREPEAT, '%s has an unbounded %s' % (name, construct)
+
+
+class CountingPattern(object):
+    """Stands in for the PEM scanner's compiled pattern and counts its scans and the markers they yield."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self.scans = []
+        self.markers = 0
+
+    def finditer(self, string, *args):
+        self.scans.append((len(string), args))
+        for match in self.pattern.finditer(string, *args):
+            self.markers += 1
+            yield match
+
+    def __getattr__(self, name):
+        raise AssertionError('the PEM scanner must only scan forward with finditer, not %s' % name)
+
+
+PEM_SHAPES = {
+    # well-formed blocks
+    'blocks': lambda n, pem: pem * n,
+    # openssl's subject=/issuer= lines and blank lines between blocks
+    'text_between': lambda n, pem: (b'subject=CN = x\nissuer=CN = y\n\n' + pem) * n,
+    # END lines of no block, then one block
+    'stray_end_lines': lambda n, pem: b'-----END CERTIFICATE-----\n' * n + pem,
+}
+
+
+@pytest.mark.parametrize('shape', sorted(PEM_SHAPES))
+def test_split_pem_is_one_forward_scan_that_scales_linearly(pki, hierarchy, monkeypatch, shape):
+    pem = pki.pem(hierarchy['leaf'])
+    counted = {}
+    for n in (10, 1000):
+        scanner = CountingPattern(m._PEM_MARKER)
+        monkeypatch.setattr(m, '_PEM_MARKER', scanner)
+        data = PEM_SHAPES[shape](n, pem)
+        blocks = m.split_pem(data, 'certificate')
+        monkeypatch.undo()
+        assert scanner.scans == [(len(data), ())], 'one scan over the whole input, from its start'
+        assert scanner.markers == data.count(b'-----BEGIN ') + data.count(b'-----END ')
+        assert len(blocks) == (1 if shape == 'stray_end_lines' else n)
+        counted[n] = scanner.markers
+    # 100 times the repeated part, 100 times the work (after the stray END lines comes one block: 2 markers)
+    fixed = 2 if shape == 'stray_end_lines' else 0
+    assert counted[1000] - fixed == 100 * (counted[10] - fixed)
+
+
+def test_split_pem_stops_at_the_first_begin_line_of_an_unterminated_block(pki, hierarchy, monkeypatch):
+    """A BEGIN line inside an open block ends the scan with the error at once: 1,000 of them cost two markers."""
+    scanner = CountingPattern(m._PEM_MARKER)
+    monkeypatch.setattr(m, '_PEM_MARKER', scanner)
+    data = b'-----BEGIN CERTIFICATE-----\nAAAA\n' * 1000
+    code, msg = code_of(m.split_pem, data, 'chain')
+    assert code == errors.INVALID_MATERIAL and 'without a matching END' in msg
+    assert scanner.markers == 2 and len(scanner.scans) == 1
+
+
+@pytest.mark.parametrize('data', [
+    b'-----BEGIN CERTIFICATE-----\nAAAA\n',  # no END
+    b'-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CERTIFICATE-----\n',  # the END of another label
+    b'-----BEGIN CERTIFICATE-----AAAA\n-----END CERTIFICATE-----\n',  # no line break after the BEGIN line
+    b'-----BEGIN CERTIFICATE-----\nAAAA\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',  # nested BEGIN
+])
+def test_split_pem_refuses_unterminated_or_mangled_blocks(data):
+    code, msg = code_of(m.split_pem, data, 'chain')
+    assert code == errors.INVALID_MATERIAL and 'The chain contains a PEM block without a matching END line' in msg
+
+
+def test_split_pem_returns_each_block_from_begin_to_end_line_with_crlf_and_stray_text(pki, hierarchy):
+    one = pki.pem(hierarchy['leaf']).replace(b'\n', b'\r\n')
+    two = pki.key_pem(hierarchy['key'])
+    data = b'-----END CERTIFICATE-----\r\nsubject=CN = x\r\n' + one + b'\n\n' + two + b'trailing text'
+    assert m.split_pem(data, 'bundle') == [(b'CERTIFICATE', one.rstrip(b'\r\n')), (b'PRIVATE KEY', two.rstrip(b'\n'))]
+    assert m.split_pem(data.decode(), 'bundle')[0][1] == one.rstrip(b'\r\n')
+    assert m.split_pem(b'no pem here', 'bundle') == []
+
+
+# -- input limits ------------------------------------------------------------------------
+
+def _padded(data, size, filler=b'\n'):
+    """``data`` followed by filler (text after the last block is allowed) up to exactly ``size`` bytes."""
+    assert len(data) <= size
+    return data + filler * (size - len(data))
+
+
+@pytest.mark.parametrize('option', ['certificate', 'chain', 'private_key'])
+def test_each_pem_input_may_be_exactly_the_size_cap_and_not_one_byte_more(pki, hierarchy, option):
+    inputs = {'certificate': pki.pem(hierarchy['leaf']), 'chain': pki.pem(hierarchy['inter']),
+              'private_key': pki.key_pem(hierarchy['key'])}
+    inputs[option] = _padded(inputs[option], m.MAX_PEM_BYTES)
+    material = m.load_pem_material(inputs['certificate'], inputs['private_key'], chain=inputs['chain'])
+    assert material.leaf == hierarchy['leaf'] and material.chain == [hierarchy['inter']]
+    inputs[option] += b'\n'
+    code, msg = code_of(m.load_pem_material, inputs['certificate'], inputs['private_key'], chain=inputs['chain'])
+    assert code == errors.INVALID_MATERIAL
+    what = option.replace('_', ' ')
+    assert 'The %s has more than %d bytes (4 MiB)' % (what, m.MAX_PEM_BYTES) in msg
+
+
+def test_pem_text_is_measured_in_utf8_bytes(pki, hierarchy):
+    """Two-byte characters between blocks: fewer characters than the cap, more bytes."""
+    pem = pki.pem(hierarchy['leaf']).decode()
+    text = pem + '\u00e9' * ((m.MAX_PEM_BYTES - len(pem)) // 2 + 1)
+    assert len(text) <= m.MAX_PEM_BYTES < len(text.encode('utf-8'))
+    code, msg = code_of(m.load_pem_material, text, pki.key_pem(hierarchy['key']))
+    assert code == errors.INVALID_MATERIAL and 'more than %d bytes' % m.MAX_PEM_BYTES in msg
+
+
+def test_the_cap_is_checked_before_any_parsing(monkeypatch):
+    """50 MB of BEGIN lines: refused on its length, the scanner never runs."""
+    monkeypatch.setattr(m, '_PEM_MARKER', CountingPattern(m._PEM_MARKER))
+    data = b'-----BEGIN CERTIFICATE-----\n' * (50 * 1024 * 1024 // 28)
+    code, msg = code_of(m.split_pem, data, 'certificate')
+    assert code == errors.INVALID_MATERIAL and '4 MiB' in msg
+    assert m._PEM_MARKER.scans == []
+
+
+def test_certificate_and_chain_hold_at_most_max_certificates_together(pki, hierarchy):
+    """Counted over both options, before de-duplication: what the user sent, not what is kept."""
+    key = pki.key_pem(hierarchy['key'])
+    bundle = pki.pem(hierarchy['leaf'], hierarchy['inter'])
+    at_cap = pki.pem(*[hierarchy['inter']] * (m.MAX_CERTIFICATES - 2))
+    material = m.load_pem_material(bundle, key, chain=at_cap)
+    assert material.chain == [hierarchy['inter']]
+    over = at_cap + pki.pem(hierarchy['root'])
+    code, msg = code_of(m.load_pem_material, bundle, key, chain=over)
+    assert code == errors.INVALID_MATERIAL
+    assert 'The certificate and chain hold %d certificates; at most %d are accepted' % (
+        m.MAX_CERTIFICATES + 1, m.MAX_CERTIFICATES) in msg
+    # the same total in the certificate option alone
+    code, msg = code_of(m.load_pem_material, bundle + over, key)
+    assert code == errors.INVALID_MATERIAL and 'The certificate holds %d certificates' % (m.MAX_CERTIFICATES + 1) in msg
+    assert m.load_pem_material(bundle + at_cap, key).leaf == hierarchy['leaf']
+
+
+def test_pfx_holds_at_most_max_certificates(pki, hierarchy):
+    cas = [hierarchy['inter']] * (m.MAX_CERTIFICATES - 1)
+    assert m.load_pfx_material(pki.pfx(hierarchy['key'], hierarchy['leaf'], cas)).chain == [hierarchy['inter']]
+    code, msg = code_of(m.load_pfx_material, pki.pfx(hierarchy['key'], hierarchy['leaf'], cas + [hierarchy['root']]))
+    assert code == errors.INVALID_MATERIAL
+    assert 'The PFX holds %d certificates; at most %d are accepted' % (m.MAX_CERTIFICATES + 1, m.MAX_CERTIFICATES) in msg
+
+
+@pytest.mark.parametrize('as_text', [False, True])
+def test_pfx_may_be_exactly_the_size_cap_and_not_one_byte_more(pki, hierarchy, monkeypatch, as_text):
+    """A PFX cannot be padded, so the cap is set to this PFX's size; the decoded size counts for base64 text."""
+    data = pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['inter']])
+    given = base64.b64encode(data).decode() if as_text else data
+    monkeypatch.setattr(m, 'MAX_PFX_BYTES', len(data))
+    assert m.load_pfx_material(given).leaf == hierarchy['leaf']
+    monkeypatch.setattr(m, 'MAX_PFX_BYTES', len(data) - 1)
+    code, msg = code_of(m.load_pfx_material, given)
+    assert code == errors.INVALID_MATERIAL and 'The PFX has more than %d bytes, the most' % (len(data) - 1) in msg
+
+
+def test_oversized_pfx_is_refused_on_its_size_not_parsed(pki):
+    code, msg = code_of(m.load_pfx_material, b'\x30' * (m.MAX_PFX_BYTES + 1))
+    assert code == errors.INVALID_MATERIAL and 'The PFX has more than %d bytes (4 MiB)' % m.MAX_PFX_BYTES in msg
+
+
+def test_limits_are_generous_for_real_material():
+    """The documented values (docs and module documentation are checked against these names)."""
+    assert m.MAX_PEM_BYTES == m.MAX_PFX_BYTES == 4 * 1024 * 1024
+    assert m.MAX_CERTIFICATES == 100
+
+
 # -- PFX ---------------------------------------------------------------------------
 
 def test_pfx_with_password_and_chain(pki, hierarchy):
@@ -313,6 +596,39 @@ def test_malformed_extension_is_invalid_material(pki):
     cert = builder.sign(key, m.hashes.SHA256())
     code, msg = code_of(m.check_rules, m.Material(cert, key, []))
     assert code == errors.INVALID_MATERIAL and 'malformed extension' in msg
+
+
+MALFORMED_PART = {'san_value': 'extension', 'x400_address': 'extension', 'duplicate_extension': 'extension',
+                  'subject': 'subject', 'issuer': 'issuer'}
+
+
+@pytest.mark.parametrize('kind', sorted(MALFORMED_PART))
+def test_every_lazily_parsed_part_of_the_leaf_is_invalid_material(pki, kind):
+    """cryptography parses names and extensions when they are read, and not only with ValueError (a duplicate
+    extension, an x400Address name): each is invalid_material naming the part, never an exception of its own."""
+    key = pki.rsa()
+    code, msg = code_of(m.check_rules, m.Material(pki.malformed_cert(kind, key), key, []))
+    assert code == errors.INVALID_MATERIAL and 'The certificate has a malformed %s' % MALFORMED_PART[kind] in msg
+
+
+@pytest.mark.parametrize('kind', sorted(MALFORMED_PART))
+def test_certificate_facts_strict_raises_a_value_error_and_lenient_reports_the_part(pki, kind):
+    """Strict (the default) raises a ValueError subclass, which callers that read a vault's certificates catch;
+    lenient (the probe) keeps the exact facts (thumbprint, validity) and says what could not be read."""
+    cert = pki.malformed_cert(kind)
+    with pytest.raises(ValueError):
+        m.certificate_facts(cert)
+    facts = m.certificate_facts(cert, lenient=True)
+    assert facts['thumbprint'] == m.thumbprint(cert) and facts['expires'] == m.not_after(cert).isoformat()
+    assert len(facts['parse_errors']) == 1 and MALFORMED_PART[kind] in facts['parse_errors'][0]
+    assert facts['sans'] == ([] if MALFORMED_PART[kind] == 'extension' else ['DNS:odd.example.test'])
+    assert facts['subject'] == (None if kind == 'subject' else 'CN=odd.example.test')
+    assert facts['issuer'] == (None if kind == 'issuer' else 'CN=Odd Test Issuer')
+
+
+def test_certificate_facts_of_a_sound_certificate_have_no_parse_errors(pki, hierarchy):
+    assert 'parse_errors' not in m.certificate_facts(hierarchy['leaf'], lenient=True)
+    assert m.certificate_facts(hierarchy['leaf'], lenient=True) == m.certificate_facts(hierarchy['leaf'])
 
 
 # -- caller expectations: min_days_remaining, expected_sans ----------------------------

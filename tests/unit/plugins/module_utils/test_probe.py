@@ -279,3 +279,34 @@ def test_wait_sees_the_switch(served):
     report = tls.wait_for_certificate(fetch, served['thumbprint2'], timeout=10, interval=1, sleep=lambda s: None)
     assert report['matched'] is True and report['attempts'] == 2
     assert report['served']['thumbprint'] == served['thumbprint2']
+
+
+# -- a served certificate with a part cryptography refuses when it is read ------------------
+
+@pytest.mark.parametrize('kind,part', [('san_value', 'extension'), ('x400_address', 'extension'),
+                                       ('duplicate_extension', 'extension'), ('subject', 'subject'), ('issuer', 'issuer')])
+def test_served_certificate_with_a_malformed_part_is_reported_with_its_thumbprint(pki, kind, part):
+    """served_facts raised (ValueError, DuplicateExtension, ...) out of the probe; the thumbprint, what the probe
+    compares, does not depend on the part, so the facts come back with parse_errors naming it."""
+    cert = pki.malformed_cert(kind)
+    facts = tls.served_facts(m.leaf_der(cert))
+    assert facts['thumbprint'] == m.thumbprint(cert)
+    assert facts['parse_errors'] == ['the %s cannot be parsed (%s)' % (part, facts['parse_errors'][0].split(' (', 1)[1][:-1])]
+
+
+@pytest.mark.parametrize('kind', ['san_value', 'x400_address'])  # OpenSSL refuses to serve the other two
+def test_probe_reads_and_matches_a_served_certificate_with_a_malformed_extension(tmp_path, pki, kind):
+    key = pki.rsa()
+    cert = pki.malformed_cert(kind, key)
+    (tmp_path / 'odd.pem').write_bytes(pki.pem(cert))
+    (tmp_path / 'odd.key').write_bytes(pki.key_pem(key))
+    server = LoopbackTlsServer(str(tmp_path / 'odd.pem'), str(tmp_path / 'odd.key'))
+    try:
+        opts = options(server.port)
+        context = tls.client_context(False)
+        report = tls.wait_for_certificate(lambda: tls.probe_once(opts, context), m.thumbprint(cert))
+    finally:
+        server.close()
+    assert report['matched'] is True and report['error'] is None
+    assert report['served']['thumbprint'] == m.thumbprint(cert) and report['served']['sans'] == []
+    assert 'extension' in report['served']['parse_errors'][0]
