@@ -134,7 +134,7 @@ class KeyVaultTarget(Target):
     def _state_or_none(self, bundle):
         try:
             return self.state_of(bundle)
-        except (AttributeError, TypeError, ValueError):  # not a bundle this adapter can read: the engine reads again
+        except (AttributeError, TypeError, ValueError, errors.DeployError):  # not a bundle this adapter can read: the engine reads again
             return None
 
     def read_deleted(self):
@@ -327,6 +327,12 @@ class KeyVaultTarget(Target):
             except ValueError:  # a stored certificate with a malformed extension: report what Key Vault says
                 facts = {}
         thumb = cert_material.thumbprint_from_x5t(props.x509_thumbprint) or facts.get('thumbprint')
+        problem = _inconsistency(bundle, props.version, thumb, leaf)
+        if problem:
+            # A garbled answer (a proxy, a truncated body) is a failed read, never taken for what the vault holds:
+            # the engine would otherwise import again, resend, roll back or report on a certificate that is not there.
+            raise errors.DeployError(
+                errors.SERVICE_ERROR, 'Key Vault\'s answer about %s contradicts itself (%s); it was not used.' % (self._where, problem))
         ids = {
             'id': bundle.id,
             'versionless_id': bundle.id.rsplit('/', 1)[0] if bundle.id else None,
@@ -345,3 +351,17 @@ class KeyVaultTarget(Target):
             version=props.version, thumbprint=thumb, tags=props.tags or {}, enabled=props.enabled,
             facts=facts, ids=ids, created_on=props.created_on, content_type=content_type, leaf=leaf,
             exportable=exportable if isinstance(exportable, bool) else None)
+
+
+def _inconsistency(bundle, version, thumbprint, leaf):
+    """What contradicts itself in a certificate bundle (x5t against the DER's own SHA-1, the version in its id
+    against those in its secret and key ids), or None."""
+    if leaf is not None and thumbprint and cert_material.thumbprint(leaf) != thumbprint:
+        return 'x5t says thumbprint %s, the certificate it carries has %s' % (thumbprint, cert_material.thumbprint(leaf))
+    for name in ('secret_id', 'key_id'):
+        other = getattr(bundle, name, None)
+        if version and isinstance(other, str) and other.rstrip('/').count('/') >= 5:
+            other_version = other.rstrip('/').rsplit('/', 1)[-1]
+            if other_version != version:
+                return 'its id names version %s, its %s version %s' % (version, name.replace('_', ' '), other_version)
+    return None
