@@ -284,6 +284,8 @@ class DeployEngine(object):
                 return send()
             except errors.DeployError as exc:
                 if exc.code not in errors.TRANSIENT_CODES:
+                    if attempt > 1:  # an earlier attempt failed after it may have reached the target
+                        result.changed = True
                     raise
                 failure = exc
             try:
@@ -302,6 +304,17 @@ class DeployEngine(object):
                     'The %s reported "%s" but the target holds the certificate (thumbprint %s) as version %s; it was not '
                     'sent again.' % (what, failure.message, thumbprint, latest.version))
                 return latest
+            if (latest is None) != (below is None) or (latest is not None and latest.version != below.version):
+                # Latest is neither the version from before nor this import (or the certificate is gone): another writer
+                # acted meanwhile. A resend would write over that (and this import may have committed before it).
+                result.changed = True
+                if result.outcome is None:
+                    result.outcome = model.CONCURRENT_WRITER
+                now = ('version %s (thumbprint %s) became the latest' % (latest.version, latest.thumbprint) if latest is not None
+                       else 'the certificate can no longer be read (deleted?)')
+                raise errors.DeployError(
+                    errors.CONFLICT, '%s Meanwhile %s: another writer acted concurrently, so the %s was not sent again, and '
+                    'whether it was committed before that is unknown. Coordinate writers and run again.' % (failure.message, now, what))
             if attempt >= self.import_attempts:
                 raise failure
             wait = failure.details.get('retry_after')
