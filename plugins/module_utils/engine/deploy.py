@@ -136,7 +136,14 @@ class DeployEngine(object):
                 'The certificate is soft-deleted (version %s) and does not carry the tag %s=%s, so this module does not own '
                 'it: it was not recovered. Nothing was changed. Recover or purge it yourself, or set take_ownership: true '
                 'to recover and manage it.' % (deleted.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE))
-        self.target.recover_deleted()
+        try:
+            self.target.recover_deleted()
+        except errors.DeployError as exc:
+            if exc.details.get('may_have_written'):  # the request went out: the name may be live again
+                result.changed = True
+                result.warnings.append('The recovery of the soft-deleted certificate was requested and may have taken '
+                                       'effect; check the target.')
+            raise
         result.changed = True
         result.warnings.append('The soft-deleted certificate was recovered (on_soft_deleted: recover).')
 

@@ -164,16 +164,28 @@ class KeyVaultTarget(Target):
             return out
         return self._call('list_versions', listed)
 
+    # Failures of a recover request that mean it was refused before Key Vault acted on it.
+    _RECOVER_REFUSED = frozenset((errors.AUTH_FAILED, errors.FORBIDDEN, errors.NETWORK_DENIED, errors.UNREACHABLE,
+                                  errors.VAULT_NOT_FOUND, errors.INVALID_CONFIG, errors.MISSING_DEPENDENCY))
+
     def recover_deleted(self):
+        """Recover the name and wait until it reads again. A failure after the request may have reached Key Vault
+        carries ``may_have_written=True`` (a recover answered 500 after it committed, resent by azure-core, answers
+        404; a recovery whose wait times out was accepted)."""
         certs = self._client()
-        poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
-        # The SDK's poller.result() returns at once; wait() polls the certificate until it is readable again.
-        limit = self.settings.timeout * TOTAL_TIMEOUT_FACTOR
-        self._call('recover', poller.wait, timeout=limit)
-        if not poller.done():
-            raise errors.DeployError(
-                errors.TIMEOUT, 'The recovery of %s was requested but the certificate was not readable again within %d s; '
-                'run again later.' % (self._where, limit))
+        try:
+            poller = self._call('recover', certs.begin_recover_deleted_certificate, self.name)
+            # The SDK's poller.result() returns at once; wait() polls the certificate until it is readable again.
+            limit = self.settings.timeout * TOTAL_TIMEOUT_FACTOR
+            self._call('recover', poller.wait, timeout=limit)
+            if not poller.done():
+                raise errors.DeployError(
+                    errors.TIMEOUT, 'The recovery of %s was requested but the certificate was not readable again within %d s; '
+                    'run again later.' % (self._where, limit))
+        except errors.DeployError as exc:
+            if exc.code not in self._RECOVER_REFUSED:
+                exc.details['may_have_written'] = True
+            raise
 
     def update_properties(self, state, tags, enabled):
         certs = self._client()
