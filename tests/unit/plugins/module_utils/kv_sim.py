@@ -921,12 +921,18 @@ def check(sim, run):
     else:
         result = run.result
 
-    # I1: no rollback over a version another writer created before our last read
+    # I1: no rollback over a version another writer created after the snapshot (the last read before our first
+    # import) and before our last read ahead of the rollback import (a version created after that read is a race
+    # no reader can close)
+    first_import = plain[0].seq if plain else None
+    snapshot_reads = [e for e in ours if e.kind == 'read_latest' and first_import is not None and e.seq < first_import
+                      and e.detail.get('status') in (200, 404)]
+    snapshot_seq = snapshot_reads[-1].seq if snapshot_reads else sim.start_seq
     for rollback in rollbacks:
         reads = [e for e in ours if e.kind in ('read_latest', 'read_versions') and e.seq < rollback.seq
                  and e.detail.get('status') == 200]
         seen_until = reads[-1].seq if reads else rollback.seq
-        buried = [e for e in events if e.actor == 'foreign' and e.kind == 'import' and e.seq < seen_until]
+        buried = [e for e in events if e.actor == 'foreign' and e.kind == 'import' and snapshot_seq < e.seq < seen_until]
         if buried:
             out.append(Violation('I1.rollback-over-foreign', 'the rollback import %r re-imported an older version over %s, which another writer '
                                  'created before our last read' % (rollback, buried)))

@@ -309,6 +309,16 @@ REGRESSIONS = {
     # retried), the resend found nothing deleted (404): the run failed conflict with changed: false.
     'recover_answered_500_after_commit_is_changed': Scenario(
         start='deleted_owned', on_soft_deleted='recover', faults={('recover', 1): Fault('commit', outcome=500)}),
+    # I3: a tags-only update (PATCH) committed, then the connection was cut: failed service_error with
+    # changed: false although the tags had been written.
+    'property_update_cut_after_commit_is_changed': Scenario(
+        material='A', tags={'env': 'prod'}, faults={('patch', 1): Fault('commit', outcome='cut')}),
+    # I6: another writer removed our tag from the latest version right after the snapshot read; the import timed out
+    # before it committed; the read before the resend showed the same version (now without our tag) and the engine
+    # sent the import again over a certificate it no longer owns.
+    'import_not_resent_after_another_writer_disowned_it': Scenario(
+        material='A2', faults={('import', 1): Fault('timeout', phase='read')},
+        writers={('get', 1): Writer('update', when='after', style='disown')}),
 }
 
 
