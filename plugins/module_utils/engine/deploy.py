@@ -189,6 +189,8 @@ class DeployEngine(object):
                 state = self.target.update_properties(current, wanted_tags, request.enabled)
             except errors.DeployError as exc:
                 if exc.code != errors.FORBIDDEN:
+                    if exc.code in errors.TRANSIENT_CODES:  # the update may have been applied before the failure reached us
+                        result.changed = True
                     raise
                 result.warnings.append(
                     'Updating tags/enabled on version %s was forbidden (%s); importing a new version with the '
@@ -311,14 +313,21 @@ class DeployEngine(object):
                     'The %s reported "%s" but the target holds the certificate (thumbprint %s) as version %s; it was not '
                     'sent again.' % (what, failure.message, thumbprint, latest.version))
                 return latest
-            if (latest is None) != (below is None) or (latest is not None and latest.version != below.version):
-                # Latest is neither the version from before nor this import (or the certificate is gone): another writer
-                # acted meanwhile. A resend would write over that (and this import may have committed before it).
+            if (latest is None) != (below is None) or (latest is not None and (
+                    latest.version != below.version or tags.comparable(latest.tags) != tags.comparable(below.tags)
+                    or bool(latest.enabled) != bool(below.enabled))):
+                # Latest is not the version from before as it was (another version, other tags or enabled, or the
+                # certificate is gone), nor this import: another writer acted meanwhile. A resend would write over that
+                # (a version it may have taken over, too), and this import may have committed before it.
                 result.changed = True
                 if result.outcome is None:
                     result.outcome = model.CONCURRENT_WRITER
-                now = ('version %s (thumbprint %s) became the latest' % (latest.version, latest.thumbprint) if latest is not None
-                       else 'the certificate can no longer be read (deleted?)')
+                if latest is None:
+                    now = 'the certificate can no longer be read (deleted?)'
+                elif below is None or latest.version != below.version:
+                    now = 'version %s (thumbprint %s) became the latest' % (latest.version, latest.thumbprint)
+                else:
+                    now = 'the tags or the enabled flag of version %s changed' % latest.version
                 raise errors.DeployError(
                     errors.CONFLICT, '%s Meanwhile %s: another writer acted concurrently, so the %s was not sent again, and '
                     'whether it was committed before that is unknown. Coordinate writers and run again.' % (failure.message, now, what))
