@@ -1030,8 +1030,9 @@ def check(sim, run):
                              % (sim.elapsed, len(counted), per_call, sleeps, budget)))
     if sim.real_sleeps:
         out.append(Violation('I4.real-sleep', 'time.sleep was called: %s' % sim.real_sleeps[0][1]))
-    # A run whose last failed call ended on a Retry-After longer than a call's whole budget names the wish, and
-    # does not call it a timeout (it may report an earlier failure first: a failed import, then this read).
+    # A run whose last failed call ended on a Retry-After longer than a call's whole budget names the wish in its
+    # message (its code may be an earlier failure's: an import that timed out, then this read; the regression tests
+    # hold the plain cases to ``throttled``).
     failed = [c for c in counted if c.error is not None]
     if result.get('failed') and failed and failed[-1] is counted[-1]:
         whole = kv_connection.TOTAL_TIMEOUT_FACTOR * s.timeout
@@ -1039,7 +1040,7 @@ def check(sim, run):
         if wish is not None:
             said = [str(int(wish))] + ([str(int(wish) - 1)] if isinstance(wish, _DateWish) else [])
             named = any(w in (result.get('msg') or '') for w in said)
-            if not named or result.get('error_code') == 'timeout':
+            if not named:
                 out.append(Violation('I4.throttle-not-reported', 'the server asked to retry after %s s (more than the '
                                      '%.1f s budget of a call); the run failed %s: %s'
                                      % (int(wish), whole, result.get('error_code'), result.get('msg'))))

@@ -19,7 +19,8 @@ read it and how every sleep advances it. After each deploy the invariants (``kv_
   as latest, no ``unchanged``/``changed: false`` when anything was written, no traceback instead of a result;
 - I4 every SDK call (token acquisition included) ends within ``connection.call_time_bound(timeout)`` virtual
   seconds, the deploy within calls x that bound + ``engine.sleep_bound()``, whatever Retry-After says; a
-  run that fails on an over-budget Retry-After fails ``throttled`` with the server's wish in its message;
+  run that fails on an over-budget Retry-After names the server's wish in its message (and fails ``throttled``
+  where that wish is its only failure: the regression tests below hold those cases to it);
 - I5 no key byte and no password (transport password, client secret, passphrase, PFX password) in any log
   record of any logger at DEBUG, warning, result, diff or exception text;
 - I6 nothing is written that this collection does not own: no write after a read that showed a version without
