@@ -19,7 +19,7 @@ The virtual clock, exactly:
   ``frontend.deploy.DeployEngine``, replaced by a subclass that forces it);
 - azure-core's retry policy reads ``time.time()`` for its absolute timeout: the ``time`` name inside
   ``azure.core.pipeline.policies._retry`` is replaced by a stand-in whose ``time()``/``monotonic()`` read the clock;
-- the product's own retry clock, ``targets.azure_kv.retry.clock``, when that module exists, is the clock's ``now``;
+- the product's own retry clock, ``targets.azure_kv.retry.clock`` (its call budgets), is the clock's ``now``;
 - a fault ``timeout`` advances the clock by the request's read timeout (or its connection timeout for a connect
   timeout) before the transport raises azure-core's timeout error;
 - the SDK's recovery poller waits in a thread joined with a real-time timeout, which no virtual clock can reach:
@@ -66,10 +66,7 @@ from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils import
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay_transport import _RawResponse
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import _Module
 
-try:  # the product's retry clock (added with the bounded retry policy)
-    from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import retry as kv_retry
-except ImportError:  # pragma: no cover - before that module exists
-    kv_retry = None
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import retry as kv_retry
 
 try:
     from azure.keyvault.certificates._shared import http_challenge_cache
@@ -290,10 +287,8 @@ class Entry(object):
             for line in lines[1:-1]:  # the first line of an RSA/EC key is the same for every key of its kind
                 if len(line) >= 50:
                     out.add(line[10:50])
-        for content_type in (kv_model.PKCS12, kv_model.PEM):
-            value = self.stored.value(content_type, True)
-            if content_type == kv_model.PKCS12:
-                out.update(value[i:i + 40] for i in range(len(value) // 2, len(value) - 200, 400))
+        value = self.stored.value(kv_model.PKCS12, True)  # the backing secret's PKCS#12 (the PEM one holds key_pem)
+        out.update(value[i:i + 40] for i in range(len(value) // 2, len(value) - 200, 400))
         return out
 
 
@@ -684,16 +679,14 @@ class Simulation(object):
     # -- the SDK, as the product builds it -------------------------------------------------------------------------
 
     def sdk(self):
-        """The SDK as ``sdk.load`` returns it, but for the transport: where the product builds azure-core's
-        ``RequestsTransport`` (and wraps it), it gets the simulation's; where it builds none, the client and the
-        credential are handed it. The vault client's public calls are counted and timed (``sdk_call``)."""
-        extra = {}
-        if 'core_transport' in getattr(azure_sdk.Sdk.__init__, '__code__', None).co_varnames:
-            extra['core_transport'] = types.SimpleNamespace(RequestsTransport=self._requests_transport)
+        """The SDK as ``sdk.load`` returns it, but for the transport: the product builds azure-core's
+        ``RequestsTransport`` (and wraps it in its bounded transport) and gets the simulation's. The vault client's
+        public calls are counted and timed (``sdk_call``)."""
         return azure_sdk.Sdk(
             identity=_Module(azure_identity, ClientSecretCredential=self._credential),
             certificates=_Module(kv_certificates, CertificateClient=self._client),
-            core_exceptions=azure_core_exceptions, core_rest=azure_core_rest, **extra)
+            core_exceptions=azure_core_exceptions, core_rest=azure_core_rest,
+            core_transport=types.SimpleNamespace(RequestsTransport=self._requests_transport))
 
     def _requests_transport(self, **options):
         self.transport_options.append(dict(options))
@@ -703,11 +696,11 @@ class Simulation(object):
 
     def _credential(self, *args, **options):
         assert options.get('disable_instance_discovery') is True, 'a custom authority must skip instance discovery'
-        options.setdefault('transport', self.transport)
+        assert 'transport' in options, 'the credential must run on the product\'s bounded transport'
         return azure_identity.ClientSecretCredential(*args, **options)
 
     def _client(self, vault_url, credential, **options):
-        options.setdefault('transport', self.transport)
+        assert 'transport' in options, 'the vault client must run on the product\'s bounded transport'
         return _CountingClient(kv_certificates.CertificateClient(vault_url, credential, **options), self)
 
     def sdk_call(self, name, func, *args, **kwargs):
@@ -787,8 +780,7 @@ class Simulation(object):
 
         with ExitStack() as stack:
             stack.enter_context(mock.patch.object(azure_retry, 'time', _TimeOf(self.clock)))
-            if kv_retry is not None and hasattr(kv_retry, 'clock'):
-                stack.enter_context(mock.patch.object(kv_retry, 'clock', self.clock.now))
+            stack.enter_context(mock.patch.object(kv_retry, 'clock', self.clock.now))
             stack.enter_context(mock.patch.object(frontend_deploy, 'DeployEngine', SimEngine))
             stack.enter_context(mock.patch.object(cert_material, 'new_transport_password', lambda: TRANSPORT_PASSWORD))
             stack.enter_context(mock.patch.object(cert_material, 'build_pkcs12', _memo_build_pkcs12(cert_material.build_pkcs12)))
@@ -867,18 +859,13 @@ class Violation(object):
 
 
 def call_time_bound(timeout):
-    """The most virtual seconds one SDK call may take (the product's own bound when it states one)."""
-    bound = getattr(kv_connection, 'call_time_bound', None)
-    if bound is not None:
-        return bound(timeout)
-    return timeout * kv_connection.TOTAL_TIMEOUT_FACTOR  # what the documentation promised before: 4 x timeout
+    """The most virtual seconds one SDK call may take, as the adapter states it."""
+    return kv_connection.call_time_bound(timeout)
 
 
 def engine_sleep_bound(engine):
-    bound = getattr(engine, 'sleep_bound', None)
-    if bound is not None:
-        return bound()
-    return sum(engine.verify_delay * attempt for attempt in range(1, engine.verify_attempts))
+    """The most the engine's own sleeps may add up to, as the engine states it."""
+    return engine.sleep_bound()
 
 
 class _DateWish(float):
