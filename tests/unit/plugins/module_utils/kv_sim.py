@@ -970,7 +970,8 @@ def check(sim, run):
         if outcome in ('created', 'rotated', 'updated', 'unchanged', 'rolled_back') and not s.check_mode:
             version = _version(vault, cert.get('version'))
             if version is None:
-                out.append(Violation('I3.version-not-in-vault', 'outcome %s reports version %r, which the vault does not hold' % (outcome, cert.get('version'))))
+                out.append(Violation('I3.version-not-in-vault', 'outcome %s reports version %r, which the vault does not hold'
+                                     % (outcome, cert.get('version'))))
             elif version.thumbprint != cert.get('thumbprint'):
                 out.append(Violation('I3.thumbprint-not-stored', 'outcome %s reports thumbprint %s for version %s, which holds %s'
                                      % (outcome, cert.get('thumbprint'), version.id, version.thumbprint)))
