@@ -59,7 +59,6 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import dep
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend_deploy
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import DEPLOY
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as cert_material
-from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import connection as kv_connection
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import sdk as azure_sdk
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv.target import KeyVaultTarget
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils import kv_model
@@ -860,7 +859,7 @@ class Violation(object):
 
 def call_time_bound(timeout):
     """The most virtual seconds one SDK call may take, as the adapter states it."""
-    return kv_connection.call_time_bound(timeout)
+    return kv_retry.call_time_bound(timeout)
 
 
 def engine_sleep_bound(engine):
@@ -1023,7 +1022,7 @@ def check(sim, run):
     # hold the plain cases to ``throttled``).
     failed = [c for c in counted if c.error is not None]
     if result.get('failed') and failed and failed[-1] is counted[-1]:
-        whole = kv_connection.TOTAL_TIMEOUT_FACTOR * s.timeout
+        whole = kv_retry.TOTAL_TIMEOUT_FACTOR * s.timeout
         wish = _over_budget_wish(sim, failed[-1], whole)
         if wish is not None:
             said = [str(int(wish))] + ([str(int(wish) - 1)] if isinstance(wish, _DateWish) else [])

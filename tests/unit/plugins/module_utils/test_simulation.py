@@ -17,7 +17,7 @@ read it and how every sleep advances it. After each deploy the invariants (``kv_
 - I3 ``outcome``, ``changed``, ``certificate`` (version, thumbprint), ``previous`` and ``rollback`` of the module's
   result agree with the model -- no "rolled back" that did not restore the previous certificate and read it back
   as latest, no ``unchanged``/``changed: false`` when anything was written, no traceback instead of a result;
-- I4 every SDK call (token acquisition included) ends within ``connection.call_time_bound(timeout)`` virtual
+- I4 every SDK call (token acquisition included) ends within ``retry.call_time_bound(timeout)`` virtual
   seconds, the deploy within calls x that bound + ``engine.sleep_bound()``, whatever Retry-After says; a
   run that fails on an over-budget Retry-After names the server's wish in its message (and fails ``throttled``
   where that wish is its only failure: the regression tests below hold those cases to it);
