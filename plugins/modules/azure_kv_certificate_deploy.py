@@ -319,7 +319,8 @@ outcome:
   description:
     - What happened (in check mode, what would happen).
     - V(created) first version of the name; V(rotated) new version over an older one; V(unchanged) nothing written;
-      V(updated) tags or enabled changed on the latest version; V(concurrent_writer) another writer's version became
+      V(updated) tags or enabled changed on the latest version, or a soft-deleted certificate recovered that already
+      held what was wanted (no new version); V(concurrent_writer) another writer's version became
       latest after ours and was left alone; V(unverified) imported but the read-back failed, so nothing was rolled back;
       V(rolled_back) the previous certificate was re-imported after a bad import; V(rollback_failed) it could not be.
     - Absent in check mode when the current state could not be read, and on failures before a decision was made.

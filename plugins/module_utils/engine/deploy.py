@@ -13,6 +13,7 @@ module, an action plugin or a plain script can run it.
 
 from __future__ import annotations
 
+import math
 import time
 
 from .. import errors
@@ -61,7 +62,7 @@ def state_diff(current, after_facts, after_tags, after_enabled, after_version, b
 
 
 def _seconds(value):
-    if value != value or value in (float('inf'), float('-inf')):
+    if not math.isfinite(value):
         return str(value)
     return '%d' % value if value == int(value) else '%.1f' % value
 
@@ -76,8 +77,8 @@ UNKNOWN = _Unknown()
 class DeployEngine(object):
     """Runs one deploy of ``request`` against ``target``."""
 
-    def __init__(self, target, verify_attempts=3, verify_delay=2.0, sleep=time.sleep, import_attempts=3, resend_delay=2.0,
-                 resend_wait_max=30.0):
+    def __init__(self, target, verify_attempts=3, verify_delay=2.0, sleep=time.sleep,
+                 import_attempts=3, resend_delay=2.0, resend_wait_max=30.0):
         self.target = target
         self.verify_attempts = verify_attempts
         self.verify_delay = verify_delay
@@ -169,7 +170,8 @@ class DeployEngine(object):
         result.diff = state_diff(current, local_facts, wanted_tags, request.enabled, new_version)
 
         if action == NOTHING:
-            result.outcome = model.UNCHANGED
+            # After a recovery the vault was written although the recovered version is the one wanted: updated.
+            result.outcome = model.UPDATED if result.changed else model.UNCHANGED
             result.certificate = current.describe()
             return result
 

@@ -26,7 +26,7 @@ import threading
 from ... import errors
 from ...material import certificate as cert_material
 from . import credentials, faults, retry, sdk as azure_sdk
-from .retry import TOTAL_TIMEOUT_FACTOR, call_time_bound  # noqa: F401  (the adapter's public time limits)
+from .retry import TOTAL_TIMEOUT_FACTOR
 
 # azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
 # A connection that cannot be made at all (refused, no route) is tried twice, not five times: waiting

@@ -25,6 +25,7 @@ So one call lasts at most the budget plus one request already on the wire (its c
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -62,7 +63,7 @@ class WaitRefused(Exception):
 
 
 def _seconds(value):
-    if value != value or value in (float('inf'), float('-inf')):
+    if not math.isfinite(value):
         return str(value)
     return '%d' % value if value == int(value) else '%.1f' % value
 

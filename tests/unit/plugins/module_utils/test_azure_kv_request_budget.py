@@ -192,7 +192,7 @@ def test_soft_deleted_name_is_recovered_after_the_409_and_compared_again(old):
     replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, bundle(old, 'v1', MANAGED),
                      bundle(old, 'v1', MANAGED)])
     result = deploy(replay, old, on_soft_deleted='recover')
-    assert (result.changed, result.outcome) == (True, model.UNCHANGED)  # the recovered version is the wanted one
+    assert (result.changed, result.outcome) == (True, model.UPDATED)  # recovered: the wanted version, no new one
     assert any('recovered' in w for w in result.warnings)
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True),
                            ('GET', '/deletedcertificates/%s' % NAME, True),  # its tags: only an owned one is recovered
@@ -245,7 +245,7 @@ def test_recovery_waits_until_the_certificate_is_readable_again(old):
     replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, missing(), bundle(old, 'v1', MANAGED),
                      bundle(old, 'v1', MANAGED)])
     result = deploy(replay, old, on_soft_deleted='recover')
-    assert (result.changed, result.outcome) == (True, model.UNCHANGED)
+    assert (result.changed, result.outcome) == (True, model.UPDATED)
     assert sequence(replay)[4:] == [('POST', '/deletedcertificates/%s/recover' % NAME, True),
                                     ('GET', CERT, True), ('GET', CERT, True), ('GET', CERT, True)]
     assert len(replay.transport.slept) == 1  # one polling interval, asked of the transport (no real sleep here)

@@ -268,7 +268,7 @@ def test_soft_deleted_found_by_the_import_is_recovered_once_and_deployed(target,
     # The recovered version is what was wanted: nothing is imported after the recovery.
     # The deleted certificate's tags are read first: only an owned one is recovered.
     assert [c[0] for c in target.calls] == ['read', 'import', 'read_deleted', 'recover', 'read']
-    assert (result.changed, result.outcome) == (True, model.UNCHANGED)
+    assert (result.changed, result.outcome) == (True, model.UPDATED)
     assert [w for w in result.warnings if 'recovered' in w] == [
         'The soft-deleted certificate was recovered (on_soft_deleted: recover).']
 
