@@ -284,4 +284,3 @@ def test_no_module_logs_a_no_log_value(name, secret_kind, channel, material, mon
     # Every option is still named in the log, and a plain value of every depth still shows.
     for option in spec:
         assert re.search(r'\b%s=' % option, logged), option
-
