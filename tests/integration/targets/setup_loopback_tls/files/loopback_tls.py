@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A loopback HTTPS server for the integration tests: downloads for the url source, and an endpoint to probe.
 
-  loopback_tls.py start --state FILE --cert PEM --key PEM [--root DIR] [--header 'Name: value']
+  loopback_tls.py start --state FILE (--cert PEM --key PEM | --plain) [--root DIR] [--header 'Name: value']
                         [--switch-after SECONDS | --switch-after-handshakes N] [--next-cert PEM --next-key PEM]
-                        [--ttl SECONDS]
+                        [--redirect PATH=[CODE:]LOCATION ...] [--record FILE] [--ttl SECONDS]
   loopback_tls.py stop --state FILE
 
 ``start`` binds 127.0.0.1:<free port>, detaches a server process and prints JSON
@@ -13,6 +13,11 @@
 
 * serves the files under --root over HTTPS (GET only); with --header, a request without that
   exact header gets 401;
+* with --redirect, answers a GET of PATH (the query string ignored) with CODE (default 302) and
+  ``Location: LOCATION``, before the --header check; repeatable;
+* with --record, appends one JSON line per request to FILE: method, path (query string included),
+  every header;
+* with --plain, speaks plain HTTP without TLS (no --cert/--key): where a redirect to http:// would land;
 * presents --cert (leaf first, then the chain) with --key, and re-reads both files when they
   change, so a test rotates the served certificate by replacing the files; with --switch-after
   it presents --next-cert/--next-key from that many seconds after start, with
@@ -75,6 +80,8 @@ class Server(http.server.ThreadingHTTPServer):
     def get_request(self):
         conn, addr = self.socket.accept()
         conn.settimeout(10)
+        if self.certificates is None:  # --plain
+            return conn, addr
         # The handshake happens in the handler thread, on the first read.
         return self.certificates.current(connection=True).wrap_socket(conn, server_side=True, do_handshake_on_connect=False), addr
 
@@ -82,17 +89,43 @@ class Server(http.server.ThreadingHTTPServer):
         pass  # a probe closes right after the handshake: nothing to report
 
 
+def parse_redirects(specs):
+    """--redirect PATH=[CODE:]LOCATION -> {PATH: (CODE, LOCATION)}."""
+    redirects = {}
+    for spec in specs or ():
+        path, dummy, target = spec.partition('=')
+        code, colon, location = target.partition(':')
+        if colon and code.isdigit():
+            redirects[path] = (int(code), location)
+        else:
+            redirects[path] = (302, target)
+    return redirects
+
+
 def make_handler(args):
     header = None
     if args.header:
         name, dummy, value = args.header.partition(':')
         header = (name.strip(), value.strip())
+    redirects = parse_redirects(args.redirect)
+    record_lock = threading.Lock()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=args.root, **kw)
 
         def send_head(self):
+            if args.record:
+                line = json.dumps({'method': self.command, 'path': self.path, 'headers': dict(self.headers.items())})
+                with record_lock, open(args.record, 'a', encoding='utf-8') as handle:
+                    handle.write(line + '\n')
+            redirect = redirects.get(self.path.split('?', 1)[0])
+            if redirect is not None:
+                self.send_response(redirect[0])
+                self.send_header('Location', redirect[1])
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return None
             if header and self.headers.get(header[0]) != header[1]:
                 self.send_error(401, 'missing or wrong %s header' % header[0])
                 return None
@@ -106,15 +139,17 @@ def make_handler(args):
 
 def cmd_start(args):
     switching = args.switch_after is not None or args.switch_after_handshakes is not None
-    for path in (args.cert, args.key) + ((args.next_cert, args.next_key) if switching else ()):
+    for path in () if args.plain else (args.cert, args.key) + ((args.next_cert, args.next_key) if switching else ()):
         if not path or not os.path.isfile(path):
             sys.exit('loopback_tls: %r is not a file' % path)
-    Certificates(args).current()  # fail here, not in the detached process, when the files do not load
+    if not args.plain:
+        Certificates(args).current()  # fail here, not in the detached process, when the files do not load
     owner, owner_start = detached.playbook_owner()
     sock, port = detached.listen_loopback()
 
     def run():
-        detached.serve_until_done(Server(sock, make_handler(args), Certificates(args)), args.ttl, owner, owner_start)
+        certificates = None if args.plain else Certificates(args)
+        detached.serve_until_done(Server(sock, make_handler(args), certificates), args.ttl, owner, owner_start)
     server_pid = detached.detach(run, args.state + '.pid', args.state + '.log')
     sock.close()
     state = {'port': port, 'pid': server_pid, 'start_time': detached.start_time(server_pid), 'owner': owner}
@@ -138,14 +173,17 @@ def main():
     sub = parser.add_subparsers(dest='command', required=True)
     start = sub.add_parser('start')
     start.add_argument('--state', required=True)
-    start.add_argument('--cert', required=True)
-    start.add_argument('--key', required=True)
+    start.add_argument('--cert')
+    start.add_argument('--key')
     start.add_argument('--root', default=os.getcwd())
     start.add_argument('--header')
     start.add_argument('--switch-after', type=float)
     start.add_argument('--switch-after-handshakes', type=int)
     start.add_argument('--next-cert')
     start.add_argument('--next-key')
+    start.add_argument('--redirect', action='append')
+    start.add_argument('--record')
+    start.add_argument('--plain', action='store_true')
     start.add_argument('--ttl', type=int, default=600)
     start.set_defaults(func=cmd_start)
     stop = sub.add_parser('stop')
