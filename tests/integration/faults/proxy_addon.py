@@ -19,7 +19,10 @@ counted), lets ``skip`` matches through, then applies ``action`` to the next
   was reported failed, e.g. a 503 from a gateway, with ``Retry-After`` if ``headers`` say so);
 - ``delay``: wait ``seconds`` before forwarding;
 - ``cut``: forward, let the vault commit, then cut the connection before answering;
-- ``rewrite_x5t``: forward, then replace ``x5t`` in the JSON answer; with ``if_thumbprint``
+- ``rewrite_x5t``: forward, then show another certificate in the JSON answer: ``cer`` and ``x5t``
+  both replaced by a throwaway certificate of this proxy's own, so the answer is consistent (a
+  vault that stored, or a proxy that serves, something else; an answer whose ``x5t`` contradicts
+  its ``cer`` is rejected by the module as garbage, which unit tests cover); with ``if_thumbprint``
   (hex SHA-1) only an answer that carries that certificate's ``x5t`` is rewritten, so a rule
   on reads garbles every read of one version (the read-back of ours) and no other;
 - ``concurrent_import``: forward, then import ``pfx_b64`` as ``name`` directly into the
@@ -48,6 +51,25 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from mitmproxy import ctx, http
 
 COMPAT_PASSWORD = 'lowkey-compat'
+
+
+def _throwaway_certificate():
+    """A self-signed certificate made when the proxy starts: what a rewritten answer shows instead of ours."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'certdeploy fault proxy: not the certificate sent')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+_OTHER_DER = _throwaway_certificate()
 IMPORT_PATH = re.compile(r'/certificates/[^/]+/import$')
 
 
@@ -166,9 +188,10 @@ class Faults:
                 seen = None
             if seen != if_thumbprint.replace(':', '').upper():
                 return
-        data['x5t'] = base64.urlsafe_b64encode(b'\x00' * 20).rstrip(b'=').decode()
+        data['cer'] = base64.b64encode(_OTHER_DER).decode()
+        data['x5t'] = base64.urlsafe_b64encode(hashlib.sha1(_OTHER_DER).digest()).rstrip(b'=').decode()
         flow.response.content = json.dumps(data).encode()
-        ctx.log.info('rewrote x5t %s in the answer to %s %s' % (x5t, flow.request.method, flow.request.path))
+        ctx.log.info('rewrote cer and x5t %s in the answer to %s %s' % (x5t, flow.request.method, flow.request.path))
 
     def _import_directly(self, flow, rule):
         upstream = '%s://%s:%d' % (flow.request.scheme, flow.request.host, flow.request.port)
