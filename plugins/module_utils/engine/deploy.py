@@ -338,11 +338,10 @@ class DeployEngine(object):
             wait = failure.details.get('retry_after')
             wait = self.resend_delay * attempt if wait is None else wait
             if wait > self.resend_wait_max:
-                raise errors.DeployError(
-                    errors.THROTTLED, '%s The target asked to wait %s s before the %s is sent again, longer than the %d s this '
-                    'module waits; nothing more was sent. Run again later.' % (failure.message, _seconds(wait), what,
-                                                                                self.resend_wait_max),
-                    retry_after=wait)
+                message = ('%s The target asked to wait %s s before the %s is sent again, longer than the %d s this module '
+                           'waits; nothing more was sent. Run again later.'
+                           % (failure.message, _seconds(wait), what, self.resend_wait_max))
+                raise errors.DeployError(errors.THROTTLED, message, retry_after=wait)
             self._sleep(wait)
 
     # -- verify and rollback ------------------------------------------------
