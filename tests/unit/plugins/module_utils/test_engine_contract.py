@@ -276,8 +276,40 @@ def test_a_rollback_whose_read_back_stays_on_the_faulty_version_is_unconfirmed(t
     target.fail('read', None, None, faulty, faulty, faulty)  # current, read-back of the import, then every rollback read-back
     err = fail(target, material)
     assert err.code == errors.ROLLBACK_FAILED
+    assert err.details['result']['outcome'] == model.ROLLBACK_FAILED
     assert err.details['result']['rollback']['reason'] == (
         'the rollback import was sent, but reading back failed (the target still returned the previous version v2)')
+
+
+def test_a_rollback_whose_read_back_shows_another_version_reports_that_version(target, material, other, pki):
+    target.seed(other, MANAGED)
+    bad = pki.cert(pki.rsa(fresh=True), 'tampered')
+    foreign = pki.cert(pki.rsa(fresh=True), 'foreign')
+    intruder = VersionState('v9', m.thumbprint(foreign), tags={'writer': 'someone-else'}, facts=m.certificate_facts(foreign))
+    target.fail('import', Tampered(bad))
+    target.fail('read', None, None, intruder)  # current, read-back of the import, the rollback's read-back
+    result = fail(target, material).details['result']
+    assert result['outcome'] == model.ROLLBACK_FAILED
+    assert result['certificate'] == intruder.describe()  # what the target holds now, not the faulty version
+    assert result['rollback'] == {'attempted': True, 'succeeded': False, 'version': None, 'reason': (
+        'the rollback import was sent, but reading back shows version v9 with thumbprint %s as latest' % m.thumbprint(foreign))}
+
+
+class NonExportableByDefault(FakeTarget):
+    """A target whose imports make non-exportable keys unless told otherwise (exportable: false in this run)."""
+
+    def _store(self, material, tags, enabled, content_type, payload, how, exportable=None):
+        return FakeTarget._store(self, material, tags, enabled, content_type, payload, how,
+                                 False if exportable is None else exportable)
+
+
+def test_a_rollback_from_the_backing_secret_restores_the_previous_exportable_flag_not_this_runs_default(material, other, pki):
+    target = NonExportableByDefault()
+    target.seed(other, MANAGED, exportable=True)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    assert fail(target, material).details['result']['outcome'] == model.ROLLED_BACK
+    assert [c[3] for c in target.calls if c[0] == 'import'] == ['import', 'import_exported']
+    assert [v['exportable'] for v in target.versions] == [True, False, True]
 
 
 def test_rollback_required_fails_as_rollback_failed_unless_the_read_was_forbidden(target, material, other):
