@@ -258,6 +258,18 @@ def test_an_unavailable_rollback_reports_why_in_the_rollback_reason(target, mate
     assert err.details['result']['outcome'] == model.ROLLBACK_FAILED
 
 
+def test_an_unavailable_rollback_says_when_the_target_did_not_return_the_previous_certificate(target, material, other):
+    first = target.seed(other, MANAGED)
+    bare = VersionState(first, other.thumbprint, tags=MANAGED, facts=m.certificate_facts(other.leaf))  # no leaf
+    target.fail('read', bare)
+    target.exportable = False
+    result = run(target, material)
+    assert result.outcome == model.ROTATED
+    assert result.rollback == dict(NO_ROLLBACK, reason=(
+        'the previous private key could not be read (invalid_material: no private key in the secret) and the target '
+        'did not return the previous certificate, so it cannot be re-paired'))
+
+
 def test_a_failed_rollback_import_is_reported_as_rollback_failed(target, material, other, pki):
     target.seed(other, MANAGED)
     target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')), errors.DeployError(errors.INVALID_MATERIAL, 'refused'))
