@@ -19,7 +19,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import mod
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
-from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget, Tampered
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import CommitThenFail, FakeTarget, Tampered
 
 MANAGED = tags.desired_tags({}, 'www')
 DIFF_FACTS = ('thumbprint', 'serial', 'subject', 'sans', 'not_before', 'expires')
@@ -388,3 +388,79 @@ def test_a_tag_value_of_another_type_is_named_in_the_error():
 def test_a_rollback_of_an_unknown_version_is_marked_unknown():
     assert tags.rollback_tags({'env': 'prod'}, None) == {'env': 'prod', tags.MANAGED_BY: tags.MANAGED_BY_VALUE,
                                                        tags.ROLLBACK_OF: 'unknown'}
+
+
+# -- the resend wait and the engine's own sleep bound ---------------------------------------------------
+
+@pytest.mark.parametrize('wish, shown', [(45.5, '45.5'), (60.0, '60'), (float('inf'), 'inf')])
+def test_a_resend_wish_over_the_limit_is_quoted_as_asked(target, material, wish, shown):
+    target.fail('import', errors.DeployError(errors.THROTTLED, '429', retry_after=wish))
+    err = fail(target, material)
+    assert err.code == errors.THROTTLED and err.details['retry_after'] == wish
+    assert 'asked to wait %s s before the import is sent again, longer than the 30 s' % shown in err.message
+
+
+def test_the_sleep_bound_counts_no_resend_when_an_import_is_sent_once():
+    engine = DeployEngine(FakeTarget(), verify_attempts=3, verify_delay=2.0, import_attempts=1, resend_wait_max=30.0)
+    assert engine.sleep_bound() == 2 * (2 + 4)
+    assert DeployEngine(FakeTarget(), verify_attempts=1, import_attempts=0).sleep_bound() == 0
+
+
+# -- rollback never buries a newer version; older ones do not count -------------------------------------
+
+def test_a_version_older_than_the_snapshot_does_not_block_the_rollback(target, material, other, pki):
+    target.seed(other, {'old': 'one'})
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    assert fail(target, material).details['result']['outcome'] == model.ROLLED_BACK
+
+
+def test_a_version_of_unknown_creation_time_counts_as_newer(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    real = target.list_versions
+    unknown = VersionState('vx', 'AA', created_on=None)
+    target.list_versions = lambda: real() + [unknown]
+    err = fail(target, material)
+    assert err.code == errors.CONFLICT
+    assert err.details['result']['rollback'] == dict(NO_ROLLBACK, reason=(
+        'version vx was created after the snapshot (version v1) by another writer'))
+
+
+def test_two_newer_versions_are_both_named(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    real = target.list_versions
+    target.list_versions = lambda: real() + [VersionState('vx', 'AA', created_on=7), VersionState('vy', 'BB', created_on=8)]
+    result = fail(target, material).details['result']
+    assert result['outcome'] == model.ROLLBACK_FAILED
+    assert result['rollback']['reason'] == 'version vx, vy was created after the snapshot (version v1) by another writer'
+
+
+def test_unlistable_versions_fail_the_rollback_with_the_reason_and_the_result(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    target.fail('list_versions', errors.DeployError(errors.FORBIDDEN, 'no list'))
+    result = fail(target, material).details['result']
+    assert result['outcome'] == model.ROLLBACK_FAILED and result['changed'] is True
+    assert result['rollback'] == dict(NO_ROLLBACK, reason=(
+        'the versions could not be listed to rule out another writer (forbidden: no list)'))
+
+
+# -- the rollback import is resent like any import: once more only when a read shows it did not commit ----------
+
+def test_a_rollback_import_that_committed_before_failing_is_not_sent_again(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')),
+                CommitThenFail(errors.DeployError(errors.SERVICE_ERROR, 'connection reset')))
+    result = fail(target, material).details['result']
+    assert result['outcome'] == model.ROLLED_BACK and result['rollback']['version'] == 'v3'
+    assert [c[0] for c in target.calls].count('import') == 2 and len(target.versions) == 3
+
+
+def test_a_rollback_import_that_did_not_commit_is_sent_again(target, material, other, pki):
+    target.seed(other, MANAGED)
+    target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')), errors.DeployError(errors.SERVICE_ERROR, '503'))
+    err = fail(target, material)
+    assert err.details['result']['outcome'] == model.ROLLED_BACK, err.message
+    assert [c[0] for c in target.calls].count('import') == 3 and len(target.versions) == 3
