@@ -166,7 +166,7 @@ def test_an_unverified_import_returns_what_the_import_response_named(target, mat
 # -- check the private key before a key is sent (or predicted to be) -----------------------------------
 
 def test_check_mode_with_an_unreadable_target_checks_the_key_in_full(target, pki):
-    _, bad = broken_rsa(pki)
+    bad = broken_rsa(pki)[1]
     target.fail('read', errors.DeployError(errors.AUTH_FAILED, 'no credential'))
     assert fail(target, bad, check_mode=True).code == errors.INVALID_MATERIAL
 
@@ -386,8 +386,8 @@ def test_a_tag_value_of_another_type_is_named_in_the_error():
 
 
 def test_a_rollback_of_an_unknown_version_is_marked_unknown():
-    assert tags.rollback_tags({'env': 'prod'}, None) == {'env': 'prod', tags.MANAGED_BY: tags.MANAGED_BY_VALUE,
-                                                       tags.ROLLBACK_OF: 'unknown'}
+    wanted = {'env': 'prod', tags.MANAGED_BY: tags.MANAGED_BY_VALUE, tags.ROLLBACK_OF: 'unknown'}
+    assert tags.rollback_tags({'env': 'prod'}, None) == wanted
 
 
 # -- the resend wait and the engine's own sleep bound ---------------------------------------------------
