@@ -20,38 +20,14 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy imp
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import CommitThenFail, FakeTarget, Tampered
+# The engine tests' fixtures and helpers: one definition of the target, the materials and the run.
+# pylint: disable=unused-import
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_engine import (  # noqa: F401
+    MANAGED, fail, material, other, run, target)
+# pylint: enable=unused-import
 
-MANAGED = tags.desired_tags({}, 'www')
 DIFF_FACTS = ('thumbprint', 'serial', 'subject', 'sans', 'not_before', 'expires')
 NO_ROLLBACK = {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
-
-
-@pytest.fixture
-def target():
-    return FakeTarget()
-
-
-@pytest.fixture
-def material(pki):
-    h = pki.hierarchy()
-    return m.Material(h['leaf'], h['key'], [h['inter'], h['root']])
-
-
-@pytest.fixture
-def other(pki):
-    h = pki.hierarchy(leaf_key=pki.rsa(fresh=True))
-    return m.Material(h['leaf'], h['key'], [h['inter']])
-
-
-def run(target, material, **options):
-    options.setdefault('certificate_id', 'www')
-    return DeployEngine(target, sleep=lambda s: None).run(DeployRequest(material, **options))
-
-
-def fail(target, material, **options):
-    with pytest.raises(errors.DeployError) as info:
-        run(target, material, **options)
-    return info.value
 
 
 def facts(material):
