@@ -177,9 +177,34 @@ options:
     default: {}
   preserve_chain_order:
     description:
-      - Keep the chain in the order given instead of ordering it leaf-first by issuer.
+      - Ask Key Vault to keep the chain in the order sent (the import's C(preserveCertOrder), Key Vault API 7.6 and
+        later). The module always orders the chain itself, leaf, then intermediates, then the root; this option only
+        decides whether Key Vault must keep that order.
+      - Unset, it is on where O(api_version) supports it (unset O(api_version) does) and off otherwise, with a warning
+        that Key Vault may reorder the chain. V(true) with an older O(api_version) fails with C(error_code=invalid_config).
+      - When it is off, the stored-chain check accepts another order with a warning.
     type: bool
-    default: false
+  chain_root:
+    description:
+      - What to do with a root (a self-issued certificate) given in the chain.
+      - V(keep) stores it after the intermediates. Application Gateway, Front Door and App Service accept a chain with or
+        without its root, and a root that was imported before stays as it is (upgrading never rotates certificates).
+      - V(drop) leaves it out; clients validate up to a root they already trust, so it is never needed on the wire.
+        Changing it for a deployed certificate that has a root imports a new version.
+      - Does not apply to O(copy_from), which copies the source's chain as stored.
+    type: str
+    choices: [keep, drop]
+    default: keep
+  verify_stored_chain:
+    description:
+      - After an import, read the new version's backing secret and compare the chain stored there (certificates and
+        their order) and its content type with what was sent. One more request per write; needs
+        C(Microsoft.KeyVault/vaults/secrets/getSecret/action).
+      - A different chain, order or content type follows the rollback contract. A vault that kept the leaf alone
+        although a chain was sent gets a warning, not a rollback. A forbidden or failing read skips the check with a
+        warning. RV(verification) says which checks ran.
+    type: bool
+    default: true
   certificate_id:
     description:
       - Provenance id written to the C(certdeploy-certificate-id) tag, for example the id of the certificate in your
@@ -211,9 +236,8 @@ options:
     choices: [fail, recover]
   force:
     description:
-      - Import a new version even when the latest version already holds the same certificate.
-      - Needed to push a changed chain, O(content_type) or O(exportable) for an unchanged leaf, because idempotency
-        compares the leaf thumbprint, tags and enabled flag only.
+      - Import a new version even when the latest version already holds the same certificate, chain, content type
+        and exportable flag.
     type: bool
     default: false
   allow_expired:
@@ -247,8 +271,10 @@ notes:
   - Key material given as content (O(private_key), O(pfx)) is a module argument. With Ansible's default settings module
     arguments are written into the temporary module file on the target host for the duration of the task. Give keys by
     path (O(private_key_path), O(pfx_path)), or enable pipelining, to keep key bytes off disk.
-  - Idempotency compares the leaf certificate, tags and enabled flag. A change of only the chain, O(content_type) or
-    O(exportable) needs O(force=true).
+  - Idempotency compares the leaf certificate; the chain and its order, O(content_type) and O(exportable), from the record
+    the module keeps in the C(certdeploy-material) tag of each version it imports; then the tags and the enabled flag.
+    A difference in the first two imports a new version; tags or enabled alone are updated in place. A version without
+    that record (imported by an earlier release) is compared once on its stored chain.
   - Failures return a stable RV(error_code) that playbooks can match on.
 seealso:
   - name: Azure Key Vault certificate import
@@ -390,6 +416,35 @@ certificate:
     content_type:
       description: Format of the backing secret, V(pkcs12) or V(pem).
       type: str
+    exportable:
+      description: Whether the certificate's policy lets the private key be exported; null when Key Vault did not say.
+      type: bool
+differences:
+  description:
+    - What differed from the wanted state, and so decided the run. V(absent) (no certificate yet), V(force),
+      V(certificate) (another leaf), V(chain) (the chain or its order), V(content_type), V(exportable) (each imports a new
+      version); V(tags), V(enabled) (updated in place), V(record) (a version imported by an earlier release whose stored
+      chain equals the wanted one, so only the record is written). Empty when nothing differs.
+  returned: when the current certificate could be read
+  type: list
+  elements: str
+  sample: [chain]
+verification:
+  description: Which checks ran after an import, and their verdicts.
+  returned: when an import was sent
+  type: dict
+  contains:
+    read_back:
+      description:
+        - V(passed) (latest holds the certificate sent), V(failed) (unreadable, or holds something else), or
+          V(concurrent_writer) (another writer's version is latest).
+      type: str
+    stored_chain:
+      description:
+        - V(passed), V(leaf_only) (the vault kept the leaf alone; a warning), V(reordered) (another order where Key Vault
+          was not asked to keep it; a warning), V(failed) (rolled back), V(skipped) (the backing secret could not be
+          read; a warning), V(disabled) (O(verify_stored_chain=false)), or V(not_run).
+      type: str
 previous:
   description: The version that was latest before the run.
   returned: when the name existed
@@ -425,7 +480,9 @@ rollback:
       description: Why a rollback was attempted, or why it was not possible.
       type: str
 diff:
-  description: Before and after facts, in diff mode.
+  description:
+    - Before and after facts, in diff mode, with the chain's subjects in order, the content type and the exportable
+      flag. C(before.chain) is null when the stored chain was not read and the record does not show it.
   returned: in diff mode
   type: dict
 error_code:

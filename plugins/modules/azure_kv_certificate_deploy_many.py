@@ -174,7 +174,17 @@ options:
         description:
           - See O(certdeploy.cloud.azure_kv_certificate_deploy#module:preserve_chain_order).
         type: bool
-        default: false
+      chain_root:
+        description:
+          - See O(certdeploy.cloud.azure_kv_certificate_deploy#module:chain_root).
+        type: str
+        choices: [keep, drop]
+        default: keep
+      verify_stored_chain:
+        description:
+          - See O(certdeploy.cloud.azure_kv_certificate_deploy#module:verify_stored_chain).
+        type: bool
+        default: true
       certificate_id:
         description:
           - See O(certdeploy.cloud.azure_kv_certificate_deploy#module:certificate_id). Defaults to
@@ -326,6 +336,13 @@ certificates:
       type: dict
     rollback:
       description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:rollback).
+      type: dict
+    differences:
+      description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:differences).
+      type: list
+      elements: str
+    verification:
+      description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:verification).
       type: dict
     copied_from:
       description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:copied_from).

@@ -182,8 +182,11 @@ certificate:
       description: Whether the version carries C(certdeploy-managed-by=certdeploy), that is whether the deploy module manages it.
       type: bool
     content_type:
-      description: Format of the backing secret, V(pkcs12) or V(pem).
+      description: Format of the backing secret, V(pkcs12) or V(pem), from the certificate's policy.
       type: str
+    exportable:
+      description: Whether the certificate's policy lets the private key be exported; null when Key Vault did not say.
+      type: bool
     created:
       description: When the version was created (ISO 8601, UTC).
       type: str

@@ -17,7 +17,7 @@ import math
 import time
 
 from .. import errors
-from . import model, tags
+from . import model, record as records, tags
 from ..material import certificate as cert_material
 
 NOTHING = 'none'
@@ -27,10 +27,57 @@ IMPORT = 'import'
 _DIFF_FACTS = ('thumbprint', 'serial', 'subject', 'sans', 'not_before', 'expires')
 
 
-def decide(current, request, wanted_tags):
-    """Pure decision: what must happen to make ``current`` match ``request``."""
+# The stored chain must be read before deciding (a version imported without a record, see decide()).
+COMPARE_STORED = 'compare_stored'
+
+# What a decision found different from the wanted state (result key ``differences``), besides record.CHAIN,
+# record.CONTENT_TYPE and record.EXPORTABLE.
+ABSENT = 'absent'
+FORCE = 'force'
+CERTIFICATE = 'certificate'
+TAGS = 'tags'
+ENABLED = 'enabled'
+RECORD = 'record'  # the version lacks the record of what was imported; the stored chain equals the wanted one
+
+
+class Decision(object):
+    """What must happen (``action``), why (``differences``), the tags a write carries, and warnings to add."""
+
+    def __init__(self, action, differences=(), tags=None, notes=()):
+        self.action = action
+        self.differences = list(differences)
+        self.tags = tags
+        self.notes = list(notes)
+
+
+def _policy_differences(current, wanted):
+    """What the target's own description of ``current`` (for Key Vault: the policy in the same read) shows
+    different from the wanted record; a value the target does not report is not a difference."""
+    out = []
+    if current.content_type is not None and current.content_type != wanted.content_type:
+        out.append(records.CONTENT_TYPE)
+    if current.exportable is not None and bool(current.exportable) != wanted.exportable:
+        out.append(records.EXPORTABLE)
+    return out
+
+
+def decide(current, request, wanted_tags, stored=None, order_kept=True):
+    """Pure decision: what must happen to make ``current`` match ``request``; a :class:`Decision`.
+
+    Compared: the leaf (thumbprint); then what was imported with it -- the ordered chain, the content type and
+    the exportable flag -- from the record in the version's tags (``certdeploy-material``); then the tags and
+    the enabled flag. Any difference in the first two imports a new version (the target binds the chain, the
+    content type and exportability to a version); tags or enabled alone are updated in place.
+
+    A version without a record (imported by an earlier release, or by hand) is compared once on what the
+    target stores: its content type and exportable flag as the target describes them, then its stored chain,
+    which the caller reads when this returns COMPARE_STORED and passes as ``stored`` (a ``model.StoredChain``,
+    or the DeployError that reading it raised). Equal: a properties update writes the record. Different: an
+    import. Unreadable: the chain is not compared (a warning says so) and no record is written -- a missing
+    record alone never imports.
+    """
     if current is None:
-        return IMPORT
+        return Decision(IMPORT, [ABSENT], wanted_tags)
     if not tags.is_managed(current.tags) and not request.take_ownership:
         raise errors.DeployError(
             errors.NOT_OWNED,
@@ -38,27 +85,102 @@ def decide(current, request, wanted_tags):
             'Nothing was changed. Set take_ownership: true to manage it from now on.'
             % (current.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE),
         )
-    if request.force or current.thumbprint != request.material.thumbprint:
-        return IMPORT
-    if tags.comparable(current.tags) != tags.comparable(wanted_tags) or bool(current.enabled) != bool(request.enabled):
-        return UPDATE
-    return NOTHING
+    if request.force:
+        return Decision(IMPORT, [FORCE], wanted_tags)
+    if current.thumbprint != request.material.thumbprint:
+        return Decision(IMPORT, [CERTIFICATE], wanted_tags)
+    wanted = records.Record.parse(wanted_tags.get(tags.MATERIAL))
+    recorded = records.Record.parse(current.tags.get(tags.MATERIAL))
+    write_tags = wanted_tags
+    notes = []
+    if recorded is not None:
+        differences = recorded.differences(wanted)
+        if differences:
+            return Decision(IMPORT, differences, wanted_tags)
+        disagree = _policy_differences(current, recorded)
+        if disagree:
+            notes.append(
+                'The target describes version %s with %s, while the record of its import says %s: the certificate\'s '
+                'policy was changed after the import. The version itself is as recorded, so it was not imported again.'
+                % (current.version, ', '.join('%s %s' % (k, _shown(getattr(current, k))) for k in disagree),
+                   ', '.join('%s %s' % (k, _shown(getattr(recorded, k))) for k in disagree)))
+    else:
+        differences = _policy_differences(current, wanted)
+        if differences:
+            return Decision(IMPORT, differences, wanted_tags)
+        if stored is None:
+            return Decision(COMPARE_STORED)
+        if isinstance(stored, errors.DeployError):
+            notes.append(
+                'Version %s carries no record of what was imported with it (an earlier release or another tool imported '
+                'it), and its stored chain could not be read to compare it (%s: %s): the chain, its order and the content '
+                'type were not compared, and no record was written. Allow reading the backing secret, or set force: true '
+                'once to import the wanted chain.' % (current.version, stored.code, stored.message))
+            write_tags = tags.without_record(wanted_tags)
+        else:
+            if stored.content_type is not None and stored.content_type != wanted.content_type:
+                return Decision(IMPORT, [records.CONTENT_TYPE], wanted_tags)
+            sent = [request.material.leaf] + list(request.material.chain)
+            verdict, detail = cert_material.compare_stored(sent, stored.certificates, order_kept)
+            if verdict not in (cert_material.STORED_EQUAL, cert_material.STORED_REORDERED):
+                return Decision(IMPORT, [records.CHAIN], wanted_tags, notes=[
+                    'Version %s carries no record of what was imported with it; its stored chain was read and differs from '
+                    'the wanted one (%s), so the wanted chain is imported.' % (current.version, detail)])
+    differences = []
+    if tags.MATERIAL in write_tags and current.tags.get(tags.MATERIAL) != write_tags[tags.MATERIAL]:
+        differences.append(RECORD)
+    if tags.comparable(tags.without_record(current.tags)) != tags.comparable(tags.without_record(write_tags)):
+        differences.append(TAGS)
+    if bool(current.enabled) != bool(request.enabled):
+        differences.append(ENABLED)
+    return Decision(UPDATE if differences else NOTHING, differences, write_tags, notes)
+
+
+def _shown(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return value
 
 
 # The diff's "before" when check mode could not read the target: not {} (which would claim "nothing there").
 BEFORE_UNKNOWN = 'unknown'
 
 
-def state_diff(current, after_facts, after_tags, after_enabled, after_version, before_unknown=False):
-    """Before/after facts for diff mode; public facts only, never key material."""
+def storage_facts(material, content_type, exportable):
+    """How a version is stored, as diffs show it: content type, exportable, and the chain's subjects in order."""
+    return {'content_type': content_type, 'exportable': exportable,
+            'chain': [cert_material.subject_text(cert) for cert in material.chain]}
+
+
+def state_diff(current, after_facts, after_tags, after_enabled, after_version, before_unknown=False, after_storage=None,
+               before_chain=None):
+    """Before/after facts for diff mode; public facts only, never key material.
+
+    ``after_storage`` is :func:`storage_facts` of what is wanted. Before, the content type and exportable flag
+    are the record's (else the target's description) and the chain is ``before_chain`` (its subjects when the
+    stored chain was read, or the record shows it equals the wanted one), else None: not read.
+    """
     before = BEFORE_UNKNOWN if before_unknown else {}
     if current is not None:
         before = dict((k, current.facts.get(k)) for k in _DIFF_FACTS)
         before.update({'version': current.version, 'thumbprint': current.thumbprint,
                        'enabled': current.enabled, 'tags': dict(current.tags)})
+        if after_storage is not None:
+            recorded = records.Record.parse(current.tags.get(tags.MATERIAL))
+            before.update({
+                'content_type': recorded.content_type if recorded else current.content_type,
+                'exportable': recorded.exportable if recorded else current.exportable,
+                'chain': before_chain,
+            })
     after = dict((k, after_facts.get(k)) for k in _DIFF_FACTS)
     after.update({'version': after_version, 'enabled': after_enabled, 'tags': dict(after_tags)})
+    after.update(after_storage or {})
     return {'before': before, 'after': after}
+
+
+def _labels(target):
+    labels = dict(getattr(target, 'labels', None) or {})
+    return ' '.join('%s=%s' % (k, labels[k]) for k in sorted(labels) if k != 'target') or type(target).__name__
 
 
 def _seconds(value):
@@ -90,12 +212,12 @@ class DeployEngine(object):
     def sleep_bound(self):
         """The longest the engine itself may sleep in one deploy (the target's calls are bounded by the target).
 
-        Two read-backs (after the import, after a rollback), each ``verify_delay x (1 + 2 + ...)`` over its
-        attempts, and two imports (the deploy's, a rollback's), each resent at most ``import_attempts - 1``
-        times after a wait of at most ``resend_wait_max``.
+        Three read-backs (after the import, of its stored chain, after a rollback), each ``verify_delay x
+        (1 + 2 + ...)`` over its attempts, and two imports (the deploy's, a rollback's), each resent at most
+        ``import_attempts - 1`` times after a wait of at most ``resend_wait_max``.
         """
         read_back = sum(self.verify_delay * attempt for attempt in range(1, self.verify_attempts))
-        return 2 * read_back + 2 * max(0, self.import_attempts - 1) * self.resend_wait_max
+        return 3 * read_back + 2 * max(0, self.import_attempts - 1) * self.resend_wait_max
 
     # -- phases ------------------------------------------------------------
 
@@ -152,22 +274,36 @@ class DeployEngine(object):
         for warning in self.validate(request):  # once, also when the run starts over after a recovery
             if warning not in result.warnings:
                 result.warnings.append(warning)
-        wanted_tags = tags.desired_tags(request.user_tags, request.certificate_id)
+        wanted_record = records.Record.of_material(request.material, request.content_type, request.exportable)
+        wanted_tags = tags.desired_tags(request.user_tags, request.certificate_id, wanted_record)
         local_facts = cert_material.certificate_facts(request.material.leaf)
+        wanted_storage = storage_facts(request.material, request.content_type, request.exportable)
 
         current = self._read_current(request, result)
         if current is UNKNOWN:
             cert_material.check_private_key(request.material.key)  # predicted to be imported
             result.changed = True
             result.certificate = self._predicted(None, local_facts, wanted_tags, request)
-            result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None, before_unknown=True)
+            result.diff = state_diff(None, local_facts, wanted_tags, request.enabled, None, before_unknown=True,
+                                     after_storage=wanted_storage)
             return result
 
-        action = decide(current, request, wanted_tags)
+        decision, stored = self._decide(current, request, wanted_tags)
+        action = decision.action
+        result.differences = decision.differences
+        for note in decision.notes:
+            result.warnings.append(note)
         if current is not None:
             result.previous = current.summary()
         new_version = current.version if action in (NOTHING, UPDATE) else None
-        result.diff = state_diff(current, local_facts, wanted_tags, request.enabled, new_version)
+        before_chain = None
+        if stored is not None and not isinstance(stored, errors.DeployError):
+            before_chain = [cert_material.subject_text(cert) for cert in stored.certificates[1:]]
+        elif current is not None and records.CHAIN not in decision.differences and tags.MATERIAL in current.tags \
+                and current.tags.get(tags.MATERIAL) == wanted_tags.get(tags.MATERIAL):
+            before_chain = wanted_storage['chain']  # the record shows the stored chain is the wanted one
+        result.diff = state_diff(current, local_facts, decision.tags, request.enabled, new_version,
+                                 after_storage=wanted_storage, before_chain=before_chain)
 
         if action == NOTHING:
             # After a recovery the vault was written although the recovered version is the one wanted: updated.
@@ -183,17 +319,28 @@ class DeployEngine(object):
         if request.check_mode:
             result.changed = True
             result.outcome = {UPDATE: model.UPDATED}.get(action, model.ROTATED if current else model.CREATED)
-            result.certificate = self._predicted(current if action == UPDATE else None, local_facts, wanted_tags, request)
+            result.certificate = self._predicted(current if action == UPDATE else None, local_facts, decision.tags, request)
+            if RECORD in decision.differences:
+                result.warnings.append(self._record_note(current, check_mode=True))
             return result
 
         if action == UPDATE:
             try:
-                state = self.target.update_properties(current, wanted_tags, request.enabled)
+                state = self.target.update_properties(current, decision.tags, request.enabled)
             except errors.DeployError as exc:
                 if exc.code != errors.FORBIDDEN:
                     if exc.code in errors.TRANSIENT_CODES:  # the update may have been applied before the failure reached us
                         result.changed = True
                     raise
+                if decision.differences == [RECORD]:
+                    # Only the record was to be written: a missing record never imports by itself.
+                    result.outcome = model.UPDATED if result.changed else model.UNCHANGED
+                    result.certificate = current.describe()
+                    result.warnings.append(
+                        'Version %s carries no record of what was imported with it; its stored chain equals the wanted one, '
+                        'but writing the record (tag %s) was forbidden (%s). Nothing was changed; the next run compares '
+                        'the stored chain again. Allow property updates to record it.' % (current.version, tags.MATERIAL, exc.message))
+                    return result
                 result.warnings.append(
                     'Updating tags/enabled on version %s was forbidden (%s); importing a new version with the '
                     'wanted tags instead. Allow property updates to avoid the extra version.' % (current.version, exc.message))
@@ -202,13 +349,36 @@ class DeployEngine(object):
                 result.changed = True
                 result.outcome = model.UPDATED
                 result.certificate = state.describe()
+                if RECORD in decision.differences:
+                    result.warnings.append(self._record_note(current))
                 return result
 
         snapshot = self._snapshot(current, request, result)
+        if snapshot.source == 'backing_secret' and result.diff is not None and result.diff['before'].get('chain') is None:
+            result.diff['before']['chain'] = [cert_material.subject_text(c) for c in snapshot.material.material.chain]
         imported = self._import(current, request, wanted_tags, result)
         result.changed = True
         self._verify(current, imported, snapshot, request, result)
         return result
+
+    def _decide(self, current, request, wanted_tags):
+        """decide(), reading the stored chain first when it asks for it; returns ``(decision, stored)``."""
+        order_kept = self.target.keeps_chain_order
+        decision = decide(current, request, wanted_tags, order_kept=order_kept)
+        if decision.action != COMPARE_STORED:
+            return decision, None
+        try:
+            stored = self.target.read_stored_chain(current)
+        except errors.DeployError as exc:
+            stored = exc
+        return decide(current, request, wanted_tags, stored, order_kept), stored
+
+    @staticmethod
+    def _record_note(current, check_mode=False):
+        return ('Version %s carried no record of what was imported with it (an earlier release imported it). Its stored '
+                'chain, content type and exportable flag were read and equal the wanted ones, so %s (tag %s), and later '
+                'runs decide from it.' % (current.version, 'a real run would only write the record' if check_mode
+                                          else 'only the record was written', tags.MATERIAL))
 
     # -- read ----------------------------------------------------------------
 
@@ -274,8 +444,9 @@ class DeployEngine(object):
     def _import(self, current, request, wanted_tags, result):
         def send():
             if request.exported is not None:
-                return self.target.import_exported(request.exported, wanted_tags, request.enabled)
-            return self.target.import_material(request.material, wanted_tags, request.enabled)
+                return self.target.import_exported(request.exported, wanted_tags, request.enabled, exportable=request.exportable)
+            return self.target.import_material(request.material, wanted_tags, request.enabled,
+                                               content_type=request.content_type, exportable=request.exportable)
         return self._send_import(send, request.material.thumbprint, current, result, 'import')
 
     def _send_import(self, send, thumbprint, below, result, what):
@@ -384,6 +555,7 @@ class DeployEngine(object):
         """
         local = request.material.thumbprint
         result.certificate = imported.describe()
+        result.verification = {'read_back': 'failed', 'stored_chain': 'not_run'}
         garbled = imported.thumbprint != local
         # Read latest before anything else, even when the import response already shows a mismatch:
         # a version by another writer may have landed meanwhile, and it must never be rolled back over.
@@ -406,13 +578,18 @@ class DeployEngine(object):
                     'The import response showed version %s with thumbprint %s, but reading back shows the sent certificate '
                     '(thumbprint %s) as latest, version %s: deployed; the response was wrong.'
                     % (imported.version, imported.thumbprint, local, latest.version))
-            result.outcome = model.ROTATED if current is not None else model.CREATED
             result.certificate = latest.describe()
+            result.verification['read_back'] = 'passed'
+            problem = self._check_stored(latest, request, result)
+            if problem:  # the version holds our leaf with another chain or format: roll back (raises)
+                self._rollback(snapshot, latest, request, result, problem)
+            result.outcome = model.ROTATED if current is not None else model.CREATED
             return
         if latest.version == imported.version:  # our own version holds something else: roll back (raises)
             self._rollback(snapshot, latest, request, result,
                            'Reading version %s back returned thumbprint %s, not the %s that was sent.' % (latest.version, latest.thumbprint, local))
         result.outcome = model.CONCURRENT_WRITER
+        result.verification['read_back'] = 'concurrent_writer'
         raise errors.DeployError(
             errors.CONFLICT,
             'Version %s was imported, but version %s (thumbprint %s) became the latest meanwhile: another writer deployed '
@@ -421,6 +598,66 @@ class DeployEngine(object):
                ' (the import response showed thumbprint %s, not %s)' % (imported.thumbprint, local) if garbled else ''),
             result=result.as_dict(),
         )
+
+    def _check_stored(self, latest, request, result):
+        """Compare the stored chain of ``latest`` (our new version) with what was sent; sets
+        ``result.verification['stored_chain']``. Returns why the version must be rolled back, or None.
+
+        passed: equal. leaf_only: the target kept the leaf alone although a chain was sent (a warning, no rollback:
+        some targets never keep a chain). reordered: another order where the target did not promise to keep it
+        (a warning). skipped: it could not be read -- forbidden, or failing after retries (a warning, never a
+        rollback). failed: another leaf, certificates missing, added or swapped, another promised order, or
+        another content type: the rollback contract applies. disabled: ``verify_stored_chain`` is off.
+        """
+        check = result.verification
+        if not request.verify_stored_chain:
+            check['stored_chain'] = 'disabled'
+            return None
+        stored, why = self._read_with_retries(lambda: self.target.read_stored_chain(latest))
+        if stored is None:
+            check['stored_chain'] = 'skipped'
+            result.warnings.append(
+                'The stored chain of version %s was not checked: reading it failed (%s). The leaf was verified. %s'
+                % (latest.version, why, 'Allow reading the stored version with its key (for Key Vault: its backing secret) to check it, or set '
+                   'verify_stored_chain: false.' if why.startswith(errors.FORBIDDEN) else 'Check it on the target.'))
+            return None
+        if stored.content_type is not None and stored.content_type != request.content_type:
+            check['stored_chain'] = 'failed'
+            return 'Reading the stored chain of version %s back shows content type %s, not the %s that was sent.' % (
+                latest.version, stored.content_type, request.content_type)
+        sent = [request.material.leaf] + list(request.material.chain)
+        verdict, detail = cert_material.compare_stored(sent, stored.certificates, self.target.keeps_chain_order)
+        if verdict == cert_material.STORED_EQUAL:
+            check['stored_chain'] = 'passed'
+        elif verdict == cert_material.STORED_LEAF_ONLY:
+            check['stored_chain'] = 'leaf_only'
+            result.warnings.append(
+                'The target %s stored version %s with the leaf alone: %s. Clients that do not already hold the '
+                'intermediates cannot build the chain. It was not rolled back (some targets never keep a chain); '
+                'check that this target serves chains.' % (_labels(self.target), latest.version, detail))
+        elif verdict == cert_material.STORED_REORDERED:
+            check['stored_chain'] = 'reordered'
+            result.warnings.append(
+                'Version %s: %s. The target was not asked to keep the order (preserve_chain_order is off or the API '
+                'version predates it).' % (latest.version, detail))
+        else:
+            check['stored_chain'] = 'failed'
+            return 'Reading the stored chain of version %s back: %s.' % (latest.version, detail)
+        return None
+
+    def _read_with_retries(self, read):
+        """``read()`` retried like a read-back on transient failures; ``(value, None)`` or ``(None, why)``."""
+        why = None
+        for attempt in range(self.verify_attempts):
+            if attempt:
+                self._sleep(self.verify_delay * attempt)
+            try:
+                return read(), None
+            except errors.DeployError as exc:
+                why = '%s: %s' % (exc.code, exc.message)
+                if exc.code not in errors.READ_BACK_RETRY_CODES:
+                    break
+        return None, why
 
     def _newer_versions(self, snapshot_state, ours):
         """Versions other than ``ours`` created no earlier than the snapshot's (a second's resolution: a version of
@@ -473,6 +710,11 @@ class DeployEngine(object):
                 result=result.as_dict())
         rb['attempted'] = True
         rollback_tags = tags.rollback_tags(previous.tags, imported.version)
+        if snapshot.source != 'backing_secret':
+            # The previous certificate re-paired with the new key and chain: record what is sent now.
+            rollback_tags[tags.MATERIAL] = records.Record.of_material(
+                snapshot.material, previous.content_type or request.content_type,
+                request.exportable if previous.exportable is None else previous.exportable).value()
 
         # The previous version as it was: its own enabled and exportable flags, not this run's options.
         def send():

@@ -64,8 +64,17 @@ class VersionState(object):
             'tags': dict(self.tags),
             'enabled': self.enabled,
             'content_type': self.content_type,
+            'exportable': self.exportable,
         })
         return out
+
+
+class StoredChain(object):
+    """The certificates a target stores for one version (leaf first, in the stored order) and their content type."""
+
+    def __init__(self, certificates, content_type=None):
+        self.certificates = list(certificates)
+        self.content_type = content_type
 
 
 class ExportedVersion(object):
@@ -115,7 +124,8 @@ class DeployRequest(object):
 
     def __init__(self, material, certificate_id, user_tags=None, enabled=True, force=False,
                  take_ownership=False, rollback='auto', on_soft_deleted='fail', allow_expired=False, check_mode=False,
-                 exported=None, min_days_remaining=None, expected_sans=None, check_mode_read='best_effort'):
+                 exported=None, min_days_remaining=None, expected_sans=None, check_mode_read='best_effort',
+                 content_type='pkcs12', exportable=True, verify_stored_chain=True):
         # ``exported`` (an ExportedVersion) is set when the material was exported from another
         # target (copy_from): the target then imports those bytes rather than rebuilding them.
         self.material = exported.material if exported is not None else material
@@ -132,6 +142,11 @@ class DeployRequest(object):
         self.allow_expired = allow_expired
         self.check_mode = check_mode
         self.check_mode_read = check_mode_read
+        # How the target stores it: 'pkcs12' or 'pem', and whether the key may be exported again.
+        self.content_type = exported.content_type if exported is not None else content_type
+        self.exportable = exportable
+        # After an import, read back the stored chain and compare it with what was sent.
+        self.verify_stored_chain = verify_stored_chain
 
 
 class DeployResult(object):
@@ -145,11 +160,17 @@ class DeployResult(object):
         self.rollback = {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
         self.diff = None
         self.warnings = []
+        self.differences = None  # what differed from the wanted state (see engine.deploy.decide), once decided
+        self.verification = None  # which checks ran after an import, and their verdicts
 
     def as_dict(self):
         out = {'changed': self.changed, 'rollback': dict(self.rollback)}
         if self.outcome is not None:
             out['outcome'] = self.outcome
+        if self.differences is not None:
+            out['differences'] = list(self.differences)
+        if self.verification is not None:
+            out['verification'] = dict(self.verification)
         if self.certificate is not None:
             out['certificate'] = self.certificate
         if self.previous is not None:

@@ -17,6 +17,8 @@ MANAGED_BY = 'certdeploy-managed-by'
 MANAGED_BY_VALUE = 'certdeploy'
 CERTIFICATE_ID = 'certdeploy-certificate-id'
 ROLLBACK_OF = 'certdeploy-rollback-of'
+# The record of what the import sent (content type, exportable, digest of the ordered chain): see record.py.
+MATERIAL = 'certdeploy-material'
 
 
 def normalise_user_tags(tags):
@@ -29,7 +31,7 @@ def normalise_user_tags(tags):
             raise errors.DeployError(
                 errors.INVALID_CONFIG,
                 'The tag key "%s" is reserved: keys starting with "%s" are provenance tags the module sets itself '
-                '(%s, %s, %s). Rename the tag.' % (key, RESERVED_PREFIX, MANAGED_BY, CERTIFICATE_ID, ROLLBACK_OF),
+                '(%s, %s, %s, %s). Rename the tag.' % (key, RESERVED_PREFIX, MANAGED_BY, CERTIFICATE_ID, MATERIAL, ROLLBACK_OF),
             )
         if isinstance(value, bool):
             value = 'true' if value else 'false'
@@ -46,12 +48,18 @@ def normalise_user_tags(tags):
     return out
 
 
-def desired_tags(user_tags, certificate_id):
-    """The full tag set every write carries: user tags plus the provenance tags."""
+def desired_tags(user_tags, certificate_id, record=None):
+    """The full tag set every write carries: user tags plus the provenance tags (and the record, when given)."""
     tags = dict(user_tags)
     tags[MANAGED_BY] = MANAGED_BY_VALUE
     tags[CERTIFICATE_ID] = certificate_id
+    if record is not None:
+        tags[MATERIAL] = record.value()
     return tags
+
+
+def without_record(tags):
+    return dict((k, v) for k, v in tags.items() if k != MATERIAL)
 
 
 def rollback_tags(previous_tags, failed_version):

@@ -17,6 +17,10 @@ class Target(object):
     #: Labels identifying the target in metrics and messages, e.g. {'vault': ..., 'name': ...}.
     labels = {}
 
+    #: Whether the target stores a chain in the order it was sent (when false it may reorder it: the
+    #: stored-chain check then accepts another order with a warning).
+    keeps_chain_order = True
+
     def read_latest(self, look_for_deleted=True):
         """Return the current ``VersionState``, or None when the name does not exist.
 
@@ -44,6 +48,13 @@ class Target(object):
 
         Used before a rollback, to make sure no other writer's version was created since the snapshot.
         Raises DeployError when the versions cannot be listed in full.
+        """
+        raise NotImplementedError
+
+    def read_stored_chain(self, state):
+        """The certificates stored with version ``state``, as a ``model.StoredChain`` (leaf first, in stored order).
+
+        Raises DeployError when they cannot be read (FORBIDDEN when reading them is not allowed).
         """
         raise NotImplementedError
 

@@ -22,7 +22,7 @@ from ..engine.model import DeployRequest
 from ..material import certificate as cert_material
 from ..targets.azure_kv.target import KeyVaultTarget
 from .ansible_module import NO_ROLLBACK, failure_result
-from .keyvault_options import keyvault_settings
+from .keyvault_options import chain_order_warning, keyvault_settings
 
 
 def read_file(path, option, limit):
@@ -46,13 +46,14 @@ def _content_or_file(params, option):
 
 
 def load_material(params):
-    """Build the Material from exactly one way of giving it: PEM parts, or a PFX."""
-    preserve = params.get('preserve_chain_order', False)
+    """Build the Material from exactly one way of giving it: PEM parts, or a PFX. The chain comes ordered
+    leaf -> intermediates -> root, without the root when chain_root is drop."""
+    chain_root = params.get('chain_root') or 'keep'
     if params.get('pfx') is not None or params.get('pfx_path'):
         if params.get('pfx') is not None:
-            return cert_material.load_pfx_material(params['pfx'], params.get('pfx_password'), preserve)
+            return cert_material.load_pfx_material(params['pfx'], params.get('pfx_password'), chain_root)
         return cert_material.load_pfx_material(read_file(params['pfx_path'], 'pfx_path', cert_material.MAX_PFX_BYTES),
-                                               params.get('pfx_password'), preserve)
+                                               params.get('pfx_password'), chain_root)
     certificate = _content_or_file(params, 'certificate')
     key = _content_or_file(params, 'private_key')
     if certificate is None or key is None:
@@ -61,7 +62,7 @@ def load_material(params):
             'Give the certificate (certificate or certificate_path) together with its private key '
             '(private_key or private_key_path), or a PFX (pfx or pfx_path).')
     return cert_material.load_pem_material(
-        certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), preserve)
+        certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), chain_root)
 
 
 def read_copy_source(params, env, target_content_type, connect):
@@ -115,6 +116,9 @@ def build_request(params, settings, material, exported, check_mode):
         allow_expired=params['allow_expired'],
         check_mode=check_mode,
         check_mode_read=params.get('check_mode_read') or 'best_effort',
+        content_type=settings.content_type,
+        exportable=settings.exportable,
+        verify_stored_chain=params.get('verify_stored_chain', True),
     )
 
 
@@ -174,11 +178,16 @@ def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None
     """
     target = None
     copied_from = None
+    order_warning = None
     try:
         if settings is None:
             settings = keyvault_settings(params, env)
         exported = None
         if params.get('copy_from'):
+            if (params.get('chain_root') or 'keep') != 'keep':
+                raise errors.DeployError(
+                    errors.INVALID_CONFIG, 'copy_from copies the source certificate with its chain as stored; chain_root: '
+                    '%s does not apply to it. Remove chain_root (or change the source).' % params['chain_root'])
             try:
                 exported, material, copied_from = read_copy_source(params, env, settings.content_type, connect)
             except errors.DeployError as exc:
@@ -190,15 +199,19 @@ def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None
         else:
             material = load_material(params)
         request = build_request(params, settings, material, exported, check_mode)
+        order_warning = chain_order_warning(params, request.material)
         target = connect(settings)
         report = DeployEngine(target).run(request)
     except errors.DeployError as exc:
-        return failed_run(exc, params, settings, target, copied_from)
+        run = failed_run(exc, params, settings, target, copied_from)
+        if order_warning:
+            run.result['warnings'] = [order_warning] + list(run.result.get('warnings') or [])
+        return run
     finally:
         if target is not None:
             target.close()
     result = report.as_dict()
-    result.update(failed=False, warnings=list(report.warnings))
+    result.update(failed=False, warnings=([order_warning] if order_warning else []) + list(report.warnings))
     if copied_from:
         result['copied_from'] = copied_from
     if diff and report.diff is not None:

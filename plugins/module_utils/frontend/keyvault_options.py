@@ -69,7 +69,9 @@ CERTIFICATE = ArgumentSpec(
         exportable=dict(type='bool', default=True),
         enabled=dict(type='bool', default=True),
         tags=dict(type='dict', default={}),
-        preserve_chain_order=dict(type='bool', default=False),
+        preserve_chain_order=dict(type='bool'),
+        chain_root=dict(type='str', default='keep', choices=['keep', 'drop']),
+        verify_stored_chain=dict(type='bool', default=True),
         certificate_id=dict(type='str'),
         take_ownership=dict(type='bool', default=False),
         rollback=dict(type='str', default='auto', choices=list(ROLLBACK_MODES)),
@@ -118,6 +120,29 @@ INFO = CONNECTION.with_options(certificate_name=dict(type='str')).merged(Argumen
 )))
 
 
+def preserve_chain_order(params):
+    """The preserve_chain_order option resolved: unset means on where the API version supports it (7.6 and later).
+    Asking for it on an older API version is a configuration error."""
+    wanted = params.get('preserve_chain_order')
+    supported = kv_config.preserve_order_supported(params.get('api_version'))
+    if wanted and not supported:
+        raise errors.DeployError(
+            errors.INVALID_CONFIG,
+            'preserve_chain_order: true needs Key Vault API version %s or later; api_version is %s. Remove api_version '
+            '(the SDK default supports it) or preserve_chain_order.' % (kv_config.PRESERVE_ORDER_SINCE, params.get('api_version')))
+    return supported if wanted is None else bool(wanted)
+
+
+def chain_order_warning(params, material):
+    """The warning for a chain that Key Vault may reorder (an API version before 7.6), or None."""
+    if params.get('preserve_chain_order') is None and material is not None and material.chain \
+            and not kv_config.preserve_order_supported(params.get('api_version')):
+        return ('api_version %s predates Key Vault API %s: Key Vault may reorder the chain this module ordered leaf -> '
+                'root. The stored-chain check accepts another order with a warning. Use API %s or later to keep it.'
+                % (params.get('api_version'), kv_config.PRESERVE_ORDER_SINCE, kv_config.PRESERVE_ORDER_SINCE))
+    return None
+
+
 def keyvault_settings(params, env=None, name_required=True):
     """Map module options to validated Key Vault settings (pure apart from reading ``env``).
 
@@ -143,7 +168,7 @@ def keyvault_settings(params, env=None, name_required=True):
         client_id=params.get('client_id'),
         content_type=params.get('content_type') or 'pkcs12',
         exportable=params.get('exportable', True),
-        preserve_chain_order=params.get('preserve_chain_order', False),
+        preserve_chain_order=preserve_chain_order(params),
         api_version=params.get('api_version'),
         ca_path=params.get('ca_path'),
         verify_challenge_resource=params.get('verify_challenge_resource', True),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import hashlib
 import ipaddress
 import re
 import secrets
@@ -479,10 +480,11 @@ def order_chain(leaf, candidates, preserve_order=False):
     """De-duplicate the chain and order it leaf-first.
 
     Returns ``(chain, unrelated)``.  Duplicates (by DER) and copies of the leaf
-    are dropped.  Unless ``preserve_order`` is set, the chain is rebuilt as the
-    issuer path starting at the leaf, followed by any certificates that are not
-    on that path (``unrelated``, in the order given) so nothing the user sent
-    is silently dropped.
+    are dropped.  Unless ``preserve_order`` is set (for what a target already
+    holds, kept as it is), the chain is rebuilt as the issuer path starting at
+    the leaf -- intermediates, then the root -- followed by any certificates that
+    are not on that path (``unrelated``, in the order given) so nothing the user
+    sent is silently dropped.
     """
     seen = {leaf_der(leaf)}
     unique = []
@@ -529,8 +531,25 @@ def _issued_by(cert, candidate):
         return False
 
 
-def load_pem_material(certificate, private_key, passphrase=None, chain=None, preserve_chain_order=False):
-    """Build :class:`Material` from PEM inputs (certificate may be a bundle)."""
+# What to do with a root (a self-issued certificate) in the chain the user gives: store it, or leave it out.
+CHAIN_ROOT = ('keep', 'drop')
+
+
+def apply_chain_root(chain, chain_root='keep'):
+    """The chain to store: as given for ``keep``; without its self-issued certificates (roots) for ``drop``.
+
+    A client validates up to a root it already trusts, so a root sent along is never needed; ``drop`` saves
+    its bytes on every handshake. The leaf is never dropped, even a self-signed one.
+    """
+    if chain_root not in CHAIN_ROOT:
+        raise errors.DeployError(errors.INVALID_CONFIG, 'chain_root must be one of %s, not %r.' % (', '.join(CHAIN_ROOT), chain_root))
+    if chain_root == 'keep':
+        return list(chain)
+    return [cert for cert in chain if not _is_self_issued(cert)]
+
+
+def load_pem_material(certificate, private_key, passphrase=None, chain=None, chain_root='keep'):
+    """Build :class:`Material` from PEM inputs (certificate may be a bundle), its chain ordered leaf -> root."""
     require_cryptography()
     key = parse_private_key(private_key, passphrase)
     describe_key(key)
@@ -544,17 +563,20 @@ def load_pem_material(certificate, private_key, passphrase=None, chain=None, pre
     given_chain = _load_certificates(chain_blocks, 'chain') if chain else []
     require_usable_certificates(given_chain, 'chain')
     chain_certs = extra + given_chain
-    ordered, _unrelated = order_chain(leaf, chain_certs, preserve_chain_order)
-    return Material(leaf, key, ordered)
+    ordered, _unrelated = order_chain(leaf, chain_certs)
+    return Material(leaf, key, apply_chain_root(ordered, chain_root))
 
 
-def load_pfx_material(pfx, password=None, preserve_chain_order=False):
-    """Build :class:`Material` from PKCS#12 bytes (or base64 text of them)."""
-    return _load_pfx(pfx, password, preserve_chain_order, given=True)
+def load_pfx_material(pfx, password=None, chain_root='keep'):
+    """Build :class:`Material` from PKCS#12 bytes (or base64 text of them), its chain ordered leaf -> root."""
+    material = _load_pfx(pfx, password, False, given=True)
+    material.chain = apply_chain_root(material.chain, chain_root)
+    return material
 
 
 def _load_pfx(pfx, password, preserve_chain_order, given):
-    """``given``: the user's input, held to every rule; else what a target already holds (see load_exported_secret)."""
+    """``given``: the user's input, held to every rule; else what a target already holds (see load_exported_secret),
+    whose chain order is kept as stored when ``preserve_chain_order`` is set."""
     require_cryptography()
     data = pfx
     if isinstance(pfx, str):
@@ -737,3 +759,86 @@ def load_exported_secret(value, content_type):
         leaf, rest = select_leaf(_load_certificates(cert_blocks, 'exported secret'), key, 'exported secret')
         return Material(leaf, key, rest)
     return _load_pfx(value if isinstance(value, str) else value.decode('ascii'), None, True, given=False)
+
+
+# --------------------------------------------------------------------------
+# What a target stores: its certificates, compared with what was sent
+# --------------------------------------------------------------------------
+
+def chain_digest(certs):
+    """SHA-256 (hex) over the ordered certificates: one value for the exact chain, leaf first, and its order."""
+    outer = hashlib.sha256()
+    for cert in certs:
+        outer.update(hashlib.sha256(leaf_der(cert)).digest())
+    return outer.hexdigest()
+
+
+def subject_text(cert):
+    """A certificate's subject as RFC 4514 text (what diffs and messages show); its thumbprint when unreadable."""
+    try:
+        return cert.subject.rfc4514_string()
+    except _PART_ERRORS:
+        return 'thumbprint %s' % thumbprint(cert)
+
+
+def stored_certificates(value, content_type):
+    """The certificates a target's backing secret holds, in the order stored (a key is not needed, nor checked).
+
+    ``value`` is PEM text for ``application/x-pem-file`` and base64 PKCS#12 (no password, as Key Vault exports
+    it) otherwise. In a PKCS#12 the certificate that carries the key comes first, the others in their stored
+    order. Raises DeployError(INVALID_MATERIAL) when no certificate can be read.
+    """
+    require_cryptography()
+    if content_type == 'application/x-pem-file':
+        blocks = [(label, block) for label, block in split_pem(to_bytes(value), 'stored secret') if label in _CERTIFICATE_LABELS]
+        return _load_certificates(blocks, 'stored secret')
+    try:
+        data = base64.b64decode(''.join(value.split()) if isinstance(value, str) else value, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The stored secret is not the base64 text of a PKCS#12 file.')
+    check_size(data, MAX_PFX_BYTES, 'stored secret', 'PFX')
+    bundle = None
+    for password in (None, b''):
+        try:
+            bundle = pkcs12.load_pkcs12(data, password)
+            break
+        except ValueError:
+            continue
+        except Exception as exc:
+            raise errors.DeployError(errors.INVALID_MATERIAL, 'The stored PKCS#12 could not be read: %s' % _first_line(exc))
+    if bundle is None:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The stored secret is not a PKCS#12 file readable without a password.')
+    certs = ([bundle.cert.certificate] if bundle.cert else []) + [c.certificate for c in bundle.additional_certs]
+    if not certs:
+        raise errors.DeployError(errors.INVALID_MATERIAL, 'The stored PKCS#12 holds no certificate.')
+    return certs
+
+
+# Verdicts of compare_stored.
+STORED_EQUAL = 'equal'
+STORED_LEAF_ONLY = 'leaf_only'
+STORED_REORDERED = 'reordered'
+STORED_DIFFERS = 'differs'
+
+
+def compare_stored(sent, stored, order_kept=True):
+    """Compare what a target stores with what was sent (both leaf first). Returns ``(verdict, detail)``:
+
+    - ``equal``: the same certificates in the same order (in any order when ``order_kept`` is false);
+    - ``leaf_only``: the target kept the leaf alone although a chain was sent (a target that drops chains);
+    - ``reordered``: the same certificates in another order, where the target did not promise to keep it;
+    - ``differs``: anything else -- another leaf, a certificate missing, added or swapped, or another order
+      where the target promised to keep it. ``detail`` then says what, by subjects.
+    """
+    sent_der = [leaf_der(c) for c in sent]
+    stored_der = [leaf_der(c) for c in stored]
+    if stored_der == sent_der:
+        return STORED_EQUAL, None
+    if len(sent_der) > 1 and stored_der == sent_der[:1]:
+        return STORED_LEAF_ONLY, 'the target stored the leaf alone; the %d chain certificate(s) sent were dropped' % (len(sent_der) - 1)
+    shown = 'sent [%s], stored [%s]' % ('; '.join(subject_text(c) for c in sent), '; '.join(subject_text(c) for c in stored))
+    if sorted(stored_der) == sorted(sent_der) and stored_der[:1] == sent_der[:1]:
+        if not order_kept:
+            return STORED_REORDERED, 'the chain was stored in another order: %s' % shown
+        return STORED_DIFFERS, 'the chain was stored in another order although keeping it was asked for: %s' % shown
+    return STORED_DIFFERS, 'the stored certificates differ from those sent: %s' % shown

@@ -217,3 +217,25 @@ def authority_host_for(cloud, authority_host=None, env=None, required=True):
     if parts.scheme != 'https' or not parts.hostname or parts.path not in ('', '/') or parts.query:
         raise errors.DeployError(errors.INVALID_CONFIG, 'authority_host "%s" must be an https:// host without a path.' % value)
     return 'https://%s' % parts.netloc
+
+
+# Key Vault REST API versions are "7.0" ... "7.6", then dates ("2025-07-01", ...); "2016-10-01" predates 7.0.
+_NUMBERED_API = re.compile(r'(\d+)\.(\d+)(-preview(\.\d+)?)?')
+_DATED_API = re.compile(r'(\d{4})-(\d{2})-(\d{2})(-preview(\.\d+)?)?')
+# The first API version whose import keeps a chain's order when asked (preserveCertOrder).
+PRESERVE_ORDER_SINCE = '7.6'
+
+
+def preserve_order_supported(api_version):
+    """Whether an import on ``api_version`` (None: the SDK's default, 7.6 or later since the SDK release this
+    collection requires) can ask Key Vault to keep the chain's order. An unknown form counts as not supported."""
+    if api_version is None:
+        return True
+    text = str(api_version).strip()
+    numbered = _NUMBERED_API.fullmatch(text)
+    if numbered:
+        return (int(numbered.group(1)), int(numbered.group(2))) >= (7, 6)
+    dated = _DATED_API.fullmatch(text)
+    if dated:
+        return int(dated.group(1)) >= 2025  # the dated versions after 7.6; 2016-10-01 is the oldest of all
+    return False

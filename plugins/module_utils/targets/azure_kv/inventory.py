@@ -27,7 +27,7 @@ from .target import KeyVaultTarget
 CERTIFICATE_FIELDS = (
     'name', 'version', 'id', 'versionless_id', 'secret_id', 'versionless_secret_id', 'key_id',
     'thumbprint', 'x5t', 'serial', 'subject', 'issuer', 'sans', 'not_before', 'expires', 'days_remaining',
-    'enabled', 'tags', 'owned', 'content_type', 'created', 'updated',
+    'enabled', 'tags', 'owned', 'content_type', 'exportable', 'created', 'updated',
 )
 
 

@@ -10,7 +10,7 @@ import base64
 from urllib.parse import quote
 
 from ... import errors
-from ...engine.model import ExportedVersion, VersionState
+from ...engine.model import ExportedVersion, StoredChain, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
 from . import faults, sdk as azure_sdk
@@ -25,7 +25,7 @@ class KeyVaultSettings(object):
     """Everything the adapter needs, validated (see frontend for how options map here)."""
 
     def __init__(self, address, certificate_name, authority_host, credential_mode='default', tenant_id=None, client_id=None,
-                 content_type='pkcs12', exportable=True, preserve_chain_order=False, api_version=None, ca_path=None,
+                 content_type='pkcs12', exportable=True, preserve_chain_order=True, api_version=None, ca_path=None,
                  verify_challenge_resource=True, timeout=60):
         self.address = address
         self.certificate_name = certificate_name
@@ -35,7 +35,7 @@ class KeyVaultSettings(object):
         self.client_id = client_id
         self.content_type = content_type
         self.exportable = exportable
-        self.preserve_chain_order = preserve_chain_order
+        self.preserve_chain_order = preserve_chain_order  # send the SDK's preserve_order (API 7.6 and later)
         self.api_version = api_version
         self.ca_path = ca_path
         self.verify_challenge_resource = verify_challenge_resource
@@ -236,6 +236,27 @@ class KeyVaultTarget(Target):
                 'The backing secret of version %s holds thumbprint %s, not the certificate\'s %s.'
                 % (state.version, material.thumbprint, state.thumbprint))
         return ExportedVersion(value, kind, material, version=state.version)
+
+    @property
+    def keeps_chain_order(self):
+        """Key Vault keeps the chain's order when the import asks it to (preserve_chain_order, API 7.6 and later);
+        otherwise it may reorder it."""
+        return bool(self.settings.preserve_chain_order)
+
+    def read_stored_chain(self, state):
+        """The certificates in the backing secret of ``state`` (leaf first, as stored) and its content type."""
+        secret = self._call('get_secret', self._get_secret, state.version)
+        mime = secret.get('contentType') or CONTENT_TYPES['pkcs12']
+        kind = _CONTENT_TYPE_NAMES.get(mime)
+        if kind is None:
+            raise errors.DeployError(errors.SERVICE_ERROR, 'The backing secret of version %s has content type %s, neither '
+                                     'PKCS#12 nor PEM.' % (state.version, mime))
+        try:
+            certificates = cert_material.stored_certificates(secret.get('value') or '', mime)
+        except errors.DeployError as exc:
+            raise errors.DeployError(errors.INVALID_MATERIAL, 'The backing secret of version %s could not be read as %s: %s'
+                                     % (state.version, kind, exc.message))
+        return StoredChain(certificates, kind)
 
     def _get_secret(self, version):
         """GET /secrets/{name}/{version} through the certificate client's pipeline: its challenge, its token, its

@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ExportedVersion, VersionState
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import tags as provenance
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import ExportedVersion, StoredChain, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.target import Target
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 
@@ -39,6 +41,15 @@ class Tampered(object):
         self.leaf = leaf
 
 
+class StoresChain(object):
+    """Import effect: the target stores ``certificates`` (leaf first) as the version's chain instead of what was sent
+    (the leaf alone, another order, an intermediate swapped...); the certificate itself is stored as sent."""
+
+    def __init__(self, certificates, content_type=None):
+        self.certificates = list(certificates)
+        self.content_type = content_type
+
+
 class FakeTarget(Target):
     """Versions of one name kept in a list; ``faults`` maps an operation to a list of exceptions/callables to apply in turn."""
 
@@ -56,12 +67,21 @@ class FakeTarget(Target):
 
     # -- test helpers ------------------------------------------------------
 
-    def seed(self, material, tags=None, enabled=True, content_type='pkcs12', payload=None, exportable=True):
-        """Store a version; ``payload`` stands for its exported bytes (a fresh token unless given)."""
+    def seed(self, material, tags=None, enabled=True, content_type='pkcs12', payload=None, exportable=True, record=True,
+             stored=None):
+        """Store a version; ``payload`` stands for its exported bytes (a fresh token unless given).
+
+        A version with the provenance tags gets the record of its material (as this release's imports write it)
+        unless ``record`` is false: a version imported by an earlier release. ``stored`` (certificates, leaf
+        first) is what its stored chain holds when not the material's own.
+        """
         version = 'v%d' % next(self._ids)
-        self.versions.append({'version': version, 'material': material, 'tags': dict(tags or {}), 'enabled': enabled,
+        tags = dict(tags or {})
+        if record and provenance.is_managed(tags) and provenance.MATERIAL not in tags:
+            tags[provenance.MATERIAL] = records.Record.of_material(material, content_type, exportable).value()
+        self.versions.append({'version': version, 'material': material, 'tags': tags, 'enabled': enabled,
                               'content_type': content_type, 'payload': payload or ('exported-bytes-of-' + version),
-                              'exportable': exportable})
+                              'exportable': exportable, 'stored': stored})
         return version
 
     def fail(self, operation, *effects):
@@ -141,6 +161,15 @@ class FakeTarget(Target):
         entry = next(e for e in self.versions if e['version'] == state.version)
         return ExportedVersion(entry['payload'], entry['content_type'], entry['material'], version=entry['version'])
 
+    def read_stored_chain(self, state):
+        self.calls.append(('read_stored', state.version))
+        self._apply_fault('read_stored')
+        entry = next(e for e in self.versions if e['version'] == state.version)
+        stored = entry['stored']
+        if stored is None:
+            stored = StoredChain([entry['material'].leaf] + list(entry['material'].chain), entry['content_type'])
+        return stored
+
     def import_material(self, material, tags, enabled, content_type=None, exportable=None):
         return self._store(material, tags, enabled, content_type or 'pkcs12', None, 'import', exportable)
 
@@ -155,15 +184,17 @@ class FakeTarget(Target):
         effect = self._apply_fault('import')
         if self.soft_deleted is not None:  # Key Vault's 409 ObjectIsDeletedButRecoverable
             raise errors.DeployError(errors.SOFT_DELETED, '409: the name is deleted but recoverable')
-        self.seed(material, tags, enabled, content_type, payload, True if exportable is None else exportable)
+        self.seed(material, tags, enabled, content_type, payload, True if exportable is None else exportable, record=False)
         mine = self.versions[-1]
+        if isinstance(effect, StoresChain):
+            mine['stored'] = StoredChain(effect.certificates, effect.content_type or content_type)
         if isinstance(effect, Tampered):
             mine['material'] = m.Material(effect.leaf, None, [])
         if isinstance(effect, CommitThenFail):
             raise effect.error
         stored_leaf = effect if isinstance(effect, m.x509.Certificate) else None
         if isinstance(effect, ConcurrentImport):
-            self.seed(effect.material, {'writer': 'someone-else'})
+            self.seed(effect.material, {'writer': 'someone-else'}, record=False)
             stored_leaf = effect.garbled_leaf
         return self._state(mine, leaf_override=stored_leaf)
 

@@ -17,9 +17,13 @@ Budgets (a process pays one challenge round trip and one token):
 scenario                   requests                                                         count
 =========================  =============================================================  ========
 no-op                      challenge, GET certificate                                        2
-first import               challenge, GET certificate (404), POST import, GET certificate    4
-rotation                   challenge, GET certificate, GET secret, POST import, GET          5
+first import               challenge, GET certificate (404), POST import, GET certificate,   5
+                           GET secret (the stored chain, checked)
+rotation                   challenge, GET certificate, GET secret (snapshot), POST import,   6
+                           GET certificate, GET secret (the stored chain, checked)
 tags-only update           challenge, GET certificate, PATCH version                         3
+imported by an earlier     challenge, GET certificate, GET secret (its stored chain),        4
+release (no record), same  PATCH version (writes the record); once, later runs are no-ops
 soft-deleted, fail         challenge, GET certificate (404), POST import (409)               3
 soft-deleted, recover      ... + POST recover, GET (recovery poll), GET certificate          6
 check mode, free name      challenge, GET certificate (404), GET deleted certificate (404)   3
@@ -38,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
@@ -51,7 +56,12 @@ from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_a
 
 NAME = CRUD_NAME
 CERT = '/certificates/%s' % NAME
-MANAGED = tags.desired_tags({}, 'www')
+MANAGED = tags.desired_tags({}, 'www')  # a version imported by an earlier release: no record of its chain
+
+
+def ours(material, base=MANAGED):
+    """The tags this release's import of ``material`` writes (the recorded bundle's policy: PKCS#12, exportable)."""
+    return dict(base, **{tags.MATERIAL: records.Record.of_material(material, 'pkcs12', True).value()})
 CHALLENGE = ('GET', CERT, False)  # the SDK's first, token-less request of the process
 
 
@@ -145,35 +155,67 @@ def assert_budget(replay, expected):
 
 
 def test_no_op_is_one_challenge_and_one_read(old):
-    replay = Replay([bundle(old, 'v1', MANAGED)])
+    replay = Replay([bundle(old, 'v1', ours(old))])
     result = deploy(replay, old)
     assert (result.changed, result.outcome) == (False, model.UNCHANGED)
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True)])
 
 
-def test_first_import_is_four_requests_without_a_deleted_name_read(old):
-    replay = Replay([missing(), bundle(old, 'v1', MANAGED, method='POST', path=CERT + '/import'), bundle(old, 'v1', MANAGED)])
+def test_a_version_without_a_record_is_compared_once_on_its_stored_chain_and_only_the_record_is_written(old):
+    replay = Replay([bundle(old, 'v1', MANAGED), backing_secret(old, 'v1'),
+                     bundle(old, 'v1', ours(old), method='PATCH', path=CERT + '/v1')])
+    result = deploy(replay, old)
+    assert (result.changed, result.outcome, result.differences) == (True, model.UPDATED, ['record'])
+    assert any('carried no record' in w for w in result.warnings)
+    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('GET', '/secrets/%s/v1' % NAME, True), ('PATCH', CERT + '/v1', True)])
+    patched = replay.transport.requests[-1]
+    assert patched.body['tags'] == ours(old)
+
+
+def test_a_version_without_a_record_whose_stored_chain_differs_is_imported(old, pki):
+    wanted = m.Material(old.leaf, old.key, old.chain + [pki.cert(pki.ec(), 'Extra CA', ca=True)])
+    replay = Replay([bundle(old, 'v1', MANAGED), backing_secret(old, 'v1'), backing_secret(old, 'v1'),
+                     bundle(old, 'v2', ours(wanted), method='POST', path=CERT + '/import'), bundle(old, 'v2', ours(wanted)),
+                     backing_secret(wanted, 'v2')])
+    result = deploy(replay, wanted)
+    assert (result.outcome, result.differences) == (model.ROTATED, ['chain'])
+    assert result.verification == {'read_back': 'passed', 'stored_chain': 'passed'}
+
+
+def test_first_import_is_five_requests_without_a_deleted_name_read(old):
+    replay = Replay([missing(), bundle(old, 'v1', ours(old), method='POST', path=CERT + '/import'), bundle(old, 'v1', ours(old)),
+                     backing_secret(old, 'v1')])
     result = deploy(replay, old)
     assert (result.changed, result.outcome) == (True, model.CREATED)
-    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True), ('GET', CERT, True)])
+    assert result.verification == {'read_back': 'passed', 'stored_chain': 'passed'}
+    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True), ('GET', CERT, True),
+                           ('GET', '/secrets/%s/v1' % NAME, True)])
     assert not any(path.startswith('/deletedcertificates') for dummy, path, dummy2 in sequence(replay))
 
 
+def test_first_import_without_the_stored_chain_check_is_four_requests(old):
+    replay = Replay([missing(), bundle(old, 'v1', ours(old), method='POST', path=CERT + '/import'), bundle(old, 'v1', ours(old))])
+    result = deploy(replay, old, verify_stored_chain=False)
+    assert result.verification == {'read_back': 'passed', 'stored_chain': 'disabled'}
+    assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('POST', CERT + '/import', True), ('GET', CERT, True)])
+
+
 def test_rotation_reads_the_secret_on_the_certificate_clients_token(old, new):
-    replay = Replay([bundle(old, 'v1', MANAGED), backing_secret(old, 'v1'),
-                     bundle(new, 'v2', MANAGED, method='POST', path=CERT + '/import'), bundle(new, 'v2', MANAGED)])
+    replay = Replay([bundle(old, 'v1', ours(old)), backing_secret(old, 'v1'),
+                     bundle(new, 'v2', ours(new), method='POST', path=CERT + '/import'), bundle(new, 'v2', ours(new)),
+                     backing_secret(new, 'v2')])
     result = deploy(replay, new)
     assert (result.changed, result.outcome) == (True, model.ROTATED)
     assert result.previous['version'] == 'v1' and result.certificate['version'] == 'v2'
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('GET', '/secrets/%s/v1' % NAME, True),
-                           ('POST', CERT + '/import', True), ('GET', CERT, True)])
+                           ('POST', CERT + '/import', True), ('GET', CERT, True), ('GET', '/secrets/%s/v2' % NAME, True)])
     secret_read = replay.transport.requests[2]
     assert secret_read.headers.get('Accept') == 'application/json' and secret_read.raw_body == b''
 
 
 def test_tags_only_update_is_one_patch(old):
-    replay = Replay([bundle(old, 'v1', MANAGED),
-                     bundle(old, 'v1', dict(MANAGED, env='prod'), method='PATCH', path=CERT + '/v1')])
+    replay = Replay([bundle(old, 'v1', ours(old)),
+                     bundle(old, 'v1', ours(old, dict(MANAGED, env='prod')), method='PATCH', path=CERT + '/v1')])
     result = deploy(replay, old, user_tags={'env': 'prod'})
     assert (result.changed, result.outcome) == (True, model.UPDATED)
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('PATCH', CERT + '/v1', True)])
@@ -188,9 +230,9 @@ def test_soft_deleted_name_fails_on_the_409_of_the_import(old):
 
 
 def test_soft_deleted_name_is_recovered_after_the_409_and_compared_again(old):
-    recovered = bundle(old, 'v1', MANAGED, method='POST', path='/deletedcertificates/%s/recover' % NAME)
-    replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, bundle(old, 'v1', MANAGED),
-                     bundle(old, 'v1', MANAGED)])
+    recovered = bundle(old, 'v1', ours(old), method='POST', path='/deletedcertificates/%s/recover' % NAME)
+    replay = Replay([missing(), soft_deleted_409(), deleted(old, ours(old)), recovered, bundle(old, 'v1', ours(old)),
+                     bundle(old, 'v1', ours(old))])
     result = deploy(replay, old, on_soft_deleted='recover')
     assert (result.changed, result.outcome) == (True, model.UPDATED)  # recovered: the wanted version, no new one
     assert any('recovered' in w for w in result.warnings)
@@ -241,9 +283,9 @@ def test_a_409_for_a_name_that_is_not_deleted_stays_a_conflict(old):
 
 def test_recovery_waits_until_the_certificate_is_readable_again(old):
     """Key Vault recovers asynchronously: a 404 while the poller polls, then the certificate; only then the engine reads."""
-    recovered = bundle(old, 'v1', MANAGED, method='POST', path='/deletedcertificates/%s/recover' % NAME)
-    replay = Replay([missing(), soft_deleted_409(), deleted(old, MANAGED), recovered, missing(), bundle(old, 'v1', MANAGED),
-                     bundle(old, 'v1', MANAGED)])
+    recovered = bundle(old, 'v1', ours(old), method='POST', path='/deletedcertificates/%s/recover' % NAME)
+    replay = Replay([missing(), soft_deleted_409(), deleted(old, ours(old)), recovered, missing(), bundle(old, 'v1', ours(old)),
+                     bundle(old, 'v1', ours(old))])
     result = deploy(replay, old, on_soft_deleted='recover')
     assert (result.changed, result.outcome) == (True, model.UPDATED)
     assert sequence(replay)[4:] == [('POST', '/deletedcertificates/%s/recover' % NAME, True),
@@ -268,10 +310,11 @@ def test_an_import_answered_503_after_it_committed_is_not_resent_by_the_sdk(old,
     failed = bundle(new, 'v2', MANAGED, status=503, method='POST', path=CERT + '/import')
     failed['response']['body'] = {'error': {'code': 'ServiceUnavailable', 'message': 'The service is unavailable.'}}
     failed['response'].setdefault('headers', {})['Retry-After'] = '1'
-    replay = Replay([bundle(old, 'v1', MANAGED), backing_secret(old, 'v1'), failed, bundle(new, 'v2', MANAGED),
-                     bundle(new, 'v2', MANAGED)])
+    replay = Replay([bundle(old, 'v1', ours(old)), backing_secret(old, 'v1'), failed, bundle(new, 'v2', ours(new)),
+                     bundle(new, 'v2', ours(new)), backing_secret(new, 'v2')])
     result = deploy(replay, new)
     assert result.outcome == model.ROTATED and any('was not sent again' in w for w in result.warnings)
     assert_budget(replay, [CHALLENGE, ('GET', CERT, True), ('GET', '/secrets/%s/v1' % NAME, True),
-                           ('POST', CERT + '/import', True), ('GET', CERT, True), ('GET', CERT, True)])
+                           ('POST', CERT + '/import', True), ('GET', CERT, True), ('GET', CERT, True),
+                           ('GET', '/secrets/%s/v2' % NAME, True)])
     replay.check()

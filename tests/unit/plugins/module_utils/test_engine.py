@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
@@ -56,7 +57,7 @@ def test_first_deploy_creates(target, material):
     result = run(target, material)
     assert (result.changed, result.outcome) == (True, model.CREATED)
     assert len(target.versions) == 1
-    assert target.versions[0]['tags'] == MANAGED
+    assert target.versions[0]['tags'] == dict(MANAGED, **{tags.MATERIAL: records.Record.of_material(material, 'pkcs12', True).value()})
     assert result.certificate['thumbprint'] == material.thumbprint
     assert result.previous is None
     assert ('read_secret', ) not in [c[:1] for c in target.calls]
@@ -83,7 +84,7 @@ def test_tags_only_change_updates_properties_without_import(target, material):
     result = run(target, material, user_tags={'env': 'prod'})
     assert result.outcome == model.UPDATED and result.changed
     assert len(target.versions) == 1
-    assert target.versions[0]['tags'] == dict(MANAGED, env='prod')
+    assert tags.without_record(target.versions[0]['tags']) == dict(MANAGED, env='prod')
 
 
 def test_enabled_change_updates_properties(target, material):
@@ -422,7 +423,7 @@ def test_an_import_that_did_not_commit_is_sent_again_after_a_read(target, materi
     target.fail('import', errors.DeployError(errors.SERVICE_ERROR, '503 before the write'))
     result = run(target, material)
     assert result.outcome == model.ROTATED and len(target.versions) == 2
-    assert [c[0] for c in target.calls] == ['read', 'read_secret', 'import', 'read', 'import', 'read']
+    assert [c[0] for c in target.calls] == ['read', 'read_secret', 'import', 'read', 'import', 'read', 'read_stored']
 
 
 def test_an_import_that_committed_and_was_answered_503_is_not_sent_again(target, material, other):
@@ -470,7 +471,7 @@ def test_the_engines_own_sleeps_stay_within_its_bound(target, material, other, p
     with pytest.raises(errors.DeployError):
         engine.run(DeployRequest(material, 'www'))
     assert slept and sum(slept) <= engine.sleep_bound()
-    assert engine.sleep_bound() == 2 * (2 + 4) + 2 * 2 * 30
+    assert engine.sleep_bound() == 3 * (2 + 4) + 2 * 2 * 30
 
 
 def test_import_client_error_is_not_second_guessed(target, material):

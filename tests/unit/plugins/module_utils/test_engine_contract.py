@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
@@ -35,6 +36,17 @@ def facts(material):
     return dict((k, every.get(k)) for k in DIFF_FACTS)
 
 
+def recorded(material, base=MANAGED, content_type='pkcs12', exportable=True):
+    """``base`` tags plus the record an import of ``material`` writes."""
+    return dict(base, **{tags.MATERIAL: records.Record.of_material(material, content_type, exportable).value()})
+
+
+def storage(material, content_type='pkcs12', exportable=True, chain=True):
+    """How the diff shows the stored form: content type, exportable, chain subjects (None: not read)."""
+    return {'content_type': content_type, 'exportable': exportable,
+            'chain': [m.subject_text(c) for c in material.chain] if chain else None}
+
+
 def broken_rsa(pki):
     """A key whose public half matches its certificate but whose private numbers are inconsistent."""
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -52,8 +64,10 @@ def test_diff_of_a_rotation_has_exactly_the_public_keys(target, material, other)
     first = target.seed(other, dict(MANAGED, env='a'))
     diff = run(target, material, enabled=False, user_tags={'env': 'b'}).diff
     assert diff == {
-        'before': dict(facts(other), version=first, thumbprint=other.thumbprint, enabled=True, tags=dict(MANAGED, env='a')),
-        'after': dict(facts(material), version=None, enabled=False, tags=dict(MANAGED, env='b')),
+        'before': dict(facts(other), version=first, thumbprint=other.thumbprint, enabled=True,
+                       tags=recorded(other, dict(MANAGED, env='a')), **storage(other)),  # the chain as the snapshot read it
+        'after': dict(facts(material), version=None, enabled=False, tags=recorded(material, dict(MANAGED, env='b')),
+                      **storage(material)),
     }
 
 
@@ -62,21 +76,24 @@ def test_diff_of_an_update_keeps_the_version_and_says_the_wanted_enabled_flag(ta
     first = target.seed(material, dict(MANAGED, env='old'), enabled=not enabled)
     result = run(target, material, enabled=enabled)
     assert result.outcome == model.UPDATED
-    assert result.diff['after'] == dict(facts(material), version=first, enabled=enabled, tags=MANAGED)
+    assert result.diff['after'] == dict(facts(material), version=first, enabled=enabled, tags=recorded(material), **storage(material))
     assert result.diff['before']['enabled'] is (not enabled)
 
 
 def test_diff_of_a_no_op_names_the_current_version(target, material):
     first = target.seed(material, MANAGED)
     diff = run(target, material).diff
-    assert diff['after'] == dict(facts(material), version=first, enabled=True, tags=MANAGED)
-    assert diff['before'] == dict(facts(material), version=first, enabled=True, tags=MANAGED)
+    assert diff['after'] == dict(facts(material), version=first, enabled=True, tags=recorded(material), **storage(material))
+    # The record equals the wanted one: the stored chain is known to be the wanted chain without reading it.
+    assert diff['before'] == dict(facts(material), version=first, thumbprint=material.thumbprint, enabled=True,
+                                  tags=recorded(material), **storage(material))
 
 
 def test_check_mode_diff_with_an_unreadable_target_says_the_wanted_enabled_flag(target, material):
     target.fail('read', errors.DeployError(errors.AUTH_FAILED, 'no credential'))
     result = run(target, material, check_mode=True, enabled=False)
-    assert result.diff == {'before': 'unknown', 'after': dict(facts(material), version=None, enabled=False, tags=MANAGED)}
+    assert result.diff == {'before': 'unknown', 'after': dict(facts(material), version=None, enabled=False, tags=recorded(material),
+                                                              **storage(material))}
 
 
 # -- certificate and previous --------------------------------------------------------------------
@@ -107,19 +124,20 @@ def test_an_update_returns_the_updated_version_in_full(target, material):
     result = run(target, material, user_tags={'env': 'prod'})
     assert result.outcome == model.UPDATED
     assert result.certificate == target._state(target.versions[0]).describe()
-    assert result.certificate['tags'] == dict(MANAGED, env='prod')
+    assert result.certificate['tags'] == recorded(material, dict(MANAGED, env='prod'))
 
 
 def test_check_mode_predicts_an_update_on_the_current_version_and_a_rotation_as_a_new_one(target, material, other):
     first = target.seed(material, dict(MANAGED, env='old'))
     current_ids = target._state(target.versions[0]).ids
     predicted = run(target, material, check_mode=True, enabled=False).certificate
-    assert predicted == dict(current_ids, **dict(m.certificate_facts(material.leaf), version=first, tags=MANAGED, enabled=False))
+    assert predicted == dict(current_ids, **dict(m.certificate_facts(material.leaf), version=first, tags=recorded(material),
+                                                 enabled=False))
 
-    target.versions[0]['tags'] = MANAGED
+    target.versions[0]['tags'] = recorded(material)
     predicted = run(target, other, check_mode=True).certificate
     assert predicted == dict({'versionless_id': 'mem://vault/www'},
-                             **dict(m.certificate_facts(other.leaf), version=None, tags=MANAGED, enabled=True))
+                             **dict(m.certificate_facts(other.leaf), version=None, tags=recorded(other), enabled=True))
     assert 'id' not in predicted  # a rotation makes a new version: the current version's id is not its id
 
 
@@ -127,7 +145,7 @@ def test_check_mode_prediction_with_an_unreadable_target(target, material):
     target.fail('read', errors.DeployError(errors.AUTH_FAILED, 'no credential'))
     predicted = run(target, material, check_mode=True, enabled=False).certificate
     assert predicted == dict({'versionless_id': 'mem://vault/www'},
-                             **dict(m.certificate_facts(material.leaf), version=None, tags=MANAGED, enabled=False))
+                             **dict(m.certificate_facts(material.leaf), version=None, tags=recorded(material), enabled=False))
 
 
 def test_an_unverified_import_returns_what_the_import_response_named(target, material, other):
@@ -283,19 +301,11 @@ def test_a_rollback_whose_read_back_shows_another_version_reports_that_version(t
         'the rollback import was sent, but reading back shows version v9 with thumbprint %s as latest' % m.thumbprint(foreign))}
 
 
-class NonExportableByDefault(FakeTarget):
-    """A target whose imports make non-exportable keys unless told otherwise (exportable: false in this run)."""
-
-    def _store(self, material, tags, enabled, content_type, payload, how, exportable=None):
-        return FakeTarget._store(self, material, tags, enabled, content_type, payload, how,
-                                 False if exportable is None else exportable)
-
-
-def test_a_rollback_from_the_backing_secret_restores_the_previous_exportable_flag_not_this_runs_default(material, other, pki):
-    target = NonExportableByDefault()
+def test_a_rollback_from_the_backing_secret_restores_the_previous_exportable_flag_not_this_runs(material, other, pki):
+    target = FakeTarget()
     target.seed(other, MANAGED, exportable=True)
     target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
-    assert fail(target, material).details['result']['outcome'] == model.ROLLED_BACK
+    assert fail(target, material, exportable=False).details['result']['outcome'] == model.ROLLED_BACK
     assert [c[3] for c in target.calls if c[0] == 'import'] == ['import', 'import_exported']
     assert [v['exportable'] for v in target.versions] == [True, False, True]
 
@@ -378,7 +388,7 @@ def test_a_resend_wish_over_the_limit_is_quoted_as_asked(target, material, wish,
 
 def test_the_sleep_bound_counts_no_resend_when_an_import_is_sent_once():
     engine = DeployEngine(FakeTarget(), verify_attempts=3, verify_delay=2.0, import_attempts=1, resend_wait_max=30.0)
-    assert engine.sleep_bound() == 2 * (2 + 4)
+    assert engine.sleep_bound() == 3 * (2 + 4)  # read-backs after the import, of its stored chain, after a rollback
     assert DeployEngine(FakeTarget(), verify_attempts=1, import_attempts=0).sleep_bound() == 0
 
 

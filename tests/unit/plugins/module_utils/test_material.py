@@ -139,10 +139,28 @@ def test_chain_dedup_and_leaf_first_order(pki, hierarchy):
     assert material.chain == [hierarchy['inter'], hierarchy['root']]
 
 
-def test_preserve_chain_order_keeps_given_order_but_dedups(pki, hierarchy):
+def test_a_root_first_chain_is_always_ordered_leaf_to_root(pki, hierarchy):
     chain = pki.pem(hierarchy['root'], hierarchy['inter'], hierarchy['inter'])
-    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain, preserve_chain_order=True)
-    assert material.chain == [hierarchy['root'], hierarchy['inter']]
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain)
+    assert material.chain == [hierarchy['inter'], hierarchy['root']]
+    pfx = m.load_pfx_material(pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['root'], hierarchy['inter']]))
+    assert pfx.chain == [hierarchy['inter'], hierarchy['root']]
+
+
+def test_chain_root_drop_leaves_out_self_issued_certificates_only(pki, hierarchy):
+    chain = pki.pem(hierarchy['root'], hierarchy['inter'])
+    material = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain, chain_root='drop')
+    assert material.chain == [hierarchy['inter']]
+    pfx = m.load_pfx_material(pki.pfx(hierarchy['key'], hierarchy['leaf'], [hierarchy['inter'], hierarchy['root']]), chain_root='drop')
+    assert pfx.chain == [hierarchy['inter']]
+    kept = m.load_pem_material(pki.pem(hierarchy['leaf']), pki.key_pem(hierarchy['key']), chain=chain, chain_root='keep')
+    assert kept.chain == [hierarchy['inter'], hierarchy['root']]
+    # A self-signed leaf is the leaf, never dropped.
+    key = pki.rsa()
+    selfsigned = pki.cert(key)
+    alone = m.load_pem_material(pki.pem(selfsigned), pki.key_pem(key), chain_root='drop')
+    assert alone.leaf == selfsigned and alone.chain == []
+    assert code_of(m.apply_chain_root, [], 'strip')[0] == errors.INVALID_CONFIG
 
 
 def test_unrelated_chain_certificates_are_kept_after_the_path(pki, hierarchy):
@@ -554,7 +572,7 @@ def test_pkcs12_round_trip_is_password_protected(pki, hierarchy):
     data = m.build_pkcs12(material, password)
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(data, None)
-    again = m.load_pfx_material(data, password, preserve_chain_order=True)
+    again = m.load_pfx_material(data, password)
     assert again.leaf == material.leaf
     assert again.chain == material.chain
     assert m.public_key_matches(again.leaf, hierarchy['key'])

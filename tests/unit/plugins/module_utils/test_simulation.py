@@ -205,7 +205,7 @@ def test_a_plain_rotation_holds_every_invariant_and_uses_the_real_stack(material
     the product built its own transport stack around the simulation's (its RequestsTransport is the simulation's)."""
     sim, run = assert_holds(Scenario(), materials)
     assert (run.result['changed'], run.result['outcome']) == (True, 'rotated')
-    assert [r.op for r in sim.transport.requests] == ['challenge', 'openid', 'token', 'get', 'secret', 'import', 'get']
+    assert [r.op for r in sim.transport.requests] == ['challenge', 'openid', 'token', 'get', 'secret', 'import', 'get', 'secret']
     assert sim.elapsed == 0
     assert sim.transport_options, 'the product did not build its transport: the simulation would bypass its wrapper'
 

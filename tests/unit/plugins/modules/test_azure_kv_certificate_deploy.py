@@ -79,7 +79,11 @@ def test_return_shape(capsys, files, target):
     assert set(result) >= {'changed', 'outcome', 'certificate', 'rollback'}
     assert result['rollback'] == {'attempted': False, 'succeeded': False, 'version': None, 'reason': None}
     cert = result['certificate']
-    assert cert['tags'] == {'env': 'prod', 'n': '3', 'certdeploy-managed-by': 'certdeploy', 'certdeploy-certificate-id': 'inv-42'}
+    assert cert['tags'] == {'env': 'prod', 'n': '3', 'certdeploy-managed-by': 'certdeploy', 'certdeploy-certificate-id': 'inv-42',
+                            'certdeploy-material': cert['tags']['certdeploy-material']}
+    assert cert['tags']['certdeploy-material'].startswith('v1;pkcs12;exportable;')
+    assert result['verification'] == {'read_back': 'passed', 'stored_chain': 'passed'}
+    assert result['differences'] == ['absent']
     for field in ('thumbprint', 'x5t', 'serial', 'subject', 'sans', 'not_before', 'expires', 'version', 'enabled', 'content_type'):
         assert field in cert
 
@@ -235,7 +239,7 @@ def test_copy_from_in_another_format_is_rebuilt(capsys, vaults, files):
     assert result['outcome'] == 'created' and result['copied_from']['content_type'] == 'pem'
     stored = vaults['target'].versions[-1]
     assert stored['content_type'] == 'pkcs12' and stored['payload'].startswith('exported-bytes-of-')
-    assert vaults['target'].calls[-2][3] == 'import'  # rebuilt, not imported as exported
+    assert [c[3] for c in vaults['target'].calls if c[0] == 'import'] == ['import']  # rebuilt, not imported as exported
 
 
 def test_copy_from_a_chosen_version_and_a_missing_one(capsys, vaults, files, pki):
