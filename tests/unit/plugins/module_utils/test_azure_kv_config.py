@@ -203,3 +203,31 @@ def test_ipv6_vault_url_reaches_the_sdk_and_the_ids_with_its_brackets():
         assert target.labels['vault'] == 'https://[::1]'
     finally:
         target.close()
+
+
+@pytest.mark.parametrize('api_version,supported', [
+    (None, True), ('7.6', True), ('7.6-preview.2', True), ('7.10', True), ('2025-07-01', True), ('2026-04-01', True),
+    ('7.5', False), ('7.0', False), ('2016-10-01', False), ('7.6.1', False), ('latest', False), ('', False)])
+def test_preserve_order_is_supported_from_api_7_6(api_version, supported):
+    assert config.preserve_order_supported(api_version) is supported
+
+
+def test_preserve_chain_order_resolution_and_its_warning(pki):
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import keyvault_options as options
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
+    h = pki.hierarchy()
+    with_chain, alone = m.Material(h['leaf'], h['key'], [h['inter']]), m.Material(h['leaf'], h['key'], [])
+    assert options.preserve_chain_order({}) is True
+    assert options.preserve_chain_order({'api_version': '7.5'}) is False
+    assert options.preserve_chain_order({'api_version': '7.6', 'preserve_chain_order': False}) is False
+    assert options.preserve_chain_order({'api_version': '7.5', 'preserve_chain_order': False}) is False
+    with pytest.raises(errors.DeployError) as info:
+        options.preserve_chain_order({'api_version': '7.5', 'preserve_chain_order': True})
+    assert info.value.code == errors.INVALID_CONFIG and '7.6' in info.value.message
+    assert 'may reorder' in options.chain_order_warning({'api_version': '7.5'}, with_chain)
+    assert options.chain_order_warning({'api_version': '7.5'}, alone) is None  # nothing to reorder
+    assert options.chain_order_warning({'api_version': '7.5', 'preserve_chain_order': False}, with_chain) is None  # asked for
+    assert options.chain_order_warning({'api_version': '7.6'}, with_chain) is None
+    settings = options.keyvault_settings({'vault_url': 'https://contoso.vault.azure.net', 'certificate_name': 'www',
+                                          'api_version': '7.4'}, env={})
+    assert settings.preserve_chain_order is False

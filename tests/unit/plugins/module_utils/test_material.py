@@ -762,3 +762,49 @@ def test_rsa_consistency_check_is_deferred_to_check_private_key(pki):
     assert info.value.code == errors.INVALID_MATERIAL
     assert 'not consistent' in info.value.message
     m.check_private_key(good)  # a sound key passes
+
+
+# -- what a target stores, compared with what was sent ----------------------------------------------
+
+def test_compare_stored_verdicts(pki, hierarchy):
+    leaf, inter, root = hierarchy['leaf'], hierarchy['inter'], hierarchy['root']
+    other = pki.cert(pki.ec(), 'Other CA', ca=True)
+    sent = [leaf, inter, root]
+    assert m.compare_stored(sent, [leaf, inter, root]) == (m.STORED_EQUAL, None)
+    assert m.compare_stored(sent, [leaf])[0] == m.STORED_LEAF_ONLY
+    assert m.compare_stored([leaf], [leaf])[0] == m.STORED_EQUAL  # nothing but the leaf was sent
+    assert m.compare_stored(sent, [leaf, root, inter], order_kept=False)[0] == m.STORED_REORDERED
+    verdict, detail = m.compare_stored(sent, [leaf, root, inter])
+    assert verdict == m.STORED_DIFFERS and 'another order although keeping it was asked for' in detail
+    for stored in ([leaf, inter], [leaf, inter, root, other], [leaf, other, root], [inter, leaf, root], [other]):
+        assert m.compare_stored(sent, stored, order_kept=False)[0] == m.STORED_DIFFERS
+    assert 'CN=Other CA' in m.compare_stored(sent, [leaf, other, root])[1]
+
+
+@pytest.mark.parametrize('kind', ['pem', 'pkcs12', 'pkcs12-no-key'])
+def test_stored_certificates_reads_a_backing_secret_in_its_order_with_or_without_a_key(pki, hierarchy, kind):
+    leaf, inter, root, key = hierarchy['leaf'], hierarchy['inter'], hierarchy['root'], hierarchy['key']
+    if kind == 'pem':
+        value = pki.key_pem(key) + pki.pem(leaf, root, inter)
+        certs = m.stored_certificates(value, 'application/x-pem-file')
+        assert m.stored_certificates(pki.pem(leaf, root), 'application/x-pem-file') == [leaf, root]  # no key (non-exportable)
+    elif kind == 'pkcs12':
+        data = pkcs12.serialize_key_and_certificates(None, key, leaf, [root, inter], serialization.NoEncryption())
+        certs = m.stored_certificates(base64.b64encode(data).decode(), 'application/x-pkcs12')
+    else:  # a non-exportable certificate's PKCS#12: certificates without a key
+        data = pkcs12.serialize_key_and_certificates(None, None, None, [leaf, root, inter], serialization.NoEncryption())
+        certs = m.stored_certificates(base64.b64encode(data).decode(), 'application/x-pkcs12')
+    assert certs == [leaf, root, inter]
+
+
+def test_stored_certificates_refuses_what_it_cannot_read(pki, hierarchy):
+    for value, mime in (('not base64!', 'application/x-pkcs12'), (base64.b64encode(b'{"cer": "x"}').decode(), 'application/x-pkcs12'),
+                        ('no pem here', 'application/x-pem-file')):
+        assert code_of(m.stored_certificates, value, mime)[0] == errors.INVALID_MATERIAL
+
+
+def test_chain_digest_and_subjects(hierarchy):
+    leaf, inter = hierarchy['leaf'], hierarchy['inter']
+    assert m.chain_digest([leaf, inter]) != m.chain_digest([inter, leaf]) != m.chain_digest([leaf])
+    assert len(m.chain_digest([leaf])) == 64
+    assert m.subject_text(inter) == 'CN=Test Intermediate CA'

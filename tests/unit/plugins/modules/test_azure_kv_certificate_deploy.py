@@ -15,6 +15,7 @@ from ansible_collections.certdeploy.cloud.tests.unit.compat import patch_module_
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy as frontend
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.keyvault_options import DEPLOY
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy as module
@@ -281,3 +282,39 @@ def test_expectations_reach_the_engine(capsys, files, target):
     assert result['failed'] and result['error_code'] == 'invalid_material' and 'nope.example.org' in result['msg']
     assert target.writes == []
     assert run_module(capsys, paths_args(files, min_days_remaining=30, expected_sans=['www.example.com']))['outcome'] == 'created'
+
+
+def test_chain_root_drop_leaves_the_root_out_and_a_later_keep_imports_it(capsys, files, target):
+    h = files['hierarchy']
+    dropped = run_module(capsys, paths_args(files, chain_root='drop'))
+    assert dropped['outcome'] == 'created' and target.versions[-1]['material'].chain == [h['inter']]
+    assert run_module(capsys, paths_args(files, chain_root='drop'))['outcome'] == 'unchanged'
+    kept = run_module(capsys, paths_args(files))
+    assert (kept['outcome'], kept['differences']) == ('rotated', ['chain'])
+    assert target.versions[-1]['material'].chain == [h['inter'], h['root']]
+
+
+def test_chain_root_does_not_apply_to_copy_from(capsys, vaults):
+    result = run_module(capsys, copy_args(chain_root='drop'))
+    assert result['failed'] and result['error_code'] == 'invalid_config' and 'copy_from' in result['msg']
+    assert vaults['source'].calls == [] and vaults['target'].calls == []
+
+
+def test_a_copy_keeps_its_sources_chain_order_and_records_it(capsys, vaults, files):
+    """The source stores its chain root first; the copy sends it as stored, and its record and stored-chain check agree."""
+    h = files['hierarchy']
+    source = frontend.cert_material.Material(h['leaf'], h['key'], [h['root'], h['inter']])
+    vaults['source'].seed(source, {'src': '1'})
+    result = run_module(capsys, copy_args())
+    assert result['outcome'] == 'created' and result['verification']['stored_chain'] == 'passed'
+    assert vaults['target'].versions[-1]['material'].chain == [h['root'], h['inter']]
+    assert result['certificate']['tags']['certdeploy-material'] == records.Record.of_material(source, 'pkcs12', True).value()
+    assert run_module(capsys, copy_args())['outcome'] == 'unchanged'
+
+
+def test_an_api_version_before_7_6_warns_that_the_chain_may_be_reordered(capsys, files, target):
+    result = run_module(capsys, paths_args(files, api_version='7.5'))
+    assert result['outcome'] == 'created'
+    assert 'may reorder the chain' in json.dumps(result['warnings'])  # a plain or structured warning
+    failed = run_module(capsys, paths_args(files, api_version='7.5', preserve_chain_order=True))
+    assert failed['failed'] and failed['error_code'] == 'invalid_config'
