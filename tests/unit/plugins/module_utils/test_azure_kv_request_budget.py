@@ -59,10 +59,12 @@ CERT = '/certificates/%s' % NAME
 MANAGED = tags.desired_tags({}, 'www')  # a version imported by an earlier release: no record of its chain
 
 
-def ours(material, base=MANAGED):
-    """The tags this release's import of ``material`` writes (the recorded bundle's policy: PKCS#12, exportable)."""
-    return dict(base, **{tags.MATERIAL: records.Record.of_material(material, 'pkcs12', True).value()})
 CHALLENGE = ('GET', CERT, False)  # the SDK's first, token-less request of the process
+
+
+def ours(material, base=None):
+    """The tags this release's import of ``material`` writes (the recorded bundle's policy: PKCS#12, exportable)."""
+    return dict(MANAGED if base is None else base, **{tags.MATERIAL: records.Record.of_material(material, 'pkcs12', True).value()})
 
 
 @pytest.fixture

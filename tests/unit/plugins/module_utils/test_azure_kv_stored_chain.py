@@ -51,8 +51,8 @@ def material(h, *chain):
     return m.Material(h['leaf'], h['key'], [h[name] for name in chain])
 
 
-def ours(mat, content_type='pkcs12', exportable=True, base=MANAGED):
-    return dict(base, **{tags.MATERIAL: records.Record.of_material(mat, content_type, exportable).value()})
+def ours(mat, content_type='pkcs12', exportable=True, base=None):
+    return dict(MANAGED if base is None else base, **{tags.MATERIAL: records.Record.of_material(mat, content_type, exportable).value()})
 
 
 def cert(version, mat, content_type='pkcs12', exportable=True, tag_values=None, preserve=True, method='GET', path=CERT):

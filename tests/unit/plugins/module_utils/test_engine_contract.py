@@ -36,9 +36,9 @@ def facts(material):
     return dict((k, every.get(k)) for k in DIFF_FACTS)
 
 
-def recorded(material, base=MANAGED, content_type='pkcs12', exportable=True):
-    """``base`` tags plus the record an import of ``material`` writes."""
-    return dict(base, **{tags.MATERIAL: records.Record.of_material(material, content_type, exportable).value()})
+def recorded(material, base=None, content_type='pkcs12', exportable=True):
+    """``base`` tags (default: the provenance tags) plus the record an import of ``material`` writes."""
+    return dict(MANAGED if base is None else base, **{tags.MATERIAL: records.Record.of_material(material, content_type, exportable).value()})
 
 
 def storage(material, content_type='pkcs12', exportable=True, chain=True):

@@ -103,8 +103,10 @@ def test_a_chain_only_change_imports_once_then_is_a_no_op(target, pkix, first, t
     assert len(imports(target)) == 2
 
 
-@pytest.mark.parametrize('change,differences', [({'exportable': False}, ['exportable']), ({'content_type': 'pem'}, ['content_type']),
-                                                 ({'content_type': 'pem', 'exportable': False}, ['content_type', 'exportable'])])
+@pytest.mark.parametrize('change,differences', [
+    ({'exportable': False}, ['exportable']),
+    ({'content_type': 'pem'}, ['content_type']),
+    ({'content_type': 'pem', 'exportable': False}, ['content_type', 'exportable'])])
 def test_content_type_and_exportable_flips_import_once(target, pkix, change, differences):
     run(target, mat(pkix, 'inter'))
     result = run(target, mat(pkix, 'inter'), **change)
