@@ -122,7 +122,7 @@ def decide(current, request, wanted_tags, stored=None, order_kept=True):
                 return Decision(IMPORT, [records.CONTENT_TYPE], wanted_tags)
             sent = [request.material.leaf] + list(request.material.chain)
             verdict, detail = cert_material.compare_stored(sent, stored.certificates, order_kept)
-            if verdict not in (cert_material.STORED_EQUAL, cert_material.STORED_REORDERED):
+            if verdict != cert_material.STORED_EQUAL:  # another order too: the record must say what the version holds
                 return Decision(IMPORT, [records.CHAIN], wanted_tags, notes=[
                     'Version %s carries no record of what was imported with it; its stored chain was read and differs from '
                     'the wanted one (%s), so the wanted chain is imported.' % (current.version, detail)])
@@ -688,6 +688,16 @@ class DeployEngine(object):
                 '(or deploy a correct one); do not disable versions, consumers follow the versionless id.' % (cause, snapshot.reason),
                 result=result.as_dict())
         previous = snapshot.state
+        if not tags.is_managed(imported.tags):
+            # Another writer took the version over (removed our tag) since the import: it is theirs now.
+            rb['reason'] = 'version %s no longer carries %s=%s: another writer took it over' % (
+                imported.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE)
+            result.outcome = model.ROLLBACK_FAILED
+            raise errors.DeployError(
+                errors.CONFLICT,
+                '%s It was not rolled back: %s, and this module writes nothing over a certificate it does not own. Manual '
+                'step: decide which certificate is wanted and deploy it; do not disable versions.' % (cause, rb['reason']),
+                result=result.as_dict())
         # Never re-import the snapshot over a version another writer created after it was taken.
         try:
             newer = self._newer_versions(previous, imported)

@@ -256,6 +256,13 @@ class KeyVaultTarget(Target):
         except errors.DeployError as exc:
             raise errors.DeployError(errors.INVALID_MATERIAL, 'The backing secret of version %s could not be read as %s: %s'
                                      % (state.version, kind, exc.message))
+        if state.thumbprint and cert_material.thumbprint(certificates[0]) != state.thumbprint:
+            # The certificate read showed this version's leaf; a secret answer with another one contradicts it (a
+            # garbled answer, a proxy): a failed read, never taken for what the version stores.
+            raise errors.DeployError(
+                errors.SERVICE_ERROR, 'Key Vault\'s answer about the backing secret of version %s contradicts the certificate '
+                '(its leaf has thumbprint %s, the certificate %s); it was not used.'
+                % (state.version, cert_material.thumbprint(certificates[0]), state.thumbprint))
         return StoredChain(certificates, kind)
 
     def _get_secret(self, version):

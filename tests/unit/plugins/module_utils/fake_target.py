@@ -50,6 +50,13 @@ class StoresChain(object):
         self.content_type = content_type
 
 
+class Meanwhile(object):
+    """Effect of any operation: ``action()`` runs just before it (another writer acting meanwhile)."""
+
+    def __init__(self, action):
+        self.action = action
+
+
 class FakeTarget(Target):
     """Versions of one name kept in a list; ``faults`` maps an operation to a list of exceptions/callables to apply in turn."""
 
@@ -93,6 +100,9 @@ class FakeTarget(Target):
         effect = queue.pop(0) if queue else None
         if isinstance(effect, Exception):
             raise effect
+        if isinstance(effect, Meanwhile):
+            effect.action()
+            return None
         return effect
 
     @property

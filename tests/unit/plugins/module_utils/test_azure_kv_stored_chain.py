@@ -229,3 +229,17 @@ def test_a_version_without_a_record_whose_stored_chain_is_the_leaf_alone_is_impo
     assert result.diff['before']['chain'] == []
     assert any('differs from the wanted one' in w for w in result.warnings)
     replay.check()
+
+
+def test_a_secret_answer_with_another_leaf_is_a_failed_read_not_a_stored_chain(pki, h):
+    """Found by the simulation: a garbled secret answer (another certificate's secret) was taken for what the version
+    stores, and a correct version was rolled back. It contradicts the certificate read: retried, then skipped."""
+    wanted = material(h, 'inter')
+    stranger_key = pki.rsa(fresh=True)
+    stranger = m.Material(pki.cert(stranger_key, 'stranger.example.com'), stranger_key, [])
+    replay = Replay([missing(), imported('v1', wanted), cert('v1', wanted)] + [secret('v1', stranger)] * 3)
+    result = deploy(replay, wanted)
+    assert (result.outcome, result.rollback['attempted']) == (model.CREATED, False)
+    assert result.verification['stored_chain'] == 'skipped'
+    assert any('contradicts the certificate' in w for w in result.warnings)
+    replay.check()

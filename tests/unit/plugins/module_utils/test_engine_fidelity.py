@@ -16,7 +16,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import rec
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest, StoredChain
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
-from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget, StoresChain, Tampered
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget, Meanwhile, StoresChain, Tampered
 
 MANAGED = tags.desired_tags({}, 'www')
 
@@ -260,3 +260,37 @@ def test_a_re_paired_rollback_records_what_it_sends(target, pkix, pki):
     rollback = target.versions[-1]
     assert rollback['tags'][tags.MATERIAL] == records.Record.of_material(m.Material(old_leaf, pkix['key'], [pkix['inter']]),
                                                                          'pkcs12', True).value()
+
+
+def test_a_version_without_a_record_whose_chain_is_stored_in_another_order_is_imported_not_recorded(target, pkix):
+    """Found by the simulation: with preserve_chain_order off another order was taken for equal, and the wanted record
+    (another order than the version holds) was written on it. Only an equal chain gets the record."""
+    target.keeps_chain_order = False
+    target.seed(mat(pkix, 'inter', 'root'), MANAGED, record=False,
+                stored=StoredChain([pkix['leaf'], pkix['root'], pkix['inter']], 'pkcs12'))
+    result = run(target, mat(pkix, 'inter', 'root'))
+    assert (result.outcome, result.differences) == (model.ROTATED, ['chain'])
+    assert target.versions[-1]['tags'][tags.MATERIAL] == records.Record.of_material(mat(pkix, 'inter', 'root'), 'pkcs12', True).value()
+
+
+@pytest.mark.parametrize('effect', ['tampered', 'chain_dropped'])
+def test_no_rollback_over_a_version_another_writer_took_over_after_the_import(target, pkix, pki, effect):
+    """Found by the simulation: another writer removed our tag from the version just imported; a rollback would write
+    over a certificate this module no longer owns."""
+    other_key = pki.rsa(fresh=True)
+    previous = m.Material(pki.cert(other_key), other_key, [])
+    target.seed(previous, MANAGED)
+    wanted = mat(pkix, 'inter', 'root')
+    if effect == 'tampered':
+        target.fail('import', Tampered(pki.cert(pki.rsa(fresh=True), 'tampered')))
+    else:
+        target.fail('import', StoresChain([pkix['leaf'], pkix['root']]))
+
+    def disown(entry_index=-1):
+        target.versions[entry_index]['tags'] = {'owner': 'another-team'}
+    target.fail('read', None, Meanwhile(disown))
+    err = fail(target, wanted)
+    assert (err.code, err.details['result']['outcome']) == (errors.CONFLICT, model.ROLLBACK_FAILED)
+    assert 'took it over' in err.message and err.details['result']['rollback']['attempted'] is False
+    assert [c[3] for c in imports(target)] == ['import']
+
