@@ -293,4 +293,3 @@ def test_no_rollback_over_a_version_another_writer_took_over_after_the_import(ta
     assert (err.code, err.details['result']['outcome']) == (errors.CONFLICT, model.ROLLBACK_FAILED)
     assert 'took it over' in err.message and err.details['result']['rollback']['attempted'] is False
     assert [c[3] for c in imports(target)] == ['import']
-
