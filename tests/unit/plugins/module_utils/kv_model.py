@@ -11,6 +11,10 @@ Used by the simulation test (``test_simulation.py``, through ``kv_sim.SimTranspo
   or PEM; without the key when the policy made it non-exportable), and who wrote it (``us``: a request that came
   through the transport, ``foreign``: another writer the simulation lets act);
 - the certificate-level policy (content type, exportable, key properties): an import replaces it;
+- what each version stores with its leaf: the chain, in the order stored (``Stored.chain``), served in full by its
+  backing secret; an import stores the chain it was sent, in the order sent, unless the simulation's ``store``
+  fault tells the vault to store it otherwise (``Vault.store_next``: the leaf alone, the chain reordered, or an
+  intermediate dropped), as a vault or an API version that does not keep chains would;
 - soft-deleted certificates (their versions and tags kept) and recovery, which completes ``recovery_delay``
   virtual seconds after the recover request (until then the name reads as absent, as Key Vault's does);
 - the tokens the sign-in host issued; a request without one gets Key Vault's 401 challenge, a request with
@@ -24,7 +28,13 @@ configuration and the token POST. Errors use Key Vault's JSON error shape (``{"e
 BadParameter, Unauthorized).
 
 Every state change is an :class:`Event` in ``Vault.events`` with a sequence number, so invariants can ask what
-was there when: which versions we wrote, what the collection last read, what another writer did in between.
+was there when: which versions we wrote, what the collection last read (a version, or a backing secret), what
+another writer did in between.
+
+``material_record`` is the ``certdeploy-material`` tag value of what a version holds, computed here from the
+format the product documents (``v1;<content type>;<exportable|non-exportable>;<sha256 over the SHA-256 of each
+certificate's DER, leaf first>``), not with the product's code, so that the invariants compare the product's
+record with an independent one.
 """
 
 from __future__ import annotations
@@ -54,8 +64,14 @@ MANAGED_BY = 'certdeploy-managed-by'
 MANAGED_BY_VALUE = 'certdeploy'
 ROLLBACK_OF = 'certdeploy-rollback-of'
 
+MATERIAL = 'certdeploy-material'
+
 PKCS12 = 'application/x-pkcs12'
 PEM = 'application/x-pem-file'
+CONTENT_TYPE_NAMES = {PKCS12: 'pkcs12', PEM: 'pem'}
+
+# How the vault may store an import's chain otherwise (the ``store`` fault): see ``Stored.stored_as``.
+STORE_CHAIN = ('leaf_only', 'reordered', 'drop_intermediate')
 
 _REASONS = {200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
             429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
@@ -76,6 +92,20 @@ def sha1(raw):
 
 def is_managed(tags):
     return (tags or {}).get(MANAGED_BY) == MANAGED_BY_VALUE
+
+
+def material_record(ders, content_type, exportable):
+    """The ``certdeploy-material`` value of ``ders`` (DER certificates, leaf first, in order) stored as ``content_type``
+    (a MIME type) with ``exportable``: what the product documents it writes."""
+    outer = hashlib.sha256()
+    for der in ders:
+        outer.update(hashlib.sha256(der).digest())
+    return 'v1;%s;%s;%s' % (CONTENT_TYPE_NAMES[content_type], 'exportable' if exportable else 'non-exportable',
+                            outer.hexdigest())
+
+
+def _is_self_issued(cert):
+    return cert.issuer == cert.subject
 
 
 # -- what a stored secret holds (memoised: building and parsing PKCS#12 dominates the run time) ------------------
@@ -111,8 +141,39 @@ class Stored(object):
         self.nbf = int(validity[0].timestamp()) if validity[0] else 0
         self.exp = int(validity[1].timestamp()) if validity[1] else 0
 
+    @property
+    def ders(self):
+        """The stored certificates as DER, leaf first, in the stored order."""
+        return (self.der,) + self.chain_ders
+
     def value(self, content_type, exportable):
         return _export_value(self.key_der, self.der, self.chain_ders, content_type, exportable)
+
+    def with_chain(self, chain):
+        """The same leaf and key stored with ``chain`` instead (memoised per chain)."""
+        memo = self.__dict__.setdefault('_variants', {})
+        ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+        if ders == self.chain_ders:
+            return self
+        if ders not in memo:
+            memo[ders] = Stored(self.key, self.leaf, list(chain))
+        return memo[ders]
+
+    def stored_as(self, how):
+        """What a vault that stores the chain otherwise keeps of this import (``how`` in STORE_CHAIN): the leaf alone;
+        the chain reversed (when it has two or more certificates); the first intermediate (a certificate that is not
+        self-issued) dropped. Where ``how`` changes nothing (no chain, one certificate to reorder, no intermediate),
+        the import is stored as sent."""
+        if how == 'leaf_only':
+            return self.with_chain([])
+        if how == 'reordered':
+            return self.with_chain(list(reversed(self.chain)))
+        if how == 'drop_intermediate':
+            for index, cert in enumerate(self.chain):
+                if not _is_self_issued(cert):
+                    return self.with_chain(self.chain[:index] + self.chain[index + 1:])
+            return self
+        raise ValueError('unknown way of storing a chain: %r' % (how,))
 
     def key_props(self):
         if isinstance(self.key, rsa.RSAPrivateKey):
@@ -177,6 +238,7 @@ class Version(object):
         self.exportable = exportable
         self.author = author  # 'us' or 'foreign'
         self.seq = seq        # the event that created it
+        self.sent = stored.ders  # what the import sent (DER, leaf first), when the vault stored something else
 
     @property
     def thumbprint(self):
@@ -275,6 +337,7 @@ class Vault(object):
         self.events = []
         self.tokens = set()
         self.corrupt_next = None
+        self.store_next = None  # the simulation's 'store' fault: how the next import's chain is stored (STORE_CHAIN)
         self._ids = 0
         self._seq = 0
 
@@ -504,13 +567,18 @@ class Vault(object):
         if key_props.get('kty') and key_props['kty'].split('-')[0] != actual['kty']:
             return error(400, 'BadParameter', 'The key type in the policy (%s) does not match the certificate key (%s).'
                          % (key_props['kty'], actual['kty']))
+        sent = stored
         if self.corrupt_next is not None:  # the simulation's 'corrupt' fault: another certificate is stored
             stored, self.corrupt_next = self.corrupt_next, None
+        if self.store_next is not None:  # the simulation's 'store' fault: the chain is stored otherwise
+            stored, self.store_next = stored.stored_as(self.store_next), None
         exportable = key_props.get('exportable', True)
         enabled = (data.get('attributes') or {}).get('enabled', True)
         version = self.add_version(name, stored, data.get('tags') or {}, enabled=enabled, content_type=content_type,
                                    exportable=exportable, author=author)
-        self.events[-1].detail['rollback_of'] = (data.get('tags') or {}).get(ROLLBACK_OF)
+        version.sent = sent.ders
+        self.events[-1].detail.update(rollback_of=(data.get('tags') or {}).get(ROLLBACK_OF),
+                                      preserve_order=data.get('preserveCertOrder'))
         return Answer(200, self.bundle(self.certs[name], version))
 
     def patch(self, name, vid, data):
@@ -531,3 +599,8 @@ class Vault(object):
         if answer.status == 200 and kind == 'read_latest':
             version = answer.body['id'].rsplit('/', 1)[-1] if isinstance(answer.body, dict) and answer.body.get('id') else None
         self._event('us', kind, name, version, status=answer.status)
+
+    def note_secret_read(self, name, vid, status, truthful):
+        """A read of ours of the backing secret of version ``vid``, as the client got it: ``status``, and whether the
+        answer was the vault's own (``truthful``: a 200 that no fault replaced or garbled)."""
+        self._event('us', 'read_secret', name, vid, status=status, truthful=truthful)
