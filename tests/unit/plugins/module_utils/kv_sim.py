@@ -36,6 +36,7 @@ import email.utils
 import functools
 import json
 import logging
+import re
 import time
 import traceback
 import types
@@ -171,6 +172,12 @@ class Fault(object):
       ``garble``       the model commits and answers, with ``field`` of the answer replaced (x5t, id, cer, value)
       ``corrupt``      an import stores another certificate than the one sent (as a re-encoding proxy might) and
                        answers truthfully: the one case where a rollback is called for
+      ``store``        an import stores the leaf sent with its chain otherwise (``chain``: ``leaf_only``, ``reordered``
+                       or ``drop_intermediate``, see ``kv_model.Stored.stored_as``) and answers truthfully, as a vault
+                       (or an API version) that does not keep chains would: the stored-chain check must tell
+      ``garbage``      the model answers 200, its body replaced by garbage (``what``: ``value`` not base64 nor PEM,
+                       ``truncated`` value (its last 30 characters cut), an unknown ``content_type``, ``json`` that
+                       is not an object); drawn for backing-secret reads
     """
 
     def __init__(self, kind, **params):
@@ -220,9 +227,31 @@ class Writer(object):
 
 STARTS = ('absent', 'owned', 'foreign', 'several', 'deleted_owned', 'deleted_foreign')
 
+# The certificates a chain may hold besides the leaf, in the order a chain is built (leaf -> intermediate -> root):
+# the intermediate that signed the leaf, its cross-signed twin (same subject and key, signed by another root), the
+# root of each. A chain is a tuple of these names, in the order given (the options) or stored (a version).
+CHAIN_NAMES = ('inter', 'cross', 'root', 'other_root')
+ROOTS = ('root', 'other_root')
+# The material record of a starting version: 'kept' (the record of what it holds, as this release writes it), 'none'
+# (imported by an earlier release: no record), 'garbage' (a value no release wrote: counts as none).
+RECORDS = ('kept', 'none', 'garbage')
+GARBAGE_RECORD = 'v1;edited-by-hand'
+
+
+def wanted_chain(chain, chain_root='keep'):
+    """The chain a deploy of ``chain`` (names, in the order given) must store: ordered leaf -> intermediate -> root
+    whatever the order given, without the roots when ``chain_root`` is drop (the rule the product documents)."""
+    names = sorted(chain, key=CHAIN_NAMES.index)
+    return tuple(n for n in names if chain_root == 'keep' or n not in ROOTS)
+
 
 class Scenario(object):
     """One deploy: the vault's starting state, the deploy's options, the faults by (operation, occurrence).
+
+    ``current_chain`` is what the starting version stores with its leaf (names of CHAIN_NAMES, in the stored order),
+    ``current_record`` whether it carries the record of that (RECORDS). ``chain`` is the chain the deploy is given
+    (in the order given: ``('root', 'inter')`` is root-first), ``chain_root``, ``verify_stored_chain`` and
+    ``preserve_chain_order`` the options of the same names (None: unset, which keeps the order on the SDK's API).
 
     ``faults`` maps ``(op, n)`` to a Fault: the n-th request of that operation (1-based, retries counted) gets it;
     ``n == 0`` means every request of that operation. Operations: see ``OPS``. ``writers`` maps ``(op, n)`` the
@@ -231,7 +260,9 @@ class Scenario(object):
 
     DEFAULTS = dict(
         start='owned', current='A', current_enabled=True, current_exportable=True, current_content_type='pkcs12',
-        current_tags=None, material='B', form='pem', rollback='auto', on_soft_deleted='fail', take_ownership=False,
+        current_tags=None, current_chain=('inter', 'root'), current_record='none', material='B', form='pem',
+        chain=('inter', 'root'), chain_root='keep', verify_stored_chain=True, preserve_chain_order=None,
+        rollback='auto', on_soft_deleted='fail', take_ownership=False,
         force=False, enabled=True, tags=None, check_mode=False, diff=False, content_type='pkcs12', exportable=True,
         timeout=5, recovery_delay=0, faults=None, writers=None,
     )
@@ -242,37 +273,82 @@ class Scenario(object):
             raise TypeError('unknown scenario fields: %s' % ', '.join(sorted(unknown)))
         for key, default in self.DEFAULTS.items():
             setattr(self, key, values.get(key, default))
+        self.chain = tuple(self.chain)
+        self.current_chain = tuple(self.current_chain)
         self.current_tags = dict(self.current_tags or {})
         self.tags = dict(self.tags or {})
         self.faults = dict(self.faults or {})
         self.writers = dict(self.writers or {})
 
     def __repr__(self):
+        def is_default(value, default):
+            if default is None:  # None or empty (faults, writers, tags: dicts made empty)
+                return value is None or value == {}
+            return value == default
         shown = ['%s=%r' % (key, getattr(self, key)) for key, default in self.DEFAULTS.items()
-                 if getattr(self, key) != (default if default is not None else getattr(self, key).__class__())]
+                 if not is_default(getattr(self, key), default)]
         return 'Scenario(%s)' % ', '.join(shown)
+
+    @property
+    def wanted(self):
+        """The chain this deploy must store (names), see ``wanted_chain``."""
+        return wanted_chain(self.chain, self.chain_root)
+
+    @property
+    def order_kept(self):
+        """Whether the import asks Key Vault to keep the chain's order (preserve_chain_order unset or true, on the SDK's
+        default API version)."""
+        return self.preserve_chain_order is not False
 
 
 # -- materials ---------------------------------------------------------------------------------------------------
 
 class Entry(object):
-    """One certificate with its key, in every form a scenario or the model needs, and its secret strings (I5)."""
+    """One certificate with its key and its hierarchy, in every form a scenario or the model needs, and its secret
+    strings (I5). ``certs`` maps CHAIN_NAMES to this leaf's chain certificates; a chain is given by their names."""
 
-    def __init__(self, name, key, leaf, chain):
+    DEFAULT_CHAIN = ('inter', 'root')
+
+    def __init__(self, name, key, leaf, certs):
         self.name = name
-        self.material = cert_material.Material(leaf, key, chain)
+        self.key = key
+        self.leaf = leaf
+        self.certs = dict(certs)
+        self.material = cert_material.Material(leaf, key, self.chain(self.DEFAULT_CHAIN))
         self.thumbprint = self.material.thumbprint
         self.cert_pem = leaf.public_bytes(serialization.Encoding.PEM).decode('ascii')
-        self.chain_pem = ''.join(c.public_bytes(serialization.Encoding.PEM).decode('ascii') for c in chain)
         self.key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption()).decode('ascii')
         self.key_pem_encrypted = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(PASSPHRASE.encode())).decode('ascii')
-        self.pfx_b64 = kv_model.b64(cert_material.pkcs12.serialize_key_and_certificates(
-            b'sim', key, leaf, chain, serialization.BestAvailableEncryption(PFX_PASSWORD.encode())))
-        self.stored = kv_model.Stored(key, leaf, list(chain))
+        self.stored = kv_model.Stored(key, leaf, self.chain(self.DEFAULT_CHAIN))
+        self._pfx = {}
+        self._windows = {}
         self.secrets = self._secret_strings(key)
+
+    def chain(self, names):
+        return [self.certs[n] for n in names]
+
+    def chain_pem(self, names):
+        """The chain option's text for ``names`` (in that order); None for no chain."""
+        return ''.join(c.public_bytes(serialization.Encoding.PEM).decode('ascii') for c in self.chain(names)) or None
+
+    def pfx_b64(self, names):
+        """A password-protected PFX of the leaf, its key and the chain ``names`` in that order (made once per chain)."""
+        if names not in self._pfx:
+            self._pfx[names] = kv_model.b64(cert_material.pkcs12.serialize_key_and_certificates(
+                b'sim', self.key, self.leaf, self.chain(names) or None,
+                serialization.BestAvailableEncryption(PFX_PASSWORD.encode())))
+        return self._pfx[names]
+
+    def stored_with(self, names):
+        """What a version holds when it stores this leaf with the chain ``names`` (in that order)."""
+        return self.stored.with_chain(self.chain(names))
+
+    def ders(self, names):
+        """The DER certificates of the leaf and the chain ``names``, leaf first."""
+        return self.stored_with(names).ders
 
     def _secret_strings(self, key):
         """Pieces of the key that must never be shown: 40-character windows inside the PEM lines of each encoding
@@ -286,13 +362,29 @@ class Entry(object):
             for line in lines[1:-1]:  # the first line of an RSA/EC key is the same for every key of its kind
                 if len(line) >= 50:
                     out.add(line[10:50])
-        value = self.stored.value(kv_model.PKCS12, True)  # the backing secret's PKCS#12 (the PEM one holds key_pem)
-        out.update(value[i:i + 40] for i in range(len(value) // 2, len(value) - 200, 400))
+        return out | self.value_windows(self.stored)
+
+    def value_windows(self, stored):
+        """Windows of the backing secret's PKCS#12 (the PEM one holds key_pem) of ``stored``, one of this entry's."""
+        key = stored.chain_ders
+        if key not in self._windows:
+            value = stored.value(kv_model.PKCS12, True)
+            self._windows[key] = set(value[i:i + 40] for i in range(len(value) // 2, len(value) - 200, 400))
+        return self._windows[key]
+
+    def variant_secrets(self):
+        """The windows of the backing secrets of every chain this entry was stored with so far."""
+        out = set()
+        for stored in [self.stored] + list(getattr(self.stored, '_variants', {}).values()):
+            out |= self.value_windows(stored)
         return out
 
 
 class Materials(object):
-    """The certificates of every scenario, made once: ours (A, A2 with A's key, B, C) and another writer's (F, G)."""
+    """The certificates of every scenario, made once: ours (A, A2 with A's key, B, C) and another writer's (F, G).
+
+    Each leaf has a hierarchy of its own: a root, an intermediate that signs the leaf, and the intermediate's
+    cross-signed twin (same subject and key) under another root, so every chain of CHAIN_NAMES validates."""
 
     OURS = ('A', 'A2', 'B', 'C')
     FOREIGN = ('F', 'G')
@@ -305,20 +397,35 @@ class Materials(object):
         kf = pki.ec(ec.SECP256R1)
         kg = pki.ec(ec.SECP384R1)
         self.entries = {}
+        self.names = {}  # DER -> 'A.inter' etc., for traces
         for name, key, subject in (('A', ka, 'www.example.com'), ('A2', ka, 'www.example.com'), ('B', kb, 'www.example.com'),
                                    ('C', kc, 'www.example.com'), ('F', kf, 'foreign.example.net'),
                                    ('G', kg, 'other.example.net')):
-            h = pki.hierarchy(leaf_key=key, subject=subject)
-            self.entries[name] = Entry(name, key, h['leaf'], [h['inter'], h['root']])
+            root_key, other_root_key, inter_key = pki.ec(ec.SECP384R1), pki.ec(), pki.ec()
+            root = pki.cert(root_key, 'Test Root CA', ca=True, days=3650)
+            other_root = pki.cert(other_root_key, 'Other Root CA', ca=True, days=3650)
+            inter = pki.cert(inter_key, 'Test Intermediate CA', issuer=root, issuer_key=root_key, ca=True, days=1800)
+            cross = pki.cert(inter_key, 'Test Intermediate CA', issuer=other_root, issuer_key=other_root_key, ca=True,
+                             days=1800)
+            leaf = pki.cert(key, subject, issuer=inter, issuer_key=inter_key)
+            entry = self.entries[name] = Entry(name, key, leaf, {'inter': inter, 'cross': cross, 'root': root,
+                                                                  'other_root': other_root})
+            self.names[entry.stored.der] = '%s.leaf' % name
+            for part, cert in entry.certs.items():
+                self.names[cert.public_bytes(serialization.Encoding.DER)] = '%s.%s' % (name, part)
         self.by_thumbprint = dict((e.thumbprint, e) for e in self.entries.values())
 
     def __getitem__(self, name):
         return self.entries[name]
 
+    def shown(self, ders):
+        """Stored certificates (DER, leaf first) by name, for traces and messages: ``[A.leaf, A.inter, A.root]``."""
+        return '[%s]' % ', '.join(self.names.get(der, '?') for der in ders)
+
     def secrets(self):
         out = {TRANSPORT_PASSWORD, CLIENT_SECRET, PASSPHRASE, PFX_PASSWORD}
         for name in self.OURS:
-            out |= self.entries[name].secrets
+            out |= self.entries[name].secrets | self.entries[name].variant_secrets()
         for payload in _PKCS12_MEMO.values():
             text = kv_model.b64(payload)
             out.update(text[i:i + 40] for i in range(len(text) // 2, len(text) - 200, 400))
@@ -481,7 +588,9 @@ class SimTransport(HttpTransport):
         if body is None:
             body = getattr(request, 'data', None) or b''
         vault.corrupt_next = self.sim.materials['G'].stored if fault.kind == 'corrupt' and op == 'import' else None
+        vault.store_next = fault.chain if fault.kind == 'store' and op == 'import' else None
         answer = vault.handle(request.method, request.url, dict(request.headers), body)
+        vault.corrupt_next = vault.store_next = None
         if fault.kind == 'commit':
             outcome = fault.outcome
             if outcome == 'cut':
@@ -493,8 +602,16 @@ class SimTransport(HttpTransport):
             return self._answer(request, seen, kv_model.error(outcome, 'ServiceUnavailable', 'The service is unavailable.'))
         if op in ('get', 'versions') and answer.status in (200, 404) and name in request.url:
             vault.note_read('read_latest' if op == 'get' else 'read_versions', name, answer)
+        truthful = answer.status == 200  # for a secret read: the value and content type are the vault's own
         if fault.kind == 'garble' and answer.status == 200 and isinstance(answer.body, dict):
-            answer = kv_model.Answer(answer.status, sim.garble(answer.body, fault.field), answer.headers)
+            garbled = sim.garble(answer.body, fault.field)
+            truthful = truthful and all(garbled.get(k) == answer.body.get(k) for k in ('value', 'contentType'))
+            answer = kv_model.Answer(answer.status, garbled, answer.headers)
+        if fault.kind == 'garbage' and answer.status == 200:
+            answer = kv_model.Answer(answer.status, sim.garbage(answer.body, fault.what), answer.headers)
+            truthful = False
+        if op == 'secret':
+            vault.note_secret_read(name, request.url.split('?')[0].rstrip('/').rsplit('/', 1)[-1], answer.status, truthful)
         if writer is not None and writer.when == 'after':
             sim.foreign(writer.action, writer.style)
         return self._answer(request, seen, answer)
@@ -609,6 +726,8 @@ class Simulation(object):
         self.run_error = None
         self._set_up()
         self.start_seq = len(self.vault.events)
+        cert = self.vault.certs.get(NAME)
+        self.start_tags = dict((v.id, dict(v.tags)) for v in (cert.versions if cert is not None else []))
 
     # -- the starting state --------------------------------------------------------------------------------------
 
@@ -622,15 +741,21 @@ class Simulation(object):
         if s.start == 'absent':
             return
         if s.start in ('foreign', 'deleted_foreign'):
-            vault.add_version(NAME, self.materials['F'].stored, dict(s.current_tags), enabled=s.current_enabled,
-                              content_type=ctype, exportable=s.current_exportable, author='setup')
+            vault.add_version(NAME, self.materials['F'].stored_with(s.current_chain), dict(s.current_tags),
+                              enabled=s.current_enabled, content_type=ctype, exportable=s.current_exportable, author='setup')
         else:
             if s.start == 'several':
                 vault.add_version(NAME, self.materials['G'].stored, {'team': 'web'}, author='setup')
                 older = 'C' if s.current != 'C' else 'B'
                 vault.add_version(NAME, self.materials[older].stored, self.managed_tags(), author='setup')
-            vault.add_version(NAME, self.materials[s.current].stored, self.managed_tags(s.current_tags),
-                              enabled=s.current_enabled, content_type=ctype, exportable=s.current_exportable, author='setup')
+            stored = self.materials[s.current].stored_with(s.current_chain)
+            tags = self.managed_tags(s.current_tags)
+            if s.current_record == 'kept':
+                tags[kv_model.MATERIAL] = kv_model.material_record(stored.ders, ctype, s.current_exportable)
+            elif s.current_record == 'garbage':
+                tags[kv_model.MATERIAL] = GARBAGE_RECORD
+            vault.add_version(NAME, stored, tags, enabled=s.current_enabled, content_type=ctype,
+                              exportable=s.current_exportable, author='setup')
         if s.start.startswith('deleted_'):
             vault.delete(NAME, author='setup')
 
@@ -673,6 +798,20 @@ class Simulation(object):
             body['value'] = other.stored.value(body.get('contentType') or kv_model.PKCS12, True)
         elif field == 'value' and isinstance(body.get('value'), list) and body['value']:
             body['value'][0]['x5t'] = kv_model.b64url(other.stored.thumb)
+        return body
+
+    @staticmethod
+    def garbage(body, what):
+        """An answer body that is no usable secret bundle (see Fault ``garbage``)."""
+        if what == 'json' or not isinstance(body, dict):
+            return ['not', 'a', 'secret', 'bundle']
+        body = dict(body)
+        if what == 'value':
+            body['value'] = '%% not base64, not PEM: garbage %%'
+        elif what == 'truncated':
+            body['value'] = (body.get('value') or '')[:-30]
+        elif what == 'content_type':
+            body['contentType'] = 'application/octet-stream'
         return body
 
     # -- the SDK, as the product builds it -------------------------------------------------------------------------
@@ -736,11 +875,12 @@ class Simulation(object):
             vault_url=kv_model.VAULT_URL, certificate_name=NAME, cloud='custom', authority_host=kv_model.AUTHORITY,
             credential_mode='client_secret', client_id=CLIENT_ID, tenant_id=kv_model.TENANT, timeout=s.timeout,
             content_type=s.content_type, exportable=s.exportable, enabled=s.enabled, tags=dict(s.tags),
-            take_ownership=s.take_ownership, rollback=s.rollback, on_soft_deleted=s.on_soft_deleted, force=s.force)
+            take_ownership=s.take_ownership, rollback=s.rollback, on_soft_deleted=s.on_soft_deleted, force=s.force,
+            chain_root=s.chain_root, verify_stored_chain=s.verify_stored_chain, preserve_chain_order=s.preserve_chain_order)
         if s.form == 'pfx':
-            params.update(pfx=entry.pfx_b64, pfx_password=PFX_PASSWORD)
+            params.update(pfx=entry.pfx_b64(s.chain), pfx_password=PFX_PASSWORD)
         else:
-            params.update(certificate=entry.cert_pem, chain=entry.chain_pem,
+            params.update(certificate=entry.cert_pem, chain=entry.chain_pem(s.chain),
                           private_key=entry.key_pem_encrypted if s.form == 'pem_passphrase' else entry.key_pem,
                           private_key_passphrase=PASSPHRASE if s.form == 'pem_passphrase' else None)
         return params
@@ -839,6 +979,11 @@ class Simulation(object):
         lines = ['requests:'] + ['  %r' % r for r in self.transport.requests]
         lines += ['calls:'] + ['  %r' % c for c in self.calls if c.requests]
         lines += ['events:'] + ['  %r' % e for e in self.vault.events]
+        cert = self.vault.certs.get(NAME)
+        lines += ['versions:'] + ['  %s %s %s %s%s %s tags=%r' % (
+            v.id[:8], v.author, self.materials.shown(v.stored.ders), kv_model.CONTENT_TYPE_NAMES[v.content_type],
+            '' if v.exportable else ' non-exportable', 'enabled' if v.enabled else 'disabled', v.tags)
+            for v in (cert.versions if cert is not None else [])]
         lines += ['virtual seconds: %.1f (sleeps: %s)' % (self.elapsed or 0, ', '.join('%s %.1f' % s for s in self.clock.slept))]
         return '\n'.join(lines)
 
@@ -887,8 +1032,217 @@ def _version(vault, vid):
     return cert.version(vid) if cert is not None and vid else None
 
 
+class Wanted(object):
+    """What a scenario's deploy must leave in the vault: the leaf with the wanted chain (``ders``, leaf first), the
+    content type (MIME), the exportable flag, and the record of those (the certdeploy-material value)."""
+
+    def __init__(self, scenario, entry):
+        self.names = scenario.wanted
+        self.ders = entry.ders(self.names)
+        self.content_type = kv_model.PEM if scenario.content_type == 'pem' else kv_model.PKCS12
+        self.exportable = bool(scenario.exportable)
+        self.record = kv_model.material_record(self.ders, self.content_type, self.exportable)
+
+
+def chain_verdict(held, sent, order_kept):
+    """What a stored-chain check must conclude of ``held`` (DER, leaf first, as a version stores it) against ``sent``:
+    'equal'; 'leaf_only' (the leaf alone although a chain was sent); 'reordered' (the same certificates, the leaf
+    first, in another order, where the import did not ask to keep it); else 'differs'."""
+    held, sent = tuple(held), tuple(sent)
+    if held == sent:
+        return 'equal'
+    if len(sent) > 1 and held == sent[:1]:
+        return 'leaf_only'
+    if not order_kept and sorted(held) == sorted(sent) and held[:1] == sent[:1]:
+        return 'reordered'
+    return 'differs'
+
+
+_RECORD_FORMAT = re.compile(r'^v1;(pkcs12|pem);(exportable|non-exportable);[0-9a-f]{64}$')
+
+
+def is_record(value):
+    """Whether a certdeploy-material value is a record at all (what the product writes), right or wrong."""
+    return isinstance(value, str) and bool(_RECORD_FORMAT.match(value))
+
+
+def check_chains(sim, result, wanted):
+    """I7: the reported outcome equals the vault's state for chains. The violations of one finished simulation.
+
+    - I7.stored-chain-failed-but-deployed: after a 'failed' stored-chain check the run never reports created/rotated;
+    - I7.verdict: the stored-chain verdict in ``verification`` is what the model holds for the version it checked
+      (passed: the chain sent, in order; leaf_only: the leaf alone; reordered: another order where keeping it was not
+      asked; failed: anything else, or another content type; skipped: no read of its secret was answered truthfully;
+      disabled: exactly when verify_stored_chain is false);
+    - I7.order-not-asked: every import asks Key Vault to keep the order exactly when the options say so;
+    - I7.state: after a run that did not fail with outcome created, rotated, updated or unchanged (a real run), the
+      version it names is latest (unless another writer imported after its last read) and holds the wanted leaf;
+      unless the stored-chain check said leaf_only, reordered or skipped with a warning naming the version, or was
+      disabled, or the outcome is unchanged/updated of a version without a record whose chain could not be read (a
+      warning naming it), its stored chain is the wanted chain in order (another order only where keeping it was not
+      asked, with a warning naming the version and the order); its content type and exportable flag are the wanted
+      ones, always; and its certdeploy-material tag is the record of what it holds -- of what was sent when the check
+      warned or was disabled, none at all when the chain could not be read (or writing the record was forbidden);
+    - I7.unchanged: ``unchanged`` (check mode too) is never reported while the version's record differs from the
+      wanted one or, without a record, while its stored chain, read truthfully, differs from wanted or would get the
+      record written (unless writing it was forbidden);
+    - I7.record-missing-reimport: a version without a record that holds the wanted leaf, chain, content type and
+      exportable flag is never re-imported (nor predicted to be) unless force is set, another writer acted first, or
+      an update of its properties was forbidden;
+    - I7.differences: a run that imports over a version with a record of the same leaf says in ``differences``
+      exactly which of chain, content_type and exportable the model shows different.
+    """
+    s = sim.scenario
+    vault = sim.vault
+    shown = sim.materials.shown
+    out = []
+    events = vault.events[sim.start_seq:]
+    ours = [e for e in events if e.actor == 'us']
+    foreign = [e for e in events if e.actor == 'foreign' and e.write]
+    imports = [e for e in ours if e.kind == 'import']
+    plain = [e for e in imports if not e.detail.get('rollback_of')]
+    secret_reads = [e for e in ours if e.kind == 'read_secret']
+    forbidden_patch = any(r.op == 'patch' and r.status == 403 for r in sim.transport.requests)
+    outcome = result.get('outcome')
+    failed = bool(result.get('failed'))
+    verdict = (result.get('verification') or {}).get('stored_chain')
+    warnings = [str(w) for w in result.get('warnings') or []]
+    entry = sim.materials[s.material]
+
+    def warned(version_id, *words):
+        return any(version_id in w and all(word in w for word in words) for w in warnings)
+
+    def legacy(version):
+        return not is_record(sim.start_tags.get(version.id, {}).get(kv_model.MATERIAL))
+
+    def read_truthfully(version, after=0):
+        return any(e.version == version.id and e.detail.get('truthful') for e in secret_reads if e.seq > after)
+
+    def retagged_by_another_writer(version):
+        return any(e.kind == 'update' and e.version == version.id for e in foreign)
+
+    # I7.stored-chain-failed-but-deployed
+    if verdict == 'failed' and outcome in ('created', 'rotated'):
+        out.append(Violation('I7.stored-chain-failed-but-deployed', 'the stored-chain check failed, yet the outcome is %s' % outcome))
+
+    # I7.order-not-asked
+    for event in imports:
+        if bool(event.detail.get('preserve_order')) != s.order_kept:
+            out.append(Violation('I7.order-not-asked', 'import %r %s Key Vault to keep the chain\'s order, but preserve_chain_order '
+                                 'is %r' % (event, 'asked' if event.detail.get('preserve_order') else 'did not ask', s.preserve_chain_order)))
+
+    # I7.verdict
+    checked = _version(vault, plain[-1].version) if plain else None
+    if verdict == 'disabled' and s.verify_stored_chain:
+        out.append(Violation('I7.verdict', 'the stored-chain check reports disabled although verify_stored_chain is true'))
+    if not s.verify_stored_chain and verdict not in (None, 'disabled', 'not_run'):
+        out.append(Violation('I7.verdict', 'the stored-chain check reports %s although verify_stored_chain is false' % verdict))
+    if checked is not None and verdict in ('passed', 'leaf_only', 'reordered', 'failed', 'skipped'):
+        held = chain_verdict(checked.stored.ders, wanted.ders, s.order_kept)
+        same_type = checked.content_type == wanted.content_type
+        expected = {'passed': held == 'equal' and same_type, 'leaf_only': held == 'leaf_only' and same_type,
+                    'reordered': held == 'reordered' and same_type, 'failed': held == 'differs' or not same_type,
+                    'skipped': not read_truthfully(checked, after=plain[0].seq)}[verdict]
+        if not expected:
+            out.append(Violation('I7.verdict', 'the stored-chain check of version %s says %s, but it holds %s as %s (sent %s as %s%s)'
+                                 % (checked.id, verdict, shown(checked.stored.ders), checked.content_type, shown(wanted.ders),
+                                    wanted.content_type, '; a read of its secret was answered truthfully' if verdict == 'skipped' else '')))
+
+    cert = result.get('certificate') or {}
+    version = _version(vault, cert.get('version'))
+
+    # I7.state
+    if not s.check_mode and not failed and outcome in ('created', 'rotated', 'updated', 'unchanged') and version is not None \
+            and version.stored.der == wanted.ders[0]:  # (another leaf: I3.not-the-deployed-certificate says so)
+        last_read = max([e.seq for e in ours if e.kind == 'read_latest' and e.detail.get('status') == 200] or [0])
+        live = vault.live(NAME)
+        if live is not None and live.latest() is not version and not any(e.kind == 'import' for e in foreign if e.seq > last_read):
+            out.append(Violation('I7.state', 'outcome %s names version %s, but version %s is latest' % (outcome, version.id, live.latest().id)))
+        held = chain_verdict(version.stored.ders, wanted.ders, s.order_kept)
+        imported = outcome in ('created', 'rotated')
+        # What the version's chain must be, and which record it must carry: of what it holds ('own'), of what was
+        # sent ('sent'), or none ('none').
+        if imported and verdict == 'disabled':
+            rule, tag_rule = 'any chain (the check is disabled)', 'sent'
+        elif imported and verdict in ('leaf_only', 'reordered', 'skipped') and warned(version.id):
+            rule, tag_rule = 'any chain (the check said %s with a warning)' % verdict, 'sent'
+        elif not imported and legacy(version) and not read_truthfully(version):
+            rule, tag_rule = 'any chain (it has no record and its chain could not be read)', 'none'
+            if not warned(version.id):
+                out.append(Violation('I7.state', 'outcome %s of version %s, which has no record and whose stored chain could not be '
+                                     'read, without a warning naming it' % (outcome, version.id)))
+        elif held == 'reordered' and warned(version.id, 'order'):
+            rule, tag_rule = 'the wanted chain in another order (keeping it was not asked; a warning says so)', 'sent'
+        else:
+            rule, tag_rule = 'the wanted chain in order', 'own'
+            if outcome == 'unchanged' and legacy(version) and forbidden_patch and warned(version.id):
+                tag_rule = 'none'  # writing the record was forbidden: nothing was written, and a warning says so
+            if held != 'equal':
+                out.append(Violation('I7.state', 'outcome %s (stored-chain check %s): version %s holds %s, not the wanted %s'
+                                     % (outcome, verdict, version.id, shown(version.stored.ders), shown(wanted.ders))))
+        if (version.content_type, bool(version.exportable)) != (wanted.content_type, wanted.exportable):
+            out.append(Violation('I7.state', 'outcome %s: version %s is stored as %s, %s; wanted %s, %s' % (
+                outcome, version.id, version.content_type, 'exportable' if version.exportable else 'non-exportable',
+                wanted.content_type, 'exportable' if wanted.exportable else 'non-exportable')))
+        tag = version.tags.get(kv_model.MATERIAL)
+        expected_tag = {'own': kv_model.material_record(version.stored.ders, version.content_type, version.exportable),
+                        'sent': wanted.record, 'none': None}[tag_rule]
+        if not retagged_by_another_writer(version) and (is_record(tag) if expected_tag is None else tag != expected_tag):
+            out.append(Violation('I7.state', 'outcome %s (%s): version %s carries the record %r; %s' % (
+                outcome, rule, version.id, tag, 'none may be written for a chain that was not read' if expected_tag is None
+                else 'the record of what it %s is %r' % ('holds' if tag_rule == 'own' else 'was sent', expected_tag))))
+
+    # I7.unchanged
+    if outcome == 'unchanged' and not failed and version is not None:
+        tag = version.tags.get(kv_model.MATERIAL)
+        if retagged_by_another_writer(version):
+            pass
+        elif is_record(tag):
+            if tag != wanted.record:
+                out.append(Violation('I7.unchanged', 'unchanged, but version %s carries the record %r; the wanted one is %r'
+                                     % (version.id, tag, wanted.record)))
+        elif read_truthfully(version):
+            held = chain_verdict(version.stored.ders, wanted.ders, s.order_kept)
+            if held not in ('equal', 'reordered') or version.content_type != wanted.content_type:
+                out.append(Violation('I7.unchanged', 'unchanged, but version %s (no record) holds %s as %s, read truthfully; wanted %s as %s'
+                                     % (version.id, shown(version.stored.ders), version.content_type, shown(wanted.ders),
+                                        wanted.content_type)))
+            elif not forbidden_patch:
+                out.append(Violation('I7.unchanged', 'unchanged, but version %s has no record and its stored chain was read and '
+                                     'equals the wanted one: the record %s written' % (version.id, 'would be' if s.check_mode else 'was not')))
+        elif not warned(version.id):
+            out.append(Violation('I7.unchanged', 'unchanged, but version %s has no record and its chain could not be read, and no '
+                                 'warning names it' % version.id))
+
+    # I7.record-missing-reimport
+    start_cert = vault.certs.get(NAME)
+    start = start_cert.versions[len(sim.start_tags) - 1] if start_cert is not None and sim.start_tags else None
+    if start is not None and s.start in ('owned', 'several', 'deleted_owned') and not s.force and legacy(start) \
+            and start.stored.der == wanted.ders[0] \
+            and chain_verdict(start.stored.ders, wanted.ders, s.order_kept) in ('equal', 'reordered') \
+            and (start.content_type, bool(start.exportable)) == (wanted.content_type, wanted.exportable):
+        first = plain[0].seq if plain else None
+        if (plain or (s.check_mode and outcome in ('created', 'rotated'))) and not forbidden_patch \
+                and not any(first is None or e.seq < first for e in foreign):
+            out.append(Violation('I7.record-missing-reimport', 'version %s has no record and holds the wanted %s as %s, yet it was %s'
+                                 % (start.id, shown(start.stored.ders), start.content_type,
+                                    're-imported (%r)' % plain[0] if plain else 'predicted to be re-imported (%s)' % outcome)))
+
+    # I7.differences
+    if start is not None and outcome in ('created', 'rotated') and not s.force and not legacy(start) and start.author == 'setup' \
+            and not forbidden_patch and start.stored.der == wanted.ders[0] and not any(e.seq < (plain[0].seq if plain else 1 << 60) for e in foreign):
+        expected = [name for name, differs in (
+            ('chain', start.stored.ders != wanted.ders), ('content_type', start.content_type != wanted.content_type),
+            ('exportable', bool(start.exportable) != wanted.exportable)) if differs]
+        if result.get('differences') != expected:
+            out.append(Violation('I7.differences', 'imported over version %s (%s as %s, %s) with differences %r; the vault shows %r'
+                                 % (start.id, shown(start.stored.ders), start.content_type,
+                                    'exportable' if start.exportable else 'non-exportable', result.get('differences'), expected)))
+    return out
+
+
 def check(sim, run):
-    """Every violation of I1-I6 in this finished simulation."""
+    """Every violation of I1-I7 in this finished simulation."""
     s = sim.scenario
     vault = sim.vault
     out = []
@@ -923,12 +1277,19 @@ def check(sim, run):
             out.append(Violation('I1.rollback-over-foreign', 'the rollback import %r re-imported an older version over %s, which another writer '
                                  'created before our last read' % (rollback, buried)))
 
-    # I3: a rollback only over a version of ours that holds another certificate than the one sent
+    # I3: a rollback only over a version of ours that holds another certificate than the one sent, or the one sent with
+    # another chain (certificates missing, added or swapped, or another order where the import asked to keep it; the
+    # leaf kept alone is a warning, never a rollback) or in another content type
+    wanted = Wanted(s, material)
     for rollback in rollbacks:
         over = _version(vault, rollback.detail.get('rollback_of'))
         if over is not None and over.author == 'us' and over.thumbprint == material.thumbprint:
-            out.append(Violation('I3.rollback-needless', 'rolled back over version %s, which holds the certificate that was '
-                                 'sent (%s): the decision was not made on what the vault holds' % (over.id, over.thumbprint)))
+            verdict = chain_verdict(over.stored.ders, wanted.ders, s.order_kept)
+            if not s.verify_stored_chain or (verdict != 'differs' and over.content_type == wanted.content_type):
+                out.append(Violation('I3.rollback-needless', 'rolled back over version %s, which holds the certificate that was '
+                                     'sent (%s) with the chain %s (wanted %s: %s) as %s: the decision was not made on what '
+                                     'the vault holds' % (over.id, over.thumbprint, sim.materials.shown(over.stored.ders),
+                                                          sim.materials.shown(wanted.ders), verdict, over.content_type)))
 
     # I2: at most one new version and one rollback version
     if len(plain) > 1:
@@ -1002,6 +1363,10 @@ def check(sim, run):
             version = _version(vault, previous.get('version'))
             if version is None or version.thumbprint != previous.get('thumbprint'):
                 out.append(Violation('I3.previous-mismatch', 'previous %r does not match the vault (%r)' % (previous, version)))
+
+    # I7: the reported outcome equals the vault's state for chains
+    if result:
+        out.extend(check_chains(sim, result, wanted))
 
     # I4: virtual time within the documented budget
     per_call = call_time_bound(s.timeout)
