@@ -24,7 +24,28 @@ read it and how every sleep advances it. After each deploy the invariants (``kv_
 - I5 no key byte and no password (transport password, client secret, passphrase, PFX password) in any log
   record of any logger at DEBUG, warning, result, diff or exception text;
 - I6 nothing is written that this collection does not own: no write after a read that showed a version without
-  the managed tag, no recovery of a deleted certificate without it (unless take_ownership), nothing in check mode.
+  the managed tag, no recovery of a deleted certificate without it (unless take_ownership), nothing in check mode;
+- I7 the reported outcome equals the vault's state for chains: after a run that did not fail with outcome created,
+  rotated, updated or unchanged, the version it names is latest and holds the wanted leaf; unless the stored-chain
+  check said leaf_only, reordered or skipped with a warning naming the version, or was disabled, or the outcome is
+  unchanged/updated of a version without a record whose chain could not be read (a warning naming it), its stored
+  chain is the wanted chain in order (leaf -> intermediate -> root, without roots for chain_root: drop), its content
+  type and exportable flag are the wanted ones, and its certdeploy-material tag is the record of what it holds (of
+  what was sent where the check warned or was disabled; none where the chain could not be read); ``unchanged`` is
+  never reported while the version's record differs from the wanted one or, without a record, while its stored
+  chain, read truthfully, differs (or equals it: then the record is written); a version without a record that holds
+  what is wanted is never re-imported; after a 'failed' stored-chain check the run never reports created/rotated;
+  the stored-chain verdict is what the vault holds; every import asks to keep the order exactly when the options
+  say so; ``differences`` names exactly what the vault shows different from a recorded version
+  (``kv_sim.check_chains`` words each rule).
+
+A scenario draws, besides the faults below, the chain given (none, the intermediate, intermediate and root, root-first,
+a cross-signed intermediate alone or with its root), chain_root, content type, exportable, verify_stored_chain and
+preserve_chain_order, and a starting version with the same or another leaf, stored with the wanted chain or another,
+in the wanted content type and exportable flag or others, with the record of what it holds, without one (an earlier
+release) or with a value no release wrote. Per request it draws, where they make sense, the vault storing an import's
+chain otherwise (the leaf alone, reordered, an intermediate dropped) and a backing-secret read answered 403, with
+garbage, or with another certificate's secret.
 
 The generator is hypothesis with a fixed seed: ``CERTDEPLOY_SIM_EXAMPLES`` scenarios (default 25, as every
 core's units step runs it; ``scripts/test.sh simulation`` runs 1,000; the long mode is 20,000 or more) and
@@ -93,6 +114,10 @@ class I6Violation(InvariantViolation):
     pass
 
 
+class I7Violation(InvariantViolation):
+    pass
+
+
 def assert_holds(scenario, materials, ignore=()):
     """Run ``scenario`` and raise the first broken invariant (all of them listed in the message)."""
     sim, run, violations = kv_sim.simulate(scenario, materials, ignore)
@@ -111,6 +136,8 @@ def assert_holds(scenario, materials, ignore=()):
         raise I5Violation(message)
     if 'I4' in codes:
         raise I4Violation(message)
+    if 'I7' in codes:
+        raise I7Violation(message)
     raise I3Violation(message)
 
 
@@ -137,12 +164,24 @@ FAULTS = st.one_of(
     st.builds(lambda outcome: Fault('commit', outcome=outcome), st.sampled_from([503, 500, 504, 'cut', 'timeout'])),
     st.builds(lambda field: Fault('garble', field=field), st.sampled_from(['x5t', 'id', 'cer', 'value'])),
     st.just(Fault('corrupt')),
+    st.builds(lambda chain: Fault('store', chain=chain), st.sampled_from(kv_sim.kv_model.STORE_CHAIN)),
 )
 # An import's own fault, drawn apart so that the rare combinations (a foreign version, then an import answered
 # garbled or stored corrupt) come up in a short run.
-IMPORT_FAULT = st.sampled_from([PASS_FAULT, Fault('garble', field='x5t'), Fault('corrupt'), Fault('commit', outcome=503),
-                                Fault('garble', field='cer'), Fault('commit', outcome='cut'), Fault('garble', field='id'),
-                                Fault('timeout', phase='read'), Fault('commit', outcome='timeout')])
+IMPORT_FAULT = st.sampled_from([PASS_FAULT, Fault('store', chain='leaf_only'), Fault('garble', field='x5t'), Fault('corrupt'),
+                                Fault('store', chain='drop_intermediate'), Fault('commit', outcome=503), PASS_FAULT,
+                                Fault('store', chain='reordered'), Fault('garble', field='cer'), Fault('commit', outcome='cut'),
+                                Fault('garble', field='id'), Fault('timeout', phase='read'), Fault('commit', outcome='timeout')])
+# A backing-secret read's own faults (the legacy comparison, the snapshot, the stored-chain check: the first, second or
+# third secret read, or every one): refused, answered with garbage, or with another certificate's secret.
+SECRET_FAULT = st.sampled_from([Fault('error', status=403), Fault('garbage', what='value'), Fault('garble', field='value'),
+                                Fault('garbage', what='truncated'), Fault('garbage', what='content_type'),
+                                Fault('garbage', what='json')])
+SECRET_FAULTS = st.dictionaries(st.tuples(st.just('secret'), st.sampled_from([1, 2, 3, 0])), SECRET_FAULT, max_size=2)
+
+# The chain a deploy is given, in the order given: the intermediate and root, the intermediate alone, none, root-first,
+# a cross-signed intermediate (alone, or with its own root).
+CHAINS = [('inter', 'root'), ('inter',), (), ('root', 'inter'), ('cross',), ('cross', 'other_root')]
 
 # Operations, weighted by how often a deploy sends them (sampled_from shrinks towards the first).
 OPS = ['import', 'get', 'secret', 'import', 'get', 'patch', 'get', 'import', 'token', 'challenge', 'recover',
@@ -150,8 +189,9 @@ OPS = ['import', 'get', 'secret', 'import', 'get', 'patch', 'get', 'import', 'to
 WHERE = st.tuples(st.sampled_from(OPS), st.sampled_from([1, 2, 1, 3, 0, 2, 1]))
 
 
-def _with_import_fault(faults, fault):
+def _with_import_fault(faults, fault, secret_faults=None):
     faults = dict(faults)
+    faults.update(secret_faults or {})
     if fault is not PASS_FAULT:
         faults[('import', 1)] = fault
     return faults
@@ -166,12 +206,23 @@ def scenarios(draw):
         material = draw(st.sampled_from(['B', 'A2', 'A', 'C']))
     else:
         material = current  # the same certificate again
+    chain = draw(st.sampled_from(CHAINS))
+    chain_root = draw(st.sampled_from(['keep', 'keep', 'drop']))
+    content_type = draw(st.sampled_from(['pkcs12', 'pem']))
+    exportable = draw(st.sampled_from([True, True, False]))
+    # The starting version: as wanted (a no-op, or only its record to write) or stored otherwise, with the record of
+    # what it holds, without one (an earlier release), or with a value no release wrote.
     return Scenario(
         start=start, current=current, material=material,
         current_enabled=draw(st.sampled_from([True, True, False])),
-        current_exportable=draw(st.sampled_from([True, True, False])),
-        current_content_type=draw(st.sampled_from(['pkcs12', 'pem'])),
+        current_exportable=draw(st.sampled_from([exportable, True, False])),
+        current_content_type=draw(st.sampled_from([content_type, 'pkcs12', 'pem'])),
         current_tags=draw(st.sampled_from([{}, {'env': 'prod'}])),
+        current_chain=draw(st.one_of(st.just(kv_sim.wanted_chain(chain, chain_root)), st.sampled_from(CHAINS))),
+        current_record=draw(st.sampled_from(['none', 'kept', 'kept', 'garbage'])),
+        chain=chain, chain_root=chain_root,
+        verify_stored_chain=draw(st.sampled_from([True, True, True, False])),
+        preserve_chain_order=draw(st.sampled_from([None, None, False, True])),
         form=draw(st.sampled_from(['pem', 'pfx', 'pem_passphrase'])),
         rollback=draw(st.sampled_from(['auto', 'required', 'disabled'])),
         on_soft_deleted=draw(st.sampled_from(['recover', 'fail'] if start.startswith('deleted') else ['fail', 'recover'])),
@@ -181,11 +232,10 @@ def scenarios(draw):
         tags=draw(st.sampled_from([{}, {'env': 'prod'}])),
         check_mode=draw(st.sampled_from([False, False, False, True])),
         diff=draw(st.booleans()),
-        content_type=draw(st.sampled_from(['pkcs12', 'pem'])),
-        exportable=draw(st.sampled_from([True, True, False])),
+        content_type=content_type, exportable=exportable,
         timeout=draw(st.sampled_from([5, 1, 30, 60])),
         recovery_delay=draw(st.sampled_from([0, 3])),
-        faults=_with_import_fault(draw(st.dictionaries(WHERE, FAULTS, max_size=4)), draw(IMPORT_FAULT)),
+        faults=_with_import_fault(draw(st.dictionaries(WHERE, FAULTS, max_size=4)), draw(IMPORT_FAULT), draw(SECRET_FAULTS)),
         writers=draw(st.dictionaries(WHERE, WRITER, max_size=2)),
     )
 
@@ -236,6 +286,67 @@ def test_a_logged_key_is_caught(materials, monkeypatch):
     monkeypatch.setattr(KeyVaultTarget, 'import_material', leaky)
     sim, run, violations = kv_sim.simulate(Scenario(), materials)
     assert 'I5.secret-shown' in [v.kind for v in violations], violations
+
+
+def test_a_decision_that_ignores_the_record_is_caught(materials, monkeypatch):
+    """I7 is not vacuous: a decide() that finds no difference between the records of a chain added later only rewrites
+    the record (updated), or, where writing it is forbidden, reports unchanged."""
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
+    scenario = Scenario(current_record='kept', material='A', current_chain=('inter',))
+    forbidden = Scenario(current_record='kept', material='A', current_chain=('inter',),
+                         faults={('patch', 1): Fault('error', status=403)})
+    for each in (scenario, forbidden):
+        sim, run, violations = kv_sim.simulate(each, materials)
+        assert (violations, run.result['outcome'], run.result['differences']) == ([], 'rotated', ['chain'])
+    monkeypatch.setattr(records.Record, 'differences', lambda self, other: [])
+    sim, run, violations = kv_sim.simulate(scenario, materials)
+    assert run.result['outcome'] == 'updated'
+    assert 'I7.state' in [v.kind for v in violations], violations
+    sim, run, violations = kv_sim.simulate(forbidden, materials)
+    assert run.result['outcome'] == 'unchanged'
+    assert {'I7.unchanged', 'I7.state'} <= set(v.kind for v in violations), violations
+
+
+def test_a_stored_chain_check_that_sees_nothing_is_caught(materials, monkeypatch):
+    """I7 is not vacuous: a stored-chain check that always finds the chain equal passes a vault that dropped the
+    intermediate."""
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as cert_material
+    scenario = Scenario(faults={('import', 1): Fault('store', chain='drop_intermediate')})
+    sim, run, violations = kv_sim.simulate(scenario, materials)
+    assert (violations, run.result['outcome'], run.result['verification']['stored_chain']) == ([], 'rolled_back', 'failed')
+    monkeypatch.setattr(cert_material, 'compare_stored', lambda sent, stored, order_kept=True: (cert_material.STORED_EQUAL, None))
+    sim, run, violations = kv_sim.simulate(scenario, materials)
+    assert (run.result['outcome'], run.result['verification']['stored_chain']) == ('rotated', 'passed')
+    assert {'I7.verdict', 'I7.state'} <= set(v.kind for v in violations), violations
+
+
+def test_a_reimport_for_a_missing_record_is_caught(materials, monkeypatch):
+    """I7 is not vacuous: a decide() that imports a version only because it has no record (its stored chain equals
+    the wanted one) is caught, and so is one that writes a record for a chain it could not read."""
+    from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import deploy as engine_deploy
+    original = engine_deploy.decide
+    same = Scenario(material='A')
+    unread = Scenario(material='A', tags={'env': 'prod'}, faults={('secret', 1): Fault('error', status=403)})
+    assert [kv_sim.simulate(s, materials)[1].result['outcome'] for s in (same, unread)] == ['updated', 'updated']
+
+    def reimports(current, request, wanted_tags, stored=None, order_kept=True):
+        if current is not None and engine_deploy.tags.MATERIAL not in current.tags and current.thumbprint == request.material.thumbprint:
+            return engine_deploy.Decision(engine_deploy.IMPORT, ['chain'], wanted_tags)
+        return original(current, request, wanted_tags, stored, order_kept)
+    monkeypatch.setattr(engine_deploy, 'decide', reimports)
+    sim, run, violations = kv_sim.simulate(same, materials)
+    assert run.result['outcome'] == 'rotated'
+    assert 'I7.record-missing-reimport' in [v.kind for v in violations], violations
+
+    def records_unread(current, request, wanted_tags, stored=None, order_kept=True):
+        if isinstance(stored, errors.DeployError):
+            stored = engine_deploy.model.StoredChain([request.material.leaf] + list(request.material.chain))
+        return original(current, request, wanted_tags, stored, order_kept)
+    monkeypatch.setattr(engine_deploy, 'decide', records_unread)
+    sim, run, violations = kv_sim.simulate(unread, materials)
+    assert run.result['outcome'] == 'updated'
+    assert 'I7.state' in [v.kind for v in violations], violations
 
 
 # -- counter-examples the simulation found, as regression tests (each shrunk, then reduced by hand to its cause) --
