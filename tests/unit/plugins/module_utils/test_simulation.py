@@ -430,6 +430,33 @@ REGRESSIONS = {
     'import_not_resent_after_another_writer_disowned_it': Scenario(
         material='A2', faults={('import', 1): Fault('timeout', phase='read')},
         writers={('get', 1): Writer('update', when='after', style='disown')}),
+
+    # Found by issue 19's chain rules in the simulation (main at fc04631):
+    #
+    # I7 (+ I3): the backing-secret read after the import was answered with another certificate's secret (a garbled
+    # answer: the certificate read had just shown the sent leaf in this version). The stored-chain check took it for
+    # what the version stores ("the stored certificates differ from those sent") and failed: a rollback over a
+    # correct version (here none was possible: rollback_failed).
+    'garbled_secret_is_not_taken_for_the_stored_chain': Scenario(
+        start='absent', faults={('secret', 1): Fault('garble', field='value')}),
+    # I7: a version without a record stores the wanted certificates root-first, and the import does not ask Key Vault
+    # to keep the order (preserve_chain_order: false). The comparison took the other order for equal and wrote the
+    # record of the wanted order on it (the tag no longer says what the version holds) with a warning that claims
+    # the stored chain equals the wanted one; nothing said the order differs (the stored-chain check after an
+    # import says it: 'reordered', with a warning).
+    'legacy_chain_in_another_order_is_not_recorded_silently': Scenario(
+        current_chain=('root', 'inter'), material='A', preserve_chain_order=False),
+    # I6: another writer removed our tag from the version just imported (taking it over) before the read-back; the
+    # read-back showed another certificate in it (a stored-corrupt import) and the engine rolled back over a version it
+    # no longer owns. Found with a chain change as the reason to import (current_chain=('inter',), material='A');
+    # reduced by hand to a plain rotation: it does not depend on issue 19's code.
+    'no_rollback_over_a_version_another_writer_disowned': Scenario(
+        faults={('import', 1): Fault('corrupt')}, writers={('import', 1): Writer('update', when='after', style='disown')}),
+    # I6: the same through the stored-chain check (written by hand from the one above): the vault dropped the
+    # intermediate (a rollback is due), but another writer had taken the version over meanwhile.
+    'no_stored_chain_rollback_over_a_version_another_writer_disowned': Scenario(
+        faults={('import', 1): Fault('store', chain='drop_intermediate')},
+        writers={('import', 1): Writer('update', when='after', style='disown')}),
 }
 
 
@@ -441,6 +468,8 @@ EXPECTED = {
     'recover_only_a_deleted_certificate_we_own': {'error_code': 'not_owned', 'changed': False},
     'garbled_import_response_alone_is_no_rollback': {'outcome': 'rotated', 'changed': True},
     'rolled_back_only_after_a_read_shows_it': {'outcome': 'rolled_back', 'changed': True},
+    'garbled_secret_is_not_taken_for_the_stored_chain': {'outcome': 'created', 'changed': True},
+    'legacy_chain_in_another_order_is_not_recorded_silently': {'outcome': 'updated', 'changed': True},
 }
 
 
