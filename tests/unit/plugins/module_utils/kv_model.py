@@ -110,10 +110,13 @@ def _is_self_issued(cert):
 
 # -- what a stored secret holds (memoised: building and parsing PKCS#12 dominates the run time) ------------------
 
+_KEYS = {}  # DER -> the key object it came from: loading an RSA key again costs OpenSSL's full check (~40 ms)
+
+
 @functools.lru_cache(maxsize=None)
 def _export_value(key_der, leaf_der, chain_ders, content_type, with_key):
     """The value Key Vault's backing secret returns: base64 PKCS#12 without password, or PEM; the key only when exportable."""
-    key = serialization.load_der_private_key(key_der, None) if with_key else None
+    key = (_KEYS.get(key_der) or serialization.load_der_private_key(key_der, None)) if with_key else None
     leaf = x509.load_der_x509_certificate(leaf_der)
     chain = [x509.load_der_x509_certificate(d) for d in chain_ders]
     if content_type == PEM:
@@ -136,6 +139,7 @@ class Stored(object):
         self.thumb = sha1(self.der)
         self.key_der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
+        _KEYS.setdefault(self.key_der, key)
         self.chain_ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
         validity = (getattr(leaf, 'not_valid_before_utc', None), getattr(leaf, 'not_valid_after_utc', None))
         self.nbf = int(validity[0].timestamp()) if validity[0] else 0

@@ -452,11 +452,17 @@ _CHECKED_KEYS = {}
 
 
 def _memo_key_check(original):
-    """check_private_key once per key object (OpenSSL's full RSA check costs ~0.1 s); a failure is never remembered."""
+    """check_private_key once per key (OpenSSL's full RSA check costs ~0.1 s), told by its private bytes (a key is parsed
+    again for every form and chain it comes with); a failure is never remembered."""
     def check_key(key):
-        if id(key) not in _CHECKED_KEYS:
+        try:
+            known = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        except Exception:  # not a key this can serialise: check it every time
+            return original(key)
+        if known not in _CHECKED_KEYS:
             original(key)
-            _CHECKED_KEYS[id(key)] = key  # kept alive, so the id stays its own
+            _CHECKED_KEYS[known] = True
     return check_key
 
 
@@ -925,7 +931,7 @@ class Simulation(object):
             stack.enter_context(mock.patch.object(cert_material, 'build_pkcs12', _memo_build_pkcs12(cert_material.build_pkcs12)))
             stack.enter_context(mock.patch.object(cert_material, 'check_private_key',
                                                   _memo_key_check(cert_material.check_private_key)))
-            for parser in ('load_exported_secret', 'load_pfx_material', 'load_pem_material'):
+            for parser in ('load_exported_secret', 'load_pfx_material', 'load_pem_material', 'stored_certificates'):
                 stack.enter_context(mock.patch.object(cert_material, parser, _memo(parser, getattr(cert_material, parser))))
             stack.enter_context(mock.patch.object(time, 'sleep', real_sleep))
             stack.enter_context(mock.patch.object(kv_polling.KeyVaultOperationPoller, 'wait', virtual_wait))
