@@ -435,6 +435,25 @@ class Materials(object):
 # memoised product serialisations: (args) -> bytes / Material
 _PKCS12_MEMO = {}
 _PARSE_MEMO = {}
+_LOADED_PKCS12 = {}
+
+
+class _Pkcs12Module(object):
+    """``cryptography``'s pkcs12 module as the product's material code sees it in a simulation: ``load_pkcs12`` of the
+    same bytes and password is parsed once (it checks an RSA key in full, ~20 ms), a failure never remembered;
+    everything else is the module's own."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def load_pkcs12(self, data, password, *args, **kwargs):
+        key = (bytes(data), password, args, tuple(sorted(kwargs.items())))
+        if key not in _LOADED_PKCS12:
+            _LOADED_PKCS12[key] = self._module.load_pkcs12(data, password, *args, **kwargs)
+        return _LOADED_PKCS12[key]
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 def _memo_build_pkcs12(original):
@@ -929,6 +948,7 @@ class Simulation(object):
             stack.enter_context(mock.patch.object(frontend_deploy, 'DeployEngine', SimEngine))
             stack.enter_context(mock.patch.object(cert_material, 'new_transport_password', lambda: TRANSPORT_PASSWORD))
             stack.enter_context(mock.patch.object(cert_material, 'build_pkcs12', _memo_build_pkcs12(cert_material.build_pkcs12)))
+            stack.enter_context(mock.patch.object(cert_material, 'pkcs12', _Pkcs12Module(cert_material.pkcs12)))
             stack.enter_context(mock.patch.object(cert_material, 'check_private_key',
                                                   _memo_key_check(cert_material.check_private_key)))
             for parser in ('load_exported_secret', 'load_pfx_material', 'load_pem_material', 'stored_certificates'):
@@ -1181,11 +1201,13 @@ def check_chains(sim, result, wanted):
             rule, tag_rule = 'the wanted chain in another order (keeping it was not asked; a warning says so)', 'sent'
         else:
             rule, tag_rule = 'the wanted chain in order', 'own'
-            if outcome == 'unchanged' and legacy(version) and forbidden_patch and warned(version.id):
-                tag_rule = 'none'  # writing the record was forbidden: nothing was written, and a warning says so
             if held != 'equal':
                 out.append(Violation('I7.state', 'outcome %s (stored-chain check %s): version %s holds %s, not the wanted %s'
                                      % (outcome, verdict, version.id, shown(version.stored.ders), shown(wanted.ders))))
+        if not imported and legacy(version) and forbidden_patch and warned(version.id):
+            # writing the record was forbidden: it was not written, and a warning says so (unchanged; or updated where
+            # a recovery wrote to the vault first)
+            tag_rule = 'none'
         if (version.content_type, bool(version.exportable)) != (wanted.content_type, wanted.exportable):
             out.append(Violation('I7.state', 'outcome %s: version %s is stored as %s, %s; wanted %s, %s' % (
                 outcome, version.id, version.content_type, 'exportable' if version.exportable else 'non-exportable',
@@ -1417,8 +1439,11 @@ def check(sim, run):
         texts.append(('log %s' % record.name, text))
     if sim.run_error is not None:
         texts.append(('exception', sim.run_error[1]))
+    # One search per secret over all the texts at once (no secret holds a NUL), then which texts show them.
+    everything = '\0'.join(text for where, text in texts)
+    visible = [secret for secret in secrets if secret in everything]
     for where, text in texts:
-        for secret in secrets:
+        for secret in visible:
             if secret in text:
                 out.append(Violation('I5.secret-shown', 'a secret (%s...) appears in %s: %s' % (secret[:6], where, text[:300])))
                 break
