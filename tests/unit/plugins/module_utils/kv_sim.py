@@ -1102,7 +1102,7 @@ def check_chains(sim, result, wanted):
       disabled: exactly when verify_stored_chain is false);
     - I7.order-not-asked: every import asks Key Vault to keep the order exactly when the options say so;
     - I7.state: after a run that did not fail with outcome created, rotated, updated or unchanged (a real run), the
-      version it names is latest (unless another writer imported after its last read) and holds the wanted leaf;
+      version it names holds the wanted leaf and is latest (unless another writer imported after the run's last read);
       unless the stored-chain check said leaf_only, reordered or skipped with a warning naming the version, or was
       disabled, or the outcome is unchanged/updated of a version without a record whose chain could not be read (a
       warning naming it), its stored chain is the wanted chain in order (another order only where keeping it was not
@@ -1133,13 +1133,12 @@ def check_chains(sim, result, wanted):
     failed = bool(result.get('failed'))
     verdict = (result.get('verification') or {}).get('stored_chain')
     warnings = [str(w) for w in result.get('warnings') or []]
-    entry = sim.materials[s.material]
 
     def warned(version_id, *words):
         return any(version_id in w and all(word in w for word in words) for w in warnings)
 
-    def legacy(version):
-        return not is_record(sim.start_tags.get(version.id, {}).get(kv_model.MATERIAL))
+    def legacy(version):  # a version from before the run without a record (an earlier release's)
+        return version.id in sim.start_tags and not is_record(sim.start_tags[version.id].get(kv_model.MATERIAL))
 
     def read_truthfully(version, after=0):
         return any(e.version == version.id and e.detail.get('truthful') for e in secret_reads if e.seq > after)
@@ -1178,8 +1177,11 @@ def check_chains(sim, result, wanted):
     version = _version(vault, cert.get('version'))
 
     # I7.state
-    if not s.check_mode and not failed and outcome in ('created', 'rotated', 'updated', 'unchanged') and version is not None \
-            and version.stored.der == wanted.ders[0]:  # (another leaf: I3.not-the-deployed-certificate says so)
+    deployed = not s.check_mode and not failed and outcome in ('created', 'rotated', 'updated', 'unchanged') and version is not None
+    if deployed and version.stored.der != wanted.ders[0]:
+        out.append(Violation('I7.state', 'outcome %s names version %s, which holds %s, not the wanted leaf'
+                             % (outcome, version.id, shown(version.stored.ders))))
+    elif deployed:
         last_read = max([e.seq for e in ours if e.kind == 'read_latest' and e.detail.get('status') == 200] or [0])
         live = vault.live(NAME)
         if live is not None and live.latest() is not version and not any(e.kind == 'import' for e in foreign if e.seq > last_read):
@@ -1257,8 +1259,8 @@ def check_chains(sim, result, wanted):
                                     're-imported (%r)' % plain[0] if plain else 'predicted to be re-imported (%s)' % outcome)))
 
     # I7.differences
-    if start is not None and outcome in ('created', 'rotated') and not s.force and not legacy(start) and start.author == 'setup' \
-            and not forbidden_patch and start.stored.der == wanted.ders[0] and not any(e.seq < (plain[0].seq if plain else 1 << 60) for e in foreign):
+    if start is not None and outcome in ('created', 'rotated') and not s.force and not legacy(start) and not forbidden_patch \
+            and start.stored.der == wanted.ders[0] and not any(e.seq < (plain[0].seq if plain else 1 << 60) for e in foreign):
         expected = [name for name, differs in (
             ('chain', start.stored.ders != wanted.ders), ('content_type', start.content_type != wanted.content_type),
             ('exportable', bool(start.exportable) != wanted.exportable)) if differs]
