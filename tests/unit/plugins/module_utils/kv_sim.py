@@ -1112,9 +1112,9 @@ def check_chains(sim, result, wanted):
     - I7.unchanged: ``unchanged`` (check mode too) is never reported while the version's record differs from the
       wanted one or, without a record, while its stored chain, read truthfully, differs from wanted or would get the
       record written (unless writing it was forbidden);
-    - I7.record-missing-reimport: a version without a record that holds the wanted leaf, chain, content type and
-      exportable flag is never re-imported (nor predicted to be) unless force is set, another writer acted first, or
-      an update of its properties was forbidden;
+    - I7.record-missing-reimport: a version without a record that holds the wanted leaf, content type and exportable
+      flag, and the wanted chain or a chain no read of its secret showed truthfully, is never re-imported (nor
+      predicted to be) unless force is set, another writer acted first, or an update of its properties was forbidden;
     - I7.differences: a run that imports over a version with a record of the same leaf says in ``differences``
       exactly which of chain, content_type and exportable the model shows different.
     """
@@ -1249,13 +1249,15 @@ def check_chains(sim, result, wanted):
     start = start_cert.versions[len(sim.start_tags) - 1] if start_cert is not None and sim.start_tags else None
     if start is not None and s.start in ('owned', 'several', 'deleted_owned') and not s.force and legacy(start) \
             and start.stored.der == wanted.ders[0] \
-            and chain_verdict(start.stored.ders, wanted.ders, s.order_kept) in ('equal', 'reordered') \
             and (start.content_type, bool(start.exportable)) == (wanted.content_type, wanted.exportable):
         first = plain[0].seq if plain else None
-        if (plain or (s.check_mode and outcome in ('created', 'rotated'))) and not forbidden_patch \
+        same = chain_verdict(start.stored.ders, wanted.ders, s.order_kept) in ('equal', 'reordered')
+        unread = not read_truthfully(start)
+        if (same or unread) and (plain or (s.check_mode and outcome in ('created', 'rotated'))) and not forbidden_patch \
                 and not any(first is None or e.seq < first for e in foreign):
-            out.append(Violation('I7.record-missing-reimport', 'version %s has no record and holds the wanted %s as %s, yet it was %s'
+            out.append(Violation('I7.record-missing-reimport', 'version %s has no record and holds %s as %s (%s), yet it was %s'
                                  % (start.id, shown(start.stored.ders), start.content_type,
+                                    'what is wanted' if same else 'its secret was never read truthfully',
                                     're-imported (%r)' % plain[0] if plain else 'predicted to be re-imported (%s)' % outcome)))
 
     # I7.differences
