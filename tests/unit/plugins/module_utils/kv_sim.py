@@ -408,8 +408,8 @@ class Materials(object):
             cross = pki.cert(inter_key, 'Test Intermediate CA', issuer=other_root, issuer_key=other_root_key, ca=True,
                              days=1800)
             leaf = pki.cert(key, subject, issuer=inter, issuer_key=inter_key)
-            entry = self.entries[name] = Entry(name, key, leaf, {'inter': inter, 'cross': cross, 'root': root,
-                                                                  'other_root': other_root})
+            chain = {'inter': inter, 'cross': cross, 'root': root, 'other_root': other_root}
+            entry = self.entries[name] = Entry(name, key, leaf, chain)
             self.names[entry.stored.der] = '%s.leaf' % name
             for part, cert in entry.certs.items():
                 self.names[cert.public_bytes(serialization.Encoding.DER)] = '%s.%s' % (name, part)
@@ -1105,15 +1105,14 @@ def check_chains(sim, result, wanted):
       version it names holds the wanted leaf and is latest (unless another writer imported after the run's last read);
       unless the stored-chain check said leaf_only, reordered or skipped with a warning naming the version, or was
       disabled, or the outcome is unchanged/updated of a version without a record whose chain could not be read (a
-      warning naming it), its stored chain is the wanted chain in order (another order only where keeping it was not
-      asked, with a warning naming the version and the order); its content type and exportable flag are the wanted
-      ones, always; and its certdeploy-material tag is the record of what it holds -- of what was sent when the check
-      warned or was disabled, none at all when the chain could not be read (or writing the record was forbidden);
+      warning naming it), its stored chain is the wanted chain in order; its content type and exportable flag are the
+      wanted ones, always; and its certdeploy-material tag is the record of what it holds -- of what was sent when the
+      check warned or was disabled, none at all when the chain could not be read (or writing the record was forbidden);
     - I7.unchanged: ``unchanged`` (check mode too) is never reported while the version's record differs from the
-      wanted one or, without a record, while its stored chain, read truthfully, differs from wanted or would get the
-      record written (unless writing it was forbidden);
+      wanted one or, without a record, while its stored chain, read truthfully, differs from wanted (another order
+      included) or equals it (then the record is written, unless writing it was forbidden);
     - I7.record-missing-reimport: a version without a record that holds the wanted leaf, content type and exportable
-      flag, and the wanted chain or a chain no read of its secret showed truthfully, is never re-imported (nor
+      flag, and the wanted chain in order or a chain no read of its secret showed truthfully, is never re-imported (nor
       predicted to be) unless force is set, another writer acted first, or an update of its properties was forbidden;
     - I7.differences: a run that imports over a version with a record of the same leaf says in ``differences``
       exactly which of chain, content_type and exportable the model shows different.
@@ -1199,8 +1198,6 @@ def check_chains(sim, result, wanted):
             if not warned(version.id):
                 out.append(Violation('I7.state', 'outcome %s of version %s, which has no record and whose stored chain could not be '
                                      'read, without a warning naming it' % (outcome, version.id)))
-        elif held == 'reordered' and warned(version.id, 'order'):
-            rule, tag_rule = 'the wanted chain in another order (keeping it was not asked; a warning says so)', 'sent'
         else:
             rule, tag_rule = 'the wanted chain in order', 'own'
             if held != 'equal':
@@ -1233,7 +1230,7 @@ def check_chains(sim, result, wanted):
                                      % (version.id, tag, wanted.record)))
         elif read_truthfully(version):
             held = chain_verdict(version.stored.ders, wanted.ders, s.order_kept)
-            if held not in ('equal', 'reordered') or version.content_type != wanted.content_type:
+            if held != 'equal' or version.content_type != wanted.content_type:
                 out.append(Violation('I7.unchanged', 'unchanged, but version %s (no record) holds %s as %s, read truthfully; wanted %s as %s'
                                      % (version.id, shown(version.stored.ders), version.content_type, shown(wanted.ders),
                                         wanted.content_type)))
@@ -1251,7 +1248,7 @@ def check_chains(sim, result, wanted):
             and start.stored.der == wanted.ders[0] \
             and (start.content_type, bool(start.exportable)) == (wanted.content_type, wanted.exportable):
         first = plain[0].seq if plain else None
-        same = chain_verdict(start.stored.ders, wanted.ders, s.order_kept) in ('equal', 'reordered')
+        same = start.stored.ders == wanted.ders
         unread = not read_truthfully(start)
         if (same or unread) and (plain or (s.check_mode and outcome in ('created', 'rotated'))) and not forbidden_patch \
                 and not any(first is None or e.seq < first for e in foreign):

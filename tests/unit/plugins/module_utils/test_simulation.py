@@ -33,8 +33,9 @@ read it and how every sleep advances it. After each deploy the invariants (``kv_
   type and exportable flag are the wanted ones, and its certdeploy-material tag is the record of what it holds (of
   what was sent where the check warned or was disabled; none where the chain could not be read); ``unchanged`` is
   never reported while the version's record differs from the wanted one or, without a record, while its stored
-  chain, read truthfully, differs (or equals it: then the record is written); a version without a record that holds
-  what is wanted is never re-imported; after a 'failed' stored-chain check the run never reports created/rotated;
+  chain, read truthfully, differs (another order too) or equals it (then the record is written); a version without
+  a record that holds what is wanted, or whose chain could not be read, is never re-imported; after a 'failed'
+  stored-chain check the run never reports created/rotated;
   the stored-chain verdict is what the vault holds; every import asks to keep the order exactly when the options
   say so; ``differences`` names exactly what the vault shows different from a recorded version
   (``kv_sim.check_chains`` words each rule).
@@ -506,9 +507,8 @@ REGRESSIONS = {
     'garbled_secret_does_not_roll_back_a_correct_version': Scenario(faults={('secret', 2): Fault('garble', field='value')}),
     # I7: a version without a record stores the wanted certificates root-first, and the import does not ask Key Vault
     # to keep the order (preserve_chain_order: false). The comparison took the other order for equal and wrote the
-    # record of the wanted order on it (the tag no longer says what the version holds) with a warning that claims
-    # the stored chain equals the wanted one; nothing said the order differs (the stored-chain check after an
-    # import says it: 'reordered', with a warning).
+    # record of the wanted order on it (the tag no longer said what the version holds) with a warning that claimed
+    # the stored chain equals the wanted one. Another order is another chain: it is imported.
     'legacy_chain_in_another_order_is_not_recorded_silently': Scenario(
         current_chain=('root', 'inter'), material='A', preserve_chain_order=False),
     # I6: another writer removed our tag from the version just imported (taking it over) before the read-back; the
@@ -535,7 +535,7 @@ EXPECTED = {
     'rolled_back_only_after_a_read_shows_it': {'outcome': 'rolled_back', 'changed': True},
     'garbled_secret_is_not_taken_for_the_stored_chain': {'outcome': 'created', 'changed': True},
     'garbled_secret_does_not_roll_back_a_correct_version': {'outcome': 'rotated', 'changed': True},
-    'legacy_chain_in_another_order_is_not_recorded_silently': {'outcome': 'updated', 'changed': True},
+    'legacy_chain_in_another_order_is_not_recorded_silently': {'outcome': 'rotated', 'changed': True, 'differences': ['chain']},
 }
 
 
