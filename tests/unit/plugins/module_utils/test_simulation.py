@@ -536,6 +536,8 @@ EXPECTED = {
     'garbled_secret_is_not_taken_for_the_stored_chain': {'outcome': 'created', 'changed': True},
     'garbled_secret_does_not_roll_back_a_correct_version': {'outcome': 'rotated', 'changed': True},
     'legacy_chain_in_another_order_is_not_recorded_silently': {'outcome': 'rotated', 'changed': True, 'differences': ['chain']},
+    'no_rollback_over_a_version_another_writer_disowned': {'outcome': 'rollback_failed', 'error_code': 'conflict'},
+    'no_stored_chain_rollback_over_a_version_another_writer_disowned': {'outcome': 'rollback_failed', 'error_code': 'conflict'},
 }
 
 
