@@ -613,13 +613,18 @@ class DeployEngine(object):
         if not request.verify_stored_chain:
             check['stored_chain'] = 'disabled'
             return None
-        stored, why = self._read_with_retries(lambda: self.target.read_stored_chain(latest))
+        stored, failure = self._read_with_retries(lambda: self.target.read_stored_chain(latest))
         if stored is None:
             check['stored_chain'] = 'skipped'
-            result.warnings.append(
-                'The stored chain of version %s was not checked: reading it failed (%s). The leaf was verified. %s'
-                % (latest.version, why, 'Allow reading the stored version with its key (for Key Vault: its backing secret) to check it, or set '
-                   'verify_stored_chain: false.' if why.startswith(errors.FORBIDDEN) else 'Check it on the target.'))
+            if failure.details.get('disabled'):
+                advice = 'Set verify_stored_chain: false for disabled deploys.'
+            elif failure.code == errors.FORBIDDEN:
+                advice = ('Allow reading the stored version with its key (for Key Vault: its backing secret) to check it, '
+                          'or set verify_stored_chain: false.')
+            else:
+                advice = 'Check it on the target.'
+            result.warnings.append('The stored chain of version %s was not checked: reading it failed (%s: %s). The leaf '
+                                   'was verified. %s' % (latest.version, failure.code, failure.message, advice))
             return None
         if stored.content_type is not None and stored.content_type != request.content_type:
             check['stored_chain'] = 'failed'
@@ -646,18 +651,18 @@ class DeployEngine(object):
         return None
 
     def _read_with_retries(self, read):
-        """``read()`` retried like a read-back on transient failures; ``(value, None)`` or ``(None, why)``."""
-        why = None
+        """``read()`` retried like a read-back on transient failures; ``(value, None)`` or ``(None, last DeployError)``."""
+        failure = errors.DeployError(errors.SERVICE_ERROR, 'not read')
         for attempt in range(self.verify_attempts):
             if attempt:
                 self._sleep(self.verify_delay * attempt)
             try:
                 return read(), None
             except errors.DeployError as exc:
-                why = '%s: %s' % (exc.code, exc.message)
+                failure = exc
                 if exc.code not in errors.READ_BACK_RETRY_CODES:
                     break
-        return None, why
+        return None, failure
 
     def _newer_versions(self, snapshot_state, ours):
         """Versions other than ``ours`` created no earlier than the snapshot's (a second's resolution: a version of

@@ -245,6 +245,11 @@ class KeyVaultTarget(Target):
 
     def read_stored_chain(self, state):
         """The certificates in the backing secret of ``state`` (leaf first, as stored) and its content type."""
+        if state.enabled is False:
+            # Key Vault serves no secret of a disabled version (403 "Operation get is not allowed on a disabled
+            # secret"): not asked, and not a permission to grant.
+            raise errors.DeployError(errors.FORBIDDEN, 'version %s is disabled (enabled: false), and Key Vault serves no '
+                                     'backing secret of a disabled version' % state.version, disabled=True)
         secret = self._call('get_secret', self._get_secret, state.version)
         mime = secret.get('contentType') or CONTENT_TYPES['pkcs12']
         kind = _CONTENT_TYPE_NAMES.get(mime)

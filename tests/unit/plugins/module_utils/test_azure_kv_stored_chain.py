@@ -55,9 +55,10 @@ def ours(mat, content_type='pkcs12', exportable=True, base=None):
     return dict(MANAGED if base is None else base, **{tags.MATERIAL: records.Record.of_material(mat, content_type, exportable).value()})
 
 
-def cert(version, mat, content_type='pkcs12', exportable=True, tag_values=None, preserve=True, method='GET', path=CERT):
+def cert(version, mat, content_type='pkcs12', exportable=True, tag_values=None, preserve=True, method='GET', path=CERT,
+         enabled=True):
     body = shapes.certificate_bundle_with_policy(NAME, version, VAULT, mat.leaf, content_type=CONTENT[content_type],
-                                                 exportable=exportable, preserve_order=preserve,
+                                                 exportable=exportable, preserve_order=preserve, enabled=enabled,
                                                  tags=ours(mat, content_type, exportable) if tag_values is None else tag_values)
     return shapes.interaction(method, path, body)
 
@@ -242,4 +243,16 @@ def test_a_secret_answer_with_another_leaf_is_a_failed_read_not_a_stored_chain(p
     assert (result.outcome, result.rollback['attempted']) == (model.CREATED, False)
     assert result.verification['stored_chain'] == 'skipped'
     assert any('contradicts the certificate' in w for w in result.warnings)
+    replay.check()
+
+
+def test_a_disabled_version_is_not_asked_for_its_secret(h):
+    """Key Vault serves no secret of a disabled version: no request, a warning that says why, no permission advice."""
+    wanted = material(h, 'inter')
+    replay = Replay([missing(), imported('v1', wanted, enabled=False), cert('v1', wanted, enabled=False)])
+    result = deploy(replay, wanted, enabled=False)
+    assert result.outcome == model.CREATED and result.verification['stored_chain'] == 'skipped'
+    warning, = [w for w in result.warnings if 'was not checked' in w]
+    assert 'is disabled' in warning and 'getSecret' not in warning
+    assert not any(r.path.startswith('/secrets/') for r in replay.transport.requests)
     replay.check()
