@@ -48,7 +48,7 @@ def certificates(value, content_type):
     if content_type == 'application/x-pem-file':
         blocks = [(m.group(1), m.group(0)) for m in PEM_BLOCK.finditer(value)]
         certs = [x509.load_pem_x509_certificate(b.encode()) for label, b in blocks if label == 'CERTIFICATE']
-        return certs, any(label.endswith('PRIVATE KEY') for label, _ in blocks)
+        return certs, any(block[0].endswith('PRIVATE KEY') for block in blocks)
     try:
         bundle = pkcs12.load_pkcs12(base64.b64decode(value), None)
     except ValueError:
