@@ -111,10 +111,11 @@ start_fault_proxy() {
     upstream_ca="${EMULATOR_STATE}/lowkey/ca.pem"
     port="$("${PY}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     echo '[]' >"${dir}/faults.json"
+    : >"${dir}/imports.jsonl"
     "${CERTDEPLOY_MITMDUMP}" --mode "reverse:${upstream}" --listen-host 127.0.0.1 --listen-port "${port}" \
         --set confdir="${dir}" --set ssl_insecure=true --set connection_strategy=lazy \
         -s "${HERE}/faults/proxy_addon.py" --set certdeploy_faults="${dir}/faults.json" \
-        --set certdeploy_upstream_ca="${upstream_ca}" >"${dir}/mitmdump.log" 2>&1 &
+        --set certdeploy_upstream_ca="${upstream_ca}" --set certdeploy_imports="${dir}/imports.jsonl" >"${dir}/mitmdump.log" 2>&1 &
     echo $! >"${dir}/pid"
     local _
     for _ in $(seq 1 100); do
@@ -124,8 +125,9 @@ start_fault_proxy() {
         sleep 0.2
     done
     # The proxy's own CA signs what it serves; the module trusts it through ca_path.
-    printf '{"kv_proxy_url": "https://localhost:%s", "kv_proxy_ca_file": "%s", "kv_faults_file": "%s", "kv_upstream_ca_file": "%s"}\n' \
-        "${port}" "${dir}/mitmproxy-ca-cert.pem" "${dir}/faults.json" "${upstream_ca}" >"${EMULATOR_STATE}/proxy.json"
+    # kv_imports_file: one JSON line per import request seen (faults/proxy_addon.py; never the key or password).
+    printf '{"kv_proxy_url": "https://localhost:%s", "kv_proxy_ca_file": "%s", "kv_faults_file": "%s", "kv_upstream_ca_file": "%s", "kv_imports_file": "%s"}\n' \
+        "${port}" "${dir}/mitmproxy-ca-cert.pem" "${dir}/faults.json" "${upstream_ca}" "${dir}/imports.jsonl" >"${EMULATOR_STATE}/proxy.json"
     log "fault proxy at https://localhost:${port} -> ${upstream}"
 }
 

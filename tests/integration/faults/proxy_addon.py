@@ -33,6 +33,35 @@ counted), lets ``skip`` matches through, then applies ``action`` to the next
   read and our write; with ``rewrite_x5t: true`` our answer's ``x5t`` is garbled as well.
   A second rule (``rewrite_x5t`` with ``if_thumbprint`` on reads) garbles the read-back too.
 
+- ``chain_keeping_test_double``: a TEST DOUBLE, not a fault. Neither emulator keeps the chain of an
+  imported certificate (lowkey-vault keeps the leaf alone; emulators/README.md), so this action makes
+  the proxy keep it, as Key Vault does, for the names its ``path`` matches (give it
+  ``"path": "^/(certificates|secrets)/<prefix>"`` and ``"times": -1``). On an import POST it keeps what
+  was sent -- a PFX decrypted with the sent password (key, leaf, further certificates in their order), a
+  PEM bundle parsed block by block -- under the version in the vault's answer, with the policy's content
+  type and exportable flag. On ``GET /secrets/{name}/{version}`` of such a version it answers with the
+  vault's own secret bundle (id, kid, managed, attributes as the vault made them) whose ``value`` and
+  ``contentType`` are replaced by what Key Vault serves for that import: for ``application/x-pkcs12`` the
+  base64 of a PKCS#12 without password (key, leaf, then the chain), for ``application/x-pem-file`` the
+  key (PKCS#8) first, then the leaf and the chain (the shapes of Key Vault's recorded backing secrets,
+  tests/unit/plugins/module_utils/real_shapes.py); a non-exportable version is served without its key
+  (recorded for PEM; assumed alike for PKCS#12). Other requests pass through. ``variant`` (applied when
+  the import is kept, so every later read of that version serves the same) says what this vault keeps:
+  ``faithful`` (default: everything, in the order sent), ``drop_chain`` (the leaf alone, as both
+  emulators do), ``reorder`` (the chain after the leaf reversed), ``drop_intermediate`` (the first
+  certificate after the leaf left out) or ``swap_for`` (the first certificate after the leaf replaced by
+  the PEM certificate in the rule's ``swap_for``).
+  TEST WORKAROUND, lowkey only: lowkey-vault takes the LAST certificate block of a PEM import as the
+  certificate (the root, for a leaf-first bundle). For a PEM import with a chain, the double forwards a
+  body whose blocks are the key, the chain, then the leaf (so lowkey stores the leaf), and keeps the
+  bundle as sent for its secret answers. The module's own request is what the import log shows.
+
+Every import request that reaches the proxy (rule or not) is logged, as the module sent it, to the JSON
+lines file named by ``certdeploy_imports``: name, api-version, the body's keys, ``preserveCertOrder``
+(null when absent), ``policy``, ``tags``, the value's kind (pem/pkcs12), whether a password was sent, the
+certificates in the order sent (subject, SHA-1 thumbprint), and the vault's answer (status, version).
+Never the value, the password or the key.
+
 The direct imports go to the vault itself, not through this proxy: no rule sees them.
 """
 
@@ -42,11 +71,14 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import re
 import ssl
+import urllib.parse
 import urllib.request
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from mitmproxy import ctx, http
 
@@ -70,7 +102,68 @@ def _throwaway_certificate():
 
 
 _OTHER_DER = _throwaway_certificate()
-IMPORT_PATH = re.compile(r'/certificates/[^/]+/import$')
+IMPORT_PATH = re.compile(r'/certificates/([^/]+)/import$')
+SECRET_VERSION_PATH = re.compile(r'/secrets/([^/]+)/([^/]+)$')
+PEM_BLOCK = re.compile(rb'-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?', re.DOTALL)
+PEM_MIME = 'application/x-pem-file'
+PKCS12_MIME = 'application/x-pkcs12'
+DOUBLE = 'chain_keeping_test_double'
+VARIANTS = ('faithful', 'drop_chain', 'reorder', 'drop_intermediate', 'swap_for')
+
+
+class Sent(object):
+    """What an import body carries, parsed: the key, the leaf, the other certificates in the order sent."""
+
+    def __init__(self, kind, key, leaf, others, key_pem=None):
+        self.kind, self.key, self.leaf, self.others, self.key_pem = kind, key, leaf, others, key_pem
+
+    @property
+    def certificates(self):
+        return ([self.leaf] if self.leaf is not None else []) + list(self.others)
+
+
+def _same_key(cert, key):
+    if key is None:
+        return False
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)
+
+
+def parse_import_value(body):
+    """The import body's value as a Sent: PEM (blocks in the order sent; the leaf is the certificate that
+    matches the key) or PKCS#12 decrypted with ``pwd`` (none or empty when absent). The SDK sends both as
+    base64 of the bytes (the PEM text included)."""
+    raw = _value_bytes(body)
+    if b'-----BEGIN' in raw:
+        key, key_pem, certs = None, None, []
+        for match in PEM_BLOCK.finditer(raw):
+            label, block = match.group(1).decode(), match.group(0)
+            if label == 'CERTIFICATE':
+                certs.append(x509.load_pem_x509_certificate(block))
+            elif label.endswith('PRIVATE KEY'):
+                key_pem = block
+                key = serialization.load_pem_private_key(block, None)
+        leaf = next((c for c in certs if _same_key(c, key)), certs[0] if certs else None)
+        return Sent('pem', key, leaf, [c for c in certs if c is not leaf], key_pem)
+    password = body.get('pwd')
+    for candidate in ([password.encode()] if password else [None, b'']):
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(raw, candidate)
+            return Sent('pkcs12', key, cert, list(extra))
+        except ValueError:
+            continue
+    raise ValueError('the PKCS#12 could not be decrypted')
+
+
+def _value_bytes(body):
+    value = str(body.get('value') or '')
+    if '-----BEGIN' in value:
+        return value.encode()
+    return base64.b64decode(value)
+
+
+def cert_facts(cert):
+    return {'subject': cert.subject.rfc4514_string(), 'thumbprint': cert.fingerprint(hashes.SHA1()).hex().upper()}
 
 
 class Faults:
@@ -78,10 +171,13 @@ class Faults:
         self.digest = None
         self.rules = []
         self.counts = []
+        self.kept = {}  # (name, version) -> what the chain-keeping test double keeps for that version
+        self.imports_seen = 0
 
     def load(self, loader):
         loader.add_option('certdeploy_faults', str, '', 'JSON file with fault rules')
         loader.add_option('certdeploy_upstream_ca', str, '', 'CA file of the vault behind the proxy')
+        loader.add_option('certdeploy_imports', str, '', 'JSON lines file: one line per import request seen')
 
     def _rules(self):
         path = ctx.options.certdeploy_faults
@@ -129,10 +225,12 @@ class Faults:
             body = json.loads(flow.request.content or b'{}')
         except ValueError:
             return
-        value = str(body.get('value', ''))
-        if body.get('pwd') or '-----BEGIN' in value:
+        if body.get('pwd'):
             return
-        key, cert, extra = pkcs12.load_key_and_certificates(base64.b64decode(value), None)
+        raw = _value_bytes(body)
+        if b'-----BEGIN' in raw:  # a PEM bundle (the SDK sends it base64-encoded too) needs no password
+            return
+        key, cert, extra = pkcs12.load_key_and_certificates(raw, None)
         body['value'] = base64.b64encode(pkcs12.serialize_key_and_certificates(
             b'', key, cert, extra, serialization.BestAvailableEncryption(COMPAT_PASSWORD.encode()))).decode()
         body['pwd'] = COMPAT_PASSWORD
@@ -140,10 +238,13 @@ class Faults:
         ctx.log.info('lowkey gap: re-encoded a password-less PFX import')
 
     async def request(self, flow: http.HTTPFlow):
-        self._lowkey_pfx_gap(flow)
+        self._note_import(flow)
         rule = self._match(flow)
         flow.metadata['certdeploy_rule'] = rule
-        if rule is None:
+        if rule is not None and rule['action'] == DOUBLE:
+            self._double_request(flow, rule)
+        self._lowkey_pfx_gap(flow)
+        if rule is None or rule['action'] == DOUBLE:
             return
         ctx.log.info('fault %s on %s %s' % (rule['action'], flow.request.method, flow.request.path))
         if rule['action'] == 'status':
@@ -154,10 +255,13 @@ class Faults:
             await asyncio.get_running_loop().run_in_executor(None, self._import_directly, flow, rule)
 
     async def response(self, flow: http.HTTPFlow):
+        self._log_import(flow)
         rule = flow.metadata.get('certdeploy_rule')
         if not rule:
             return
-        if rule['action'] == 'cut':
+        if rule['action'] == DOUBLE:
+            self._double_response(flow)
+        elif rule['action'] == 'cut':
             flow.kill()
         elif rule['action'] == 'commit_then_status':
             ctx.log.info('vault answered %d; answering %d instead' % (flow.response.status_code, rule['status']))
@@ -170,6 +274,140 @@ class Faults:
                 self._rewrite_x5t(flow)
         elif rule['action'] == 'concurrent_import_first' and rule.get('rewrite_x5t'):
             self._rewrite_x5t(flow)
+
+    # -- the import log -------------------------------------------------------
+
+    def _note_import(self, flow):
+        """Parse an import request as the module sent it (before any rewriting here), for the log and the double."""
+        path = flow.request.path.split('?')[0]
+        found = IMPORT_PATH.search(path) if flow.request.method == 'POST' else None
+        if not found:
+            return
+        entry = {'name': urllib.parse.unquote(found.group(1)), 'api_version': flow.request.query.get('api-version'),
+                 'authorized': 'authorization' in flow.request.headers}
+        try:
+            body = json.loads(flow.request.content or b'{}')
+        except ValueError:
+            entry['error'] = 'the body is not JSON'
+            flow.metadata['certdeploy_import'] = entry
+            return
+        entry.update({
+            'body_keys': sorted(body),
+            'preserveCertOrder': body.get('preserveCertOrder'),
+            'policy': body.get('policy'),
+            'tags': body.get('tags'),
+            'password_sent': bool(body.get('pwd')),
+        })
+        try:
+            sent = parse_import_value(body)
+        except Exception as exc:  # a body this log cannot read is still logged
+            entry['error'] = 'value not readable: %s' % exc
+        else:
+            entry['value_kind'] = sent.kind
+            entry['key_sent'] = sent.key is not None
+            entry['certificates'] = [cert_facts(c) for c in sent.certificates]
+            flow.metadata['certdeploy_sent'] = sent
+        flow.metadata['certdeploy_import'] = entry
+
+    def _log_import(self, flow):
+        entry = flow.metadata.pop('certdeploy_import', None)
+        if entry is None or not entry.get('authorized'):
+            return  # the SDK's token-less challenge probe is no import
+        self.imports_seen += 1
+        entry['seq'] = self.imports_seen
+        entry['status'] = flow.response.status_code if flow.response is not None else None
+        entry['version'] = self._version_in(flow)
+        rule = flow.metadata.get('certdeploy_rule')
+        entry['rule'] = rule['action'] if rule else None
+        if rule and rule['action'] == DOUBLE:
+            entry['variant'] = rule.get('variant', 'faithful')
+        path = ctx.options.certdeploy_imports or os.path.join(os.path.dirname(ctx.options.certdeploy_faults), 'imports.jsonl')
+        with open(path, 'a', encoding='utf-8') as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + '\n')
+
+    @staticmethod
+    def _version_in(flow):
+        if flow.response is None or flow.response.status_code != 200:
+            return None
+        try:
+            ident = str(json.loads(flow.response.content).get('id') or '')
+        except (ValueError, AttributeError):
+            return None
+        return ident.rstrip('/').rsplit('/', 1)[-1] or None
+
+    # -- the chain-keeping test double -------------------------------------------
+
+    def _double_request(self, flow, rule):
+        """On an import: decide what this vault keeps, and bridge lowkey's PEM rule (TEST WORKAROUND, see above)."""
+        sent = flow.metadata.get('certdeploy_sent')
+        if sent is None or 'certdeploy_import' not in flow.metadata:
+            return
+        variant = rule.get('variant', 'faithful')
+        if variant not in VARIANTS:
+            raise ValueError('unknown variant %r of %s' % (variant, DOUBLE))
+        chain = list(sent.others)
+        if variant == 'drop_chain':
+            chain = []
+        elif variant == 'reorder':
+            chain = chain[::-1]
+        elif variant == 'drop_intermediate':
+            chain = chain[1:]
+        elif variant == 'swap_for':
+            chain = [x509.load_pem_x509_certificate(rule['swap_for'].encode())] + chain[1:]
+        body = json.loads(flow.request.content)
+        policy = body.get('policy') or {}
+        flow.metadata['certdeploy_keep'] = {
+            'content_type': (policy.get('secret_props') or {}).get('contentType') or PKCS12_MIME,
+            'exportable': (policy.get('key_props') or {}).get('exportable', True) is not False,
+            'key': sent.key, 'leaf': sent.leaf, 'chain': chain}
+        if sent.kind == 'pem' and sent.others:
+            # TEST WORKAROUND for lowkey-vault, which takes the LAST certificate block as the certificate.
+            reordered = (sent.key_pem or b'') + b''.join(
+                c.public_bytes(serialization.Encoding.PEM) for c in list(sent.others) + [sent.leaf])
+            body['value'] = base64.b64encode(reordered).decode('ascii')
+            flow.request.content = json.dumps(body).encode()
+            ctx.log.info('test double: PEM import forwarded with the leaf last (lowkey workaround)')
+
+    def _double_response(self, flow):
+        path = flow.request.path.split('?')[0]
+        keep = flow.metadata.get('certdeploy_keep')
+        if keep is not None:
+            version = self._version_in(flow)
+            name = urllib.parse.unquote(IMPORT_PATH.search(path).group(1)).lower()
+            if version:
+                self.kept[(name, version)] = keep
+                ctx.log.info('test double: kept %s/%s with %d chain certificate(s)' % (name, version, len(keep['chain'])))
+            return
+        found = SECRET_VERSION_PATH.search(path) if flow.request.method == 'GET' else None
+        if not found or flow.response is None or flow.response.status_code != 200:
+            return
+        keep = self.kept.get((urllib.parse.unquote(found.group(1)).lower(), urllib.parse.unquote(found.group(2))))
+        if keep is None:
+            return
+        bundle = json.loads(flow.response.content)
+        bundle['value'] = self._served_value(keep)
+        bundle['contentType'] = keep['content_type']
+        bundle['managed'] = True
+        flow.response.content = json.dumps(bundle).encode()
+        ctx.log.info('test double: served the kept chain of %s' % path)
+
+    @staticmethod
+    def _served_value(keep):
+        """The backing secret's value as Key Vault serves it (the key only for an exportable certificate)."""
+        key = keep['key'] if keep['exportable'] else None
+        certs = [keep['leaf']] + list(keep['chain'])
+        if keep['content_type'] == PEM_MIME:
+            parts = []
+            if key is not None:
+                parts.append(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+            parts.extend(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+            return b''.join(parts).decode('ascii')
+        if key is not None:
+            blob = pkcs12.serialize_key_and_certificates(None, key, certs[0], certs[1:] or None, serialization.NoEncryption())
+        else:
+            blob = pkcs12.serialize_key_and_certificates(None, None, None, certs, serialization.NoEncryption())
+        return base64.b64encode(blob).decode('ascii')
 
     @staticmethod
     def _made_response(rule):

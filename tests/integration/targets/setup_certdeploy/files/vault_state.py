@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read a certificate's real state from the vault, independently of the module under test.
 
-Usage: vault_state.py VAULT_URL NAME [delete|purge|untag]
+Usage: vault_state.py VAULT_URL NAME [delete|purge|untag|unrecord]
 
 Authenticates like the tests (managed identity at IDENTITY_ENDPOINT, or a
 client secret when AZURE_CLIENT_SECRET is set), trusts CERTDEPLOY_TEST_CA_FILE,
@@ -11,7 +11,9 @@ and prints JSON: every version (version, thumbprint, tags, enabled, created)
 oldest first, the latest version, and whether the name is soft-deleted.
 With ``delete`` it soft-deletes the certificate first; with ``purge`` it also
 purges it; with ``untag`` it replaces the latest version's tags by a foreign
-owner's, as if someone else managed it (test set-up).
+owner's, as if someone else managed it (test set-up); with ``unrecord`` it removes the latest version's
+``certdeploy-material`` tag (the record of what was imported) and keeps the others, as a version imported
+by a release before that record looks.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def main(vault_url, name, action=None):
     if action == 'untag':
         latest = certs.get_certificate(name)
         certs.update_certificate_properties(name, latest.properties.version, tags={'owner': 'someone-else'})
+    if action == 'unrecord':
+        latest = certs.get_certificate(name)
+        kept = dict((k, v) for k, v in (latest.properties.tags or {}).items() if k != 'certdeploy-material')
+        certs.update_certificate_properties(name, latest.properties.version, tags=kept)
     state = {'name': name, 'versions': [], 'latest': None, 'soft_deleted': False}
     try:
         latest = certs.get_certificate(name)
