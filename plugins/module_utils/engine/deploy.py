@@ -114,8 +114,10 @@ def decide(current, request, wanted_tags, stored=None, order_kept=True):
             notes.append(
                 'Version %s carries no record of what was imported with it (an earlier release or another tool imported '
                 'it), and its stored chain could not be read to compare it (%s: %s): the chain, its order and the content '
-                'type were not compared, and no record was written. Allow reading the backing secret, or set force: true '
-                'once to import the wanted chain.' % (current.version, stored.code, stored.message))
+                'type were not compared, and no record was written. %sSet force: true once to import the wanted chain.'
+                % (current.version, stored.code, stored.message,
+                   'Allow reading the stored version (for Key Vault: its backing secret), or ' if stored.code == errors.FORBIDDEN
+                   and not stored.details.get('disabled') else ''))
             write_tags = tags.without_record(wanted_tags)
         else:
             if stored.content_type is not None and stored.content_type != wanted.content_type:
