@@ -185,6 +185,13 @@ def _labels(target):
     return ' '.join('%s=%s' % (k, labels[k]) for k in sorted(labels) if k != 'target') or type(target).__name__
 
 
+def _not_rolled_back(result, code, reason, message):
+    """The DeployError of a rollback that is not attempted: ``reason`` recorded, outcome rollback_failed."""
+    result.rollback['reason'] = reason
+    result.outcome = model.ROLLBACK_FAILED
+    return errors.DeployError(code, message, result=result.as_dict())
+
+
 def _seconds(value):
     if not math.isfinite(value):
         return str(value)
@@ -687,44 +694,36 @@ class DeployEngine(object):
                 'versions, consumers follow the versionless id.' % (cause, imported.version, imported.thumbprint),
                 result=result.as_dict())
         if not snapshot.available:
-            rb['reason'] = snapshot.reason
-            result.outcome = model.ROLLBACK_FAILED
-            raise errors.DeployError(
-                errors.ROLLBACK_FAILED,
+            raise _not_rolled_back(
+                result, errors.ROLLBACK_FAILED, snapshot.reason,
                 '%s Rollback was not possible because %s. Manual step: import the previous certificate again '
-                '(or deploy a correct one); do not disable versions, consumers follow the versionless id.' % (cause, snapshot.reason),
-                result=result.as_dict())
+                '(or deploy a correct one); do not disable versions, consumers follow the versionless id.' % (cause, snapshot.reason))
         previous = snapshot.state
         if not tags.is_managed(imported.tags):
             # Another writer took the version over (removed our tag) since the import: it is theirs now.
-            rb['reason'] = 'version %s no longer carries %s=%s: another writer took it over' % (
+            reason = 'version %s no longer carries %s=%s: another writer took it over' % (
                 imported.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE)
-            result.outcome = model.ROLLBACK_FAILED
-            raise errors.DeployError(
-                errors.CONFLICT,
+            raise _not_rolled_back(
+                result, errors.CONFLICT, reason,
                 '%s It was not rolled back: %s, and this module writes nothing over a certificate it does not own. Manual '
-                'step: decide which certificate is wanted and deploy it; do not disable versions.' % (cause, rb['reason']),
-                result=result.as_dict())
+                'step: decide which certificate is wanted and deploy it; do not disable versions.' % (cause, reason))
         # Never re-import the snapshot over a version another writer created after it was taken.
         try:
             newer = self._newer_versions(previous, imported)
         except errors.DeployError as exc:
-            rb['reason'] = 'the versions could not be listed to rule out another writer (%s: %s)' % (exc.code, exc.message)
-            result.outcome = model.ROLLBACK_FAILED
-            raise errors.DeployError(
-                errors.ROLLBACK_FAILED,
+            reason = 'the versions could not be listed to rule out another writer (%s: %s)' % (exc.code, exc.message)
+            raise _not_rolled_back(
+                result, errors.ROLLBACK_FAILED, reason,
                 '%s It was not rolled back: %s, and a rollback must not bury another writer\'s version. Manual step: check '
                 'the versions, then re-import the previous certificate (version %s, thumbprint %s) if it is still wanted.'
-                % (cause, rb['reason'], previous.version, previous.thumbprint), result=result.as_dict())
+                % (cause, reason, previous.version, previous.thumbprint))
         if newer:
-            rb['reason'] = 'version %s was created after the snapshot (version %s) by another writer' % (
+            reason = 'version %s was created after the snapshot (version %s) by another writer' % (
                 ', '.join(v.version for v in newer), previous.version)
-            result.outcome = model.ROLLBACK_FAILED
-            raise errors.DeployError(
-                errors.CONFLICT,
+            raise _not_rolled_back(
+                result, errors.CONFLICT, reason,
                 '%s It was not rolled back: %s, and re-importing the snapshot would bury it. Manual step: decide which '
-                'certificate is wanted and deploy it; do not disable versions.' % (cause, rb['reason']),
-                result=result.as_dict())
+                'certificate is wanted and deploy it; do not disable versions.' % (cause, reason))
         rb['attempted'] = True
         rollback_tags = tags.rollback_tags(previous.tags, imported.version)
         if snapshot.source != 'backing_secret':

@@ -13,17 +13,14 @@ import pytest
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import model, tags
 from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import record as records
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.deploy import DeployEngine
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import DeployRequest, StoredChain
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import StoredChain
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
-from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import FakeTarget, Meanwhile, StoresChain, Tampered
-
-MANAGED = tags.desired_tags({}, 'www')
-
-
-@pytest.fixture
-def target():
-    return FakeTarget()
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import Meanwhile, StoresChain, Tampered
+# The engine tests' target fixture and run/fail helpers: one definition of each.
+# pylint: disable=unused-import
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_engine import (  # noqa: F401
+    MANAGED, fail, run, target)
+# pylint: enable=unused-import
 
 
 @pytest.fixture
@@ -42,17 +39,6 @@ def pkix(pki):
 
 def mat(p, *chain):
     return m.Material(p['leaf'], p['key'], [p[name] for name in chain])
-
-
-def run(target, material, **options):
-    options.setdefault('certificate_id', 'www')
-    return DeployEngine(target, sleep=lambda s: None).run(DeployRequest(material, **options))
-
-
-def fail(target, material, **options):
-    with pytest.raises(errors.DeployError) as info:
-        run(target, material, **options)
-    return info.value
 
 
 def imports(target):

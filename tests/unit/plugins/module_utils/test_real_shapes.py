@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import socket
+import re
 import time
 import types
 
@@ -39,17 +39,17 @@ from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay
 # requirement (tests/unit/requirements.txt), so that the shapes are also read by the SDK made for them.
 import azure.keyvault.secrets as kv_secrets
 
-CHALLENGE_CACHES = []
-try:
-    from azure.keyvault.certificates._shared import http_challenge_cache as _cert_cache
-    CHALLENGE_CACHES.append(_cert_cache)
-except ImportError:  # pragma: no cover
-    pass
+# The replay tests' fixtures (no socket may be opened; the certificate client's challenge cache cleared per test).
+# pylint: disable=unused-import
+from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import (  # noqa: F401,E402
+    fresh_challenge_cache, no_network)
+# pylint: enable=unused-import
+
 try:
     from azure.keyvault.secrets._shared import http_challenge_cache as _secret_cache
-    CHALLENGE_CACHES.append(_secret_cache)
-except ImportError:
-    pass
+    SECRET_CHALLENGE_CACHES = (_secret_cache,)
+except ImportError:  # pragma: no cover
+    SECRET_CHALLENGE_CACHES = ()
 
 NET_VAULT = 'https://t8c2fe6801937008f.vault.azure.net'
 OLD_VAULT = 'https://tb0f745ebb7bfae58.vault.azure.net'
@@ -59,21 +59,12 @@ VERSION = '0123456789abcdef0123456789abcdef'
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError('a replay test tried to open a network connection: %r' % (args,))
-    for name in ('connect', 'connect_ex'):
-        monkeypatch.setattr(socket.socket, name, refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-
-
-@pytest.fixture(autouse=True)
-def fresh_challenge_cache():
-    for cache in CHALLENGE_CACHES:
+def fresh_secret_challenge_cache():
+    """The secrets client's challenge cache; the certificate client's is cleared by the replay tests' fixture."""
+    for cache in SECRET_CHALLENGE_CACHES:
         cache.clear()
     yield
-    for cache in CHALLENGE_CACHES:
+    for cache in SECRET_CHALLENGE_CACHES:
         cache.clear()
 
 
@@ -318,10 +309,14 @@ def test_target_exports_the_chain_of_a_real_shaped_backing_secret(pki, content_t
     replay.assert_done()
 
 
+# A PEM key header of any kind (PKCS#8, RSA, EC, encrypted), with or without JSON's escaped line break after it.
+KEY_MARKER = re.compile(r'-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}')
+
+
 def test_no_fixture_holds_a_private_key():
     """No value in recordings/ holds a private key (the recorded values that did were replaced by FILL)."""
     for name in sorted(os.listdir(RECORDINGS)):
         if name.endswith('.json'):
             with open(os.path.join(RECORDINGS, name)) as handle:
                 text = handle.read()
-            assert '-----BEGIN PRIVATE KEY-----' not in text and 'PRIVATE KEY-----\\n' not in text, name
+            assert not KEY_MARKER.search(text), name
