@@ -104,7 +104,7 @@ def retry_after_seconds(headers, now=None):
             if when is None:
                 continue
             seconds = when.timestamp() - (clock() if now is None else now)
-        if seconds != seconds or seconds in (float('inf'), float('-inf')):  # NaN or infinite: garbage
+        if not math.isfinite(seconds):  # NaN or infinite: garbage
             continue
         return max(0.0, seconds)
     return None

@@ -144,7 +144,7 @@ def test_concurrency_rises_by_one_per_clean_round_up_to_where_it_started(clock):
     assert pacer.limit == 2
     clock.advance(1, 'test')
     limits = []
-    for _ in range(12):
+    for _round in range(12):
         pacer.answered(200)
         limits.append(pacer.limit)
     assert limits[:5] == [2, 3, 3, 3, 4] and max(limits) == 4
@@ -167,7 +167,7 @@ def test_slots_hold_at_most_the_limit(clock):
             with lock:
                 inside[0] -= 1
 
-    threads = [threading.Thread(target=work) for _ in range(5)]
+    threads = [threading.Thread(target=work) for _thread in range(5)]
     for thread in threads:
         thread.start()
     release.set()
@@ -414,7 +414,7 @@ def test_only_what_differs_is_read_and_written(pki, clock, run_task):
     assert [n for n, c in sorted(by_name.items()) if c['read_path'] == 'read'] == sorted([rotated, retagged, disabled])
     assert fleet_.versions(rotated) == 2 and all(fleet_.versions(n) == 1 for n in fleet_.names if n != rotated)
     gets = [r for r in net.vault_requests() if r[1] == 'GET' and r[2].startswith('/certificates/') and r[2].count('/') == 2]
-    assert sorted(set(path.rsplit('/', 1)[1] for _, _, path, _ in gets)) == sorted([rotated, retagged, disabled])
+    assert sorted(set(r[2].rsplit('/', 1)[1] for r in gets)) == sorted([rotated, retagged, disabled])
     assert net.vault_requests()[:3] == [CHALLENGE] + listing_requests(2)
 
 
@@ -454,7 +454,7 @@ def test_check_mode_decides_from_the_list_and_writes_nothing(pki, clock, run_tas
     assert out['changed'] is True and len(fleet_.vault.events) == events
     assert [c['outcome'] for c in out['certificates']].count('rotated') == 1
     assert [c['read_path'] for c in out['certificates']].count('list') == 9
-    assert all(method == 'GET' for _, method, _, _ in net.vault_requests())
+    assert all(r[1] == 'GET' for r in net.vault_requests())
 
 
 def test_auto_in_a_big_vault_costs_at_most_twice_the_reads_and_each_reads_one_by_one(pki, clock, run_task):
@@ -569,3 +569,88 @@ def test_a_throttled_import_is_settled_by_a_read_and_sent_once_more(pki, clock, 
     assert [fleet_.versions(name) for name in fleet_.names] == [2, 2]
     posts = [r for r in net.vault_requests() if r[1] == 'POST']
     assert [r[3] for r in posts] == [429, 200, 200]
+
+
+# -- the rule: the list path and a single read decide the same, throttled or not ----------------------------------
+
+STATES = ('absent', 'equal', 'other_leaf', 'tags_drift', 'disabled', 'no_record', 'other_record', 'foreign', 'deleted')
+
+
+def _set_up(fleet_, names, states, other):
+    for name, state in zip(names, states):
+        if state == 'absent':
+            continue
+        material = other[name] if state == 'other_leaf' else fleet_.material[name]
+        tags = fleet_.tags_of(name)
+        if state == 'tags_drift':
+            tags['team'] = 'drifted'
+        elif state == 'no_record':
+            tags = tag_rules.without_record(tags)
+        elif state == 'other_record':
+            tags[tag_rules.MATERIAL] = 'v1;pkcs12;exportable;' + '0' * 64
+        elif state == 'foreign':
+            tags = {'team': 'someone-else'}
+        fleet_.vault.add_version(name, kv_model.Stored(material.key, material.leaf, list(material.chain)), tags,
+                                 enabled=state != 'disabled', author='setup')
+        if state == 'deleted':
+            fleet_.vault.delete(name, author='setup')
+
+
+def _vault_state(vault):
+    return dict((name, [(v.thumbprint, sorted(v.tags.items()), v.enabled) for v in cert.versions] + [cert.deleted_on is not None])
+                for name, cert in vault.certs.items())
+
+
+def _essence(out):
+    return [(c['certificate_name'], c.get('outcome'), c.get('error_code'), c['changed'], c.get('differences'))
+            for c in out['certificates']]
+
+
+@pytest.fixture(scope='module')
+def rule_fleet(pki):
+    fleet_ = Fleet(pki, VirtualClock(), 12, prefix='rule')
+    other = dict((name, fleet_.new_material(name)) for name in fleet_.names)
+    return fleet_, other
+
+
+def test_the_list_path_decides_as_a_single_read_and_throttling_changes_no_outcome(rule_fleet, clock, run_task):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    fleet_, other = rule_fleet
+
+    @settings(max_examples=int(__import__('os').environ.get('CERTDEPLOY_FLEET_EXAMPLES', '25')), deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(states=st.lists(st.sampled_from(STATES), min_size=2, max_size=12), mode=st.sampled_from(['auto', 'list']),
+           check_mode=st.booleans(), rate=st.sampled_from([None, None, 3, 8]), concurrency=st.sampled_from([1, 4]),
+           extra=st.integers(0, 40))
+    def rule(states, mode, check_mode, rate, concurrency, extra):
+        names = fleet_.names[:len(states)]
+        results = {}
+        for read in ('each', mode):
+            run = Fleet.__new__(Fleet)
+            run.__dict__.update(fleet_.__dict__)
+            run.vault = kv_model.Vault(clock)
+            for index in range(extra):  # other certificates in the vault, before and after the task's names
+                filler = 'zz-%03d' % index if index % 2 else 'aa-%03d' % index
+                material = other[fleet_.names[index % len(fleet_.names)]]
+                run.vault.add_version(filler, kv_model.Stored(material.key, material.leaf, list(material.chain)),
+                                      {'team': 'other'}, author='setup')
+            _set_up(run, names, states, other)
+            net = FleetNet(run.vault, clock, rate=rate if read == mode else None)
+            out = run_task(net, task_args([run.element(name) for name in names], vault_read=read,
+                                          max_concurrency=concurrency), check_mode=check_mode)
+            results[read] = (out, _vault_state(run.vault), net)
+        each, listed = results['each'], results[mode]
+        assert _essence(listed[0]) == _essence(each[0])
+        assert listed[1] == each[1]
+        for state, result in zip(states, listed[0]['certificates']):
+            if result.get('read_path') == 'list':
+                assert state == 'equal', (state, result)
+        if rate is None and all(state == 'equal' for state in states) and mode == 'list':
+            listed_total = len(names) + extra
+            assert len(listed[2].vault_requests()) <= math.ceil(listed_total / 25.0) + 3
+        vault = listed[0]['vaults'][0]
+        sent, throttled = vault_counts(listed[2])
+        assert vault['requests'] == sent and vault['throttled'] == throttled
+
+    rule()
