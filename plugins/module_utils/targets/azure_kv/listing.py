@@ -13,6 +13,8 @@ Pending certificates (a request in progress) are not listed, so those are read i
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ... import errors
 from ...engine.model import VersionState
 from ...material import certificate as cert_material
@@ -58,7 +60,26 @@ def list_into(connection, plan):
             plan.complete = True
             return
         items = [(name_of(props), listed_state(props)) for props in page]
-        plan.take(items, last=pager.continuation_token is None)
+        following = pager.continuation_token
+        plan.take(items, last=following is None)
+        if following is not None and not same_host(following, where):
+            # Key Vault's nextLink names the vault itself. Another host is not followed: it would answer the rest of
+            # the listing (and could say "nothing changed") for a vault it is not.
+            plan.fail(errors.SERVICE_ERROR)
+            return
+
+
+def same_host(link, vault_url):
+    """Whether the next page's link points at the vault's own scheme, host and port."""
+    if not isinstance(link, str):
+        return False
+    def where(url):
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or '').lower(), parts.port or {'https': 443, 'http': 80}.get(parts.scheme)
+    try:
+        return where(link) == where(vault_url)
+    except ValueError:  # a port that is no number
+        return False
 
 
 def _pager(connection):

@@ -35,7 +35,7 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.engine import fle
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import deploy_many as batch
 from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend import module_standin
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
-from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import pacing, retry as kv_retry
+from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import listing, pacing, retry as kv_retry
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import sdk as azure_sdk
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_deploy_many as many_module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils import kv_model
@@ -227,6 +227,7 @@ class FleetNet(HttpTransport):
         self.latency = latency
         self.log = []  # (kind, method, path, status)
         self.rules = []  # (predicate(kind, method, path), answer(kind, method, path) -> Answer or None)
+        self.rewrite = None  # rewrite(path, answer) -> answer, for the vault's own answers
         self.lock = threading.Lock()
         self.connection_config = ConnectionConfiguration(connection_timeout=60, read_timeout=60)
 
@@ -282,6 +283,8 @@ class FleetNet(HttpTransport):
                     body = body.encode('utf-8')
                 answer = self.vault.handle(request.method, request.url, dict(request.headers),
                                            body if body is not None else (getattr(request, 'data', None) or b''))
+                if self.rewrite is not None and vault_host:
+                    answer = self.rewrite(path, answer)
             self.log.append((kind, request.method, path, answer.status))
             headers, data = answer.payload()
             raw = _RawResponse(answer.status, headers, data)
@@ -489,6 +492,37 @@ def test_a_forbidden_listing_falls_back_to_one_read_each(pki, clock, run_task):
     assert out['vaults'][0]['list_stopped'] == 'forbidden'
     assert [r[2] for r in net.vault_requests()] == ['/certificates', '/certificates'] + [
         '/certificates/%s' % name for name in fleet_.names]
+
+
+def test_a_next_page_on_another_host_is_not_followed(pki, clock, run_task):
+    fleet_ = Fleet(pki, clock, 30)
+    fleet_.seed()
+
+    def elsewhere(path, answer):
+        if path == '/certificates' and isinstance(answer.body, dict) and answer.body.get('nextLink'):
+            body = dict(answer.body, nextLink=answer.body['nextLink'].replace(kv_model.VAULT_HOST, 'list.attacker.test'))
+            return kv_model.Answer(answer.status, body, answer.headers)
+        return answer
+    net = FleetNet(fleet_.vault, clock)
+    net.rewrite = elsewhere
+    out = run_task(net, task_args([fleet_.element(name) for name in fleet_.names]))
+    assert not out.get('failed') and [c['outcome'] for c in out['certificates']] == ['unchanged'] * 30
+    assert [c['read_path'] for c in out['certificates']] == ['list'] * 25 + ['read'] * 5
+    assert out['vaults'][0]['list_stopped'] == 'service_error' and out['vaults'][0]['list_pages'] == 1
+    assert not [entry for entry in net.log if 'attacker' in entry[2]]
+
+
+@pytest.mark.parametrize('link,expected', [
+    ('https://v.vault.azure.net/certificates?$skiptoken=1', True),
+    ('https://V.VAULT.azure.net:443/certificates?x', True),
+    ('https://v.vault.azure.net:8443/certificates', False),
+    ('http://v.vault.azure.net/certificates', False),
+    ('https://v.vault.azure.net.attacker.test/certificates', False),
+    ('https://v.vault.azure.net:x/certificates', False),
+    (None, False),
+])
+def test_same_host(link, expected):
+    assert listing.same_host(link, 'https://v.vault.azure.net') is expected
 
 
 # -- pacing --------------------------------------------------------------------------------------------------------
