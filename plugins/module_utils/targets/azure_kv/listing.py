@@ -21,6 +21,8 @@ from ...material import certificate as cert_material
 from . import faults
 
 PAGE_SIZE = 25  # Key Vault's largest page (maxresults)
+# A listing reads at most this many pages (a million certificates): a vault that keeps answering more is not waited for.
+MAX_PAGES = 40000
 
 
 def listed_state(props):
@@ -48,7 +50,11 @@ def list_into(connection, plan):
     """
     where = connection.settings.address.url
     pager = None
+    seen = set()
     while plan.more():
+        if plan.pages >= MAX_PAGES:
+            plan.fail(errors.SERVICE_ERROR)
+            return
         try:
             if pager is None:
                 pager = connection.first_request(lambda: _pager(connection))
@@ -62,11 +68,12 @@ def list_into(connection, plan):
         items = [(name_of(props), listed_state(props)) for props in page]
         following = pager.continuation_token
         plan.take(items, last=following is None)
-        if following is not None and not same_host(following, where):
+        if following is not None and (not same_host(following, where) or following in seen):
             # Key Vault's nextLink names the vault itself. Another host is not followed: it would answer the rest of
-            # the listing (and could say "nothing changed") for a vault it is not.
+            # the listing (and could say "nothing changed") for a vault it is not. A link seen before is a loop.
             plan.fail(errors.SERVICE_ERROR)
             return
+        seen.add(following)
 
 
 def same_host(link, vault_url):

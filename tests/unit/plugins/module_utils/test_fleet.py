@@ -688,3 +688,27 @@ def test_the_list_path_decides_as_a_single_read_and_throttling_changes_no_outcom
         assert vault['requests'] == sent and vault['throttled'] == throttled
 
     rule()
+
+
+def test_a_name_listed_twice_is_read_on_its_own():
+    plan = fleet.ListingPlan(['a', 'b'], fleet.LIST)
+    plan.take(page('a', 'b'))
+    plan.take(page('A'), last=True)
+    assert plan.listed_state('a') is None and plan.listed_state('b') is not None
+
+
+def test_a_listing_whose_next_page_link_repeats_is_stopped(pki, clock, run_task):
+    fleet_ = Fleet(pki, clock, 30)
+    fleet_.seed()
+
+    def loop(path, answer):
+        if path == '/certificates' and isinstance(answer.body, dict) and answer.body.get('nextLink'):
+            body = dict(answer.body, value=answer.body['value'][:1],
+                        nextLink='%s/certificates?$skiptoken=0&maxresults=25' % kv_model.VAULT_URL)
+            return kv_model.Answer(answer.status, body, answer.headers)
+        return answer
+    net = FleetNet(fleet_.vault, clock)
+    net.rewrite = loop
+    out = run_task(net, task_args([fleet_.element(name) for name in fleet_.names], vault_read='list'))
+    assert not out.get('failed') and [c['outcome'] for c in out['certificates']] == ['unchanged'] * 30
+    assert out['vaults'][0]['list_stopped'] == 'service_error' and out['vaults'][0]['list_pages'] == 2
