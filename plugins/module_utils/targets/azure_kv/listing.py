@@ -49,16 +49,20 @@ def list_into(connection, plan):
     certificate not found is read on its own.
     """
     where = connection.settings.address.url
-    pager = None
+    pager = []
     seen = set()
+
+    def fetch():
+        if not pager:  # built on the first call, so that the vault's first request is the first page
+            pager.append(_pager(connection))
+        return _next_page(pager[0], where)
+
     while plan.more():
         if plan.pages >= MAX_PAGES:
             plan.fail(errors.SERVICE_ERROR)
             return
         try:
-            if pager is None:
-                pager = connection.first_request(lambda: _pager(connection))
-            page = connection.first_request(lambda: _next_page(pager, where))
+            page = connection.first_request(fetch)
         except errors.DeployError as exc:
             plan.fail(exc.code)
             return
@@ -66,7 +70,7 @@ def list_into(connection, plan):
             plan.complete = True
             return
         items = [(name_of(props), listed_state(props)) for props in page]
-        following = pager.continuation_token
+        following = pager[0].continuation_token
         plan.take(items, last=following is None)
         if following is not None and (not same_host(following, where) or following in seen):
             # Key Vault's nextLink names the vault itself. Another host is not followed: it would answer the rest of

@@ -712,3 +712,17 @@ def test_a_listing_whose_next_page_link_repeats_is_stopped(pki, clock, run_task)
     out = run_task(net, task_args([fleet_.element(name) for name in fleet_.names], vault_read='list'))
     assert not out.get('failed') and [c['outcome'] for c in out['certificates']] == ['unchanged'] * 30
     assert out['vaults'][0]['list_stopped'] == 'service_error' and out['vaults'][0]['list_pages'] == 2
+
+
+def test_a_vault_wide_failure_of_the_listing_spares_the_certificates_their_requests(pki, clock, run_task):
+    fleet_ = Fleet(pki, clock, 5)
+    fleet_.seed()
+    net = FleetNet(fleet_.vault, clock)
+    net.rules.append((lambda kind, method, path: kind == 'vault',
+                      lambda kind, method, path: kv_model.error(
+                          403, 'Forbidden', 'Client address is not authorized and caller is not a trusted service.',
+                          inner='ForbiddenByFirewall')))
+    out = run_task(net, task_args([fleet_.element(name) for name in fleet_.names]))
+    assert [c['error_code'] for c in out['certificates']] == ['network_denied'] * 5
+    assert [r[2] for r in net.vault_requests()] == ['/certificates', '/certificates']  # the challenge, the first page
+    assert out['vaults'][0]['list_stopped'] == 'network_denied'
