@@ -384,8 +384,8 @@ def parse_private_key(data, passphrase=None):
     password = to_bytes(passphrase) if passphrase not in (None, '') else None
     try:
         # OpenSSL's RSA consistency check (primality of p and q, ...) costs tens of milliseconds per key
-        # (33 ms for RSA-2048, 240 ms for RSA-4096 measured), which would dominate a no-op over a
-        # thousand certificates.  It runs in check_private_key() before the key is ever sent anywhere.
+        # (33 ms for RSA-2048, 240 ms for RSA-4096 measured), which would dominate a fleet. check_private_key()
+        # checks the key in about a millisecond before it is ever sent anywhere.
         key = serialization.load_pem_private_key(keys[0], password=password, unsafe_skip_rsa_key_validation=True)
     except TypeError as exc:
         if password is None:
