@@ -10,7 +10,10 @@
     fleet.py state VAULT_URL PREFIX
         JSON: total (every certificate of the vault, as its list shows it: V), and for each name that starts with
         PREFIX: count (its versions), thumbprint/enabled/tags of its latest version, soft_deleted names apart.
-    fleet.py disable VAULT_URL NAME          disables the latest version (out of band)
+    fleet.py disable VAULT_URL NAME          disables the latest version (out of band; lowkey-vault then answers
+                                             every GET of the certificate 404, see emulators/README.md)
+    fleet.py set-tag VAULT_URL NAME KEY VALUE
+                                             sets one tag of the latest version, keeping the others (out of band)
     fleet.py delete VAULT_URL NAME           soft-deletes the certificate
     fleet.py import-unowned VAULT_URL NAME CRT KEY
         imports the certificate as a PKCS#12 without certdeploy's tags (someone else's certificate)
@@ -86,6 +89,14 @@ def disable(vault_url, name):
     print(json.dumps({'disabled': name, 'version': latest.properties.version}))
 
 
+def set_tag(vault_url, name, key, value):
+    certs = vault_state.client(vault_url)
+    latest = certs.get_certificate(name)
+    tags = dict(latest.properties.tags or {}, **{key: value})
+    certs.update_certificate_properties(name, latest.properties.version, tags=tags)
+    print(json.dumps({'tagged': name, 'version': latest.properties.version, 'tags': tags}))
+
+
 def delete(vault_url, name):
     vault_state.client(vault_url).begin_delete_certificate(name).result()
     print(json.dumps({'deleted': name}))
@@ -126,7 +137,7 @@ def cleanup(vault_url, prefix):
     print(json.dumps({'deleted': len(names), 'purged': purged}))
 
 
-COMMANDS = {'material': material, 'state': state, 'disable': disable, 'delete': delete,
+COMMANDS = {'material': material, 'state': state, 'disable': disable, 'set-tag': set_tag, 'delete': delete,
             'import-unowned': import_unowned, 'cleanup': cleanup}
 
 if __name__ == '__main__':
