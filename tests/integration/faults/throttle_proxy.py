@@ -7,8 +7,9 @@
         -> JSON: vault_url (the proxy's URL for the first vault), vault_urls ({proxy URL: upstream vault URL}),
            identity_endpoint (with --identity-endpoint: the proxied one, never throttled), ca_file, log, pid
     throttle_proxy.py stop STATE_DIR
-    throttle_proxy.py summary LOG
-        -> JSON: {upstream vault URL: {requests, admitted, throttled, first, last}, ..., "token": {requests}}
+    throttle_proxy.py summary LOG [--rate N [--capacity C]]
+        -> JSON: {upstream vault URL: {requests, admitted, throttled, first, last[, minimum_seconds]}, ...,
+                  "token": {requests}}
 
 One loopback listener per VAULT_URL (https, served with the proxy's own CA, ``ca_file``: give it to the
 client as its CA), each forwarding to that vault and throttled with a bucket of its own: at most ``--rate``
@@ -17,7 +18,9 @@ requests a second, bursts of ``--capacity`` (default: the rate), the rest answer
 the fault proxy of tests/integration/run.sh does. ``log`` gets one JSON line per request (throttle_addon.py).
 ``summary`` counts a log per vault: ``requests`` (every request, the 429-answered and the unauthenticated
 challenge included), ``throttled`` (answered 429 here), ``admitted``, and the arrival times of the first and
-last request (``first``, ``last``; seconds since the epoch).
+last request (``first``, ``last``; seconds since the epoch); given the proxy's ``--rate`` (and ``--capacity``),
+also ``minimum_seconds``: the least time in which the bucket admits that many requests (the first ``capacity``
+at once, then ``rate`` a second; throttle_bucket.minimum_seconds), the yardstick for a throttled run's wall time.
 
 The proxy stops on ``stop``, when the process ``--owner-pid`` exits (default: the ansible-playbook process this
 runs under, if any), or after ``--ttl`` seconds (default 3600). mitmdump is the one tests/integration/run.sh
@@ -151,6 +154,12 @@ def summary(args):
             row['requests'] += 1
             row['admitted' if entry['admitted'] else 'throttled'] += 1
             row['first'], row['last'] = min(row['first'], entry['t']), max(row['last'], entry['t'])
+    if args.rate:
+        sys.path.insert(0, HERE)
+        import throttle_bucket  # pylint: disable=import-outside-toplevel
+        for vault, row in out.items():
+            if vault != 'token':
+                row['minimum_seconds'] = throttle_bucket.minimum_seconds(row['admitted'], args.rate, args.capacity)
     print(json.dumps(out, sort_keys=True))
 
 
@@ -171,6 +180,8 @@ def main(argv=None):
     one.set_defaults(run=stop)
     one = commands.add_parser('summary')
     one.add_argument('log')
+    one.add_argument('--rate', type=float, help='the proxy\'s rate: adds minimum_seconds')
+    one.add_argument('--capacity', type=float, help='the proxy\'s capacity (default: the rate)')
     one.set_defaults(run=summary)
     args = parser.parse_args(argv)
     if args.command == 'start' and not args.rate > 0:
