@@ -21,6 +21,10 @@ count a refused request against the limit, so a 429 takes no token.)
 Requests to the listeners whose upstream port is in ``throttle_token_ports`` (the managed-identity token
 endpoint, when it is proxied) are never throttled.
 
+A list answer's ``nextLink`` names the vault the emulator saw (the upstream); the proxy points it back at itself
+(``https://localhost:<listener port>``), as a vault's own link names the vault the client called, so the client
+reads every page through the proxy. Nothing else in an answer is changed.
+
 Options (``--set name=value``):
 
 - ``throttle_rate``: tokens a second per vault (a number, e.g. ``10`` or ``2.5``); required;
@@ -114,7 +118,23 @@ class Throttle:
             handle.write(json.dumps(entry, sort_keys=True) + '\n')
 
     def response(self, flow: http.HTTPFlow):
+        if flow.metadata.get('throttle_entry', {}).get('admitted') and flow.response.status_code == 200:
+            self._point_next_link_here(flow)
         self._write(flow, flow.response.status_code)
+
+    @staticmethod
+    def _point_next_link_here(flow):
+        if b'nextLink' not in (flow.response.content or b''):
+            return
+        try:
+            body = json.loads(flow.response.content)
+        except ValueError:
+            return
+        link = body.get('nextLink') if isinstance(body, dict) else None
+        upstream = '%s://%s:%d' % (flow.request.scheme, flow.request.host, flow.request.port)
+        if isinstance(link, str) and link.startswith(upstream + '/'):
+            body['nextLink'] = 'https://localhost:%d%s' % (flow.client_conn.sockname[1], link[len(upstream):])
+            flow.response.content = json.dumps(body).encode()
 
     def error(self, flow: http.HTTPFlow):
         if flow.response is None:
