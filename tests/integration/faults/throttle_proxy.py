@@ -14,8 +14,12 @@
 One loopback listener per VAULT_URL (https, served with the proxy's own CA, ``ca_file``: give it to the
 client as its CA), each forwarding to that vault and throttled with a bucket of its own: at most ``--rate``
 requests a second, bursts of ``--capacity`` (default: the rate), the rest answered 429 with Retry-After
-(throttle_addon.py says how). The vault's certificate is not verified (loopback only; ``ssl_insecure``), as
-the fault proxy of tests/integration/run.sh does. ``log`` gets one JSON line per request (throttle_addon.py).
+(throttle_addon.py says how). Keep the capacity at least the rate: Retry-After is whole seconds, so a client that
+waits as told finds at most ``capacity`` requests' room after its one-second wait; a smaller bucket makes every
+such wait cost more than it buys (measured: a 100-certificate rotation at 20 a second took 90 s with a bucket of
+5, against 25 s with 20, its least time being 24 s). The vault's certificate is not verified (loopback only;
+``ssl_insecure``), as the fault proxy of tests/integration/run.sh does. ``log`` gets one JSON line per request
+(throttle_addon.py).
 ``summary`` counts a log per vault: ``requests`` (every request, the 429-answered and the unauthenticated
 challenge included), ``throttled`` (answered 429 here), ``admitted``, and the arrival times of the first and
 last request (``first``, ``last``; seconds since the epoch); given the proxy's ``--rate`` (and ``--capacity``),
@@ -25,7 +29,7 @@ at once, then ``rate`` a second; throttle_bucket.minimum_seconds), the yardstick
 The proxy stops on ``stop``, when the process ``--owner-pid`` exits (default: the ansible-playbook process this
 runs under, if any), or after ``--ttl`` seconds (default 3600). mitmdump is the one tests/integration/run.sh
 installs (CERTDEPLOY_MITMDUMP, or ``.cache/venv/mitmproxy`` found by walking up from here or the working
-directory). Needs ``testlib`` on the import path (the integration and benchmark virtual environments have it).
+directory). ``testlib`` (detached servers) is imported from tests/integration, beside this directory.
 """
 
 from __future__ import annotations
