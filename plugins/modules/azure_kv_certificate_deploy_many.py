@@ -249,10 +249,10 @@ options:
         (imported by an earlier release or another tool) or is not owned is then read on its own. Listing needs
         C(Microsoft.KeyVault/vaults/certificates/read) at vault scope. When listing fails (for example an identity whose
         roles are scoped to single certificates), every certificate not yet found is read on its own.
-      - V(auto) lists a vault only while the pages read are fewer than the task's certificates of that vault not found
-        yet, and reads a vault with one certificate in the task on its own. So it never sends more than about twice the
-        requests of V(each), and a task that covers a whole vault of V certificates needs about V/25 requests for its
-        no-ops.
+      - V(auto) lists a vault while its pages find the task's certificates, and buys pages that find none only while they
+        are fewer than the task's certificates of that vault not found yet; it reads a vault with one certificate in
+        the task on its own. So it never sends more than about twice the requests of V(each), and a task that covers a
+        whole vault of V certificates needs about V/25 requests for its no-ops.
       - A no-op decided from the list reports no version in RV(certificates[].certificate) (Key Vault's list names
         none) and does not compare the certificate's policy with the record (a single read does, and warns).
     type: str

@@ -8,18 +8,19 @@ A target that lists its certificates page by page (Key Vault: 25 a page, each wi
 enabled flag) can settle a fleet's no-ops with fewer requests than it has certificates: a certificate whose
 listed state already is the wanted one (see ``DeployEngine.run(listed=...)``) needs no read of its own.
 Whether listing pays depends on how many certificates the target holds, which nobody knows before listing.
-:class:`ListingPlan` decides by counting, as in the ski-rental problem: it keeps listing while the pages read
-are fewer than the task's certificates the listing has not found yet, and stops once every one was found.
-So listing never costs more than the reads it could replace, plus those reads: at most about twice what one
-read per certificate costs, and about one request per page size of certificates when the task covers the
-target.
+:class:`ListingPlan` decides by counting. A page that found at least one of the task's certificates paid for
+itself (it spared at least one read), so the next page is read too. Pages that found none are a cost without a
+return, and are bought as in the ski-rental problem: the listing goes on while they are fewer than the task's
+certificates not found yet. It stops once every one was found. So listing never costs more than the reads it
+could replace, plus those reads: at most about twice what one read per certificate costs, and about one request
+per page size of certificates when the task covers the target.
 """
 
 from __future__ import annotations
 
 EACH = 'each'    # one read per certificate
 LIST = 'list'    # list the target until every certificate of the task was found (or the listing ends)
-AUTO = 'auto'    # list while it costs less than the reads it may replace (ListingPlan.more)
+AUTO = 'auto'    # list while pages find certificates, or cost less than the reads they may replace (ListingPlan.more)
 READ_MODES = (AUTO, LIST, EACH)
 
 # Fewer certificates of one target than this in a task are read one by one in auto mode: one read each is
@@ -46,6 +47,8 @@ class ListingPlan(object):
         self.found = {}
         self._twice = set()  # names listed more than once: such a listing is not trusted for them
         self.pages = 0
+        self.barren = 0  # pages that found none of the task's certificates
+        self._last_found = False
         self.listed = 0
         self.complete = False  # the listing reached its last page
         self.stopped = None    # why the listing stopped before its end: 'found' (all found), 'cost', or an error code
@@ -68,7 +71,7 @@ class ListingPlan(object):
         if self.unfound == 0:
             self.stopped = 'found'
             return False
-        if self.mode == AUTO and self.pages >= self.unfound:
+        if self.mode == AUTO and not self._last_found and self.barren >= self.unfound:
             self.stopped = 'cost'
             return False
         return True
@@ -77,12 +80,16 @@ class ListingPlan(object):
         """Account one page: ``page`` is a list of (name, state); keeps the states of wanted names."""
         self.pages += 1
         self.listed += len(page)
+        before = len(self.found)
         for name, state in page:
             key = folded(name)
             if key in self._wanted:
                 if key in self.found:
                     self._twice.add(key)  # a listing names each certificate once; which entry to believe is unknown
                 self.found[key] = state
+        self._last_found = len(self.found) > before
+        if not self._last_found:
+            self.barren += 1
         if last:
             self.complete = True
 

@@ -739,3 +739,26 @@ def test_a_vault_wide_failure_of_the_listing_spares_the_certificates_their_reque
     assert [c['error_code'] for c in out['certificates']] == ['network_denied'] * 5
     assert [r[2] for r in net.vault_requests()] == ['/certificates', '/certificates']  # the challenge, the first page
     assert out['vaults'][0]['list_stopped'] == 'network_denied'
+
+
+def test_auto_keeps_listing_while_pages_find_certificates_so_a_whole_vault_costs_one_request_a_page():
+    """A task of 1,000 in a vault of 1,000: a page-count rule alone stopped at 39 pages with 25 unfound (65 requests
+    in the benchmark, against ceil(1000/25) + 3 = 43); every page finds 25 of the task, so all 40 are read."""
+    names = ['c%04d' % i for i in range(1000)]
+    plan = fleet.ListingPlan(names, fleet.AUTO)
+    index = 0
+    while plan.more():
+        plan.take(page(*names[index * 25:(index + 1) * 25]), last=index == 39)
+        index += 1
+    assert plan.pages == 40 and plan.unfound == 0
+
+
+def test_auto_buys_barren_pages_only_up_to_the_certificates_not_found():
+    names = ['w%d' % i for i in range(4)]
+    plan = fleet.ListingPlan(names, fleet.AUTO)
+    plan.take(page('w0', 'w1'))  # productive
+    barren = 0
+    while plan.more():
+        plan.take(page('other%d' % barren))
+        barren += 1
+    assert barren == 2 and plan.stopped == 'cost'  # two unfound: two barren pages bought
