@@ -429,6 +429,13 @@ differences:
   type: list
   elements: str
   sample: [chain]
+read_path:
+  description:
+    - How the current certificate was learnt. V(read), its own read (this module always reads);
+      M(certdeploy.cloud.azure_kv_certificate_deploy_many) also decides no-ops from the vault's list (V(list)).
+  returned: when the current certificate was read
+  type: str
+  sample: read
 verification:
   description: Which checks ran after an import, and their verdicts.
   returned: when an import was sent

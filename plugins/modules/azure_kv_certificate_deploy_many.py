@@ -18,6 +18,16 @@ description:
     for it, then uses them for every certificate of that vault. The first request to a vault goes alone, so Key
     Vault's authentication challenge and the token request happen once per vault, whatever O(max_concurrency) is.
   - Up to O(max_concurrency) certificates are deployed at the same time.
+  - "A no-op costs fewer requests than certificates. Key Vault lists a vault's certificates 25 a page, each with its
+    thumbprint, tags and enabled flag. A certificate whose listed thumbprint, tags (including the record of the
+    chain, content type and exportable flag each import writes, C(certdeploy-material)), enabled flag and ownership
+    already are the wanted ones is V(unchanged) without a read of its own (RV(certificates[].read_path) is V(list)).
+    Everything else is read and decided as by M(certdeploy.cloud.azure_kv_certificate_deploy). See O(vault_read)."
+  - "Throttling is paced per vault. When Key Vault answers 429, every request to that vault waits for its
+    C(Retry-After) (within each call's time budget), and fewer of that vault's certificates run at once (halved, at
+    least one), rising again by one after each round of clean answers. A certificate whose call still ended
+    V(throttled) with nothing written is tried again later in the same task, until O(throttle_retry_seconds) after
+    the task started. RV(vaults) reports per vault the requests, the 429 answers and the time waited."
   - A failed certificate does not stop or hide the others. Every certificate is attempted and reported in
     RV(certificates), in the order of O(certificates). The task fails when any certificate failed. Its message
     counts the failures and names them, and RV(failed_certificates) lists them with their error codes.
@@ -230,6 +240,33 @@ options:
       - The first request to each vault always goes alone (it answers the authentication challenge and gets the token).
     type: int
     default: 4
+  vault_read:
+    description:
+      - How the current state of the certificates is read.
+      - V(each) reads every certificate on its own (one request each).
+      - V(list) lists the vault's certificates, 25 a page, until every certificate of the task was found, and decides
+        the no-ops from the list. A certificate that is absent from the list, differs, carries no record of its import
+        (imported by an earlier release or another tool) or is not owned is then read on its own. Listing needs
+        C(Microsoft.KeyVault/vaults/certificates/read) at vault scope. When listing fails (for example an identity whose
+        roles are scoped to single certificates), every certificate not yet found is read on its own.
+      - V(auto) lists a vault only while the pages read are fewer than the task's certificates of that vault not found
+        yet, and reads a vault with one certificate in the task on its own. So it never sends more than about twice the
+        requests of V(each), and a task that covers a whole vault of V certificates needs about V/25 requests for its
+        no-ops.
+      - A no-op decided from the list reports no version in RV(certificates[].certificate) (Key Vault's list names
+        none) and does not compare the certificate's policy with the record (a single read does, and warns).
+    type: str
+    choices: [auto, list, each]
+    default: auto
+  throttle_retry_seconds:
+    description:
+      - For how many seconds after the task started a certificate whose call ended V(throttled) (Key Vault kept
+        answering 429, or asked to wait longer than the call's time budget) with nothing written is tried again. It
+        is tried after its vault's pause, as often as time allows; past this budget it fails with V(throttled).
+      - V(0) tries each certificate once.
+      - An import whose outcome is unknown is never sent again without reading the vault first.
+    type: int
+    default: 600
   metrics_file:
     description:
       - Write Prometheus text-format metrics for every certificate of the run to this path, as
@@ -341,6 +378,12 @@ certificates:
       description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:differences).
       type: list
       elements: str
+    read_path:
+      description:
+        - V(list) when the certificate was decided V(unchanged) from the vault's list, without a read of its own;
+          V(read) when it was read on its own. Absent when it failed before a read.
+      type: str
+      sample: list
     verification:
       description: As RV(certdeploy.cloud.azure_kv_certificate_deploy#module:verification).
       type: dict
@@ -385,6 +428,61 @@ failed_certificates:
     msg:
       description: Why it failed.
       type: str
+vaults:
+  description:
+    - One entry per vault the task used, in order of first use.
+  returned: when the certificates were run (all options, each element's too, passed validation)
+  type: list
+  elements: dict
+  contains:
+    vault_url:
+      description: The vault.
+      type: str
+    read:
+      description: V(list) when the vault was listed (at least one page), else V(each).
+      type: str
+    list_pages:
+      description: Pages of the vault's list that were read.
+      type: int
+    listed_certificates:
+      description: Certificates in those pages.
+      type: int
+    list_complete:
+      description: Whether the listing reached the vault's last page.
+      type: bool
+    list_stopped:
+      description:
+        - "Why the listing stopped before the last page: V(found) (every certificate of the task was found), V(cost)
+          (O(vault_read=auto) stopped, as more pages could cost more than reading the rest one by one), or the error code
+          of a failed page (the rest were read one by one). Null when the listing ran to its end or did not run."
+      type: str
+    decided_from_list:
+      description: Certificates decided from the list (RV(certificates[].read_path=list)).
+      type: int
+    requests:
+      description:
+        - HTTP requests sent to the vault, retries, 429-answered requests and the unauthenticated challenge included
+          (token requests to the sign-in host are not).
+      type: int
+    throttled:
+      description: Requests Key Vault answered 429.
+      type: int
+    waited_seconds:
+      description:
+        - Seconds spent waiting on this vault, throttling pauses and retry waits, summed over the certificates that
+          waited at the same time.
+      type: float
+    concurrency:
+      description: How many of this vault's certificates ran at once, at the start, at the lowest and at the end.
+      type: dict
+      sample: {start: 4, lowest: 1, end: 3}
+    retried_certificates:
+      description: Certificates tried again in this task after being throttled.
+      type: int
+  sample:
+    - {vault_url: "https://contoso-tls.vault.azure.net", read: list, list_pages: 4, listed_certificates: 96,
+       list_complete: true, list_stopped: null, decided_from_list: 95, requests: 9, throttled: 0, waited_seconds: 0.0,
+       concurrency: {start: 4, lowest: 4, end: 4}, retried_certificates: 0}
 summary:
   description:
     - How many certificates had each outcome, how many changed and how many failed, and the total.

@@ -237,10 +237,22 @@ class DeployEngine(object):
         request.user_tags = tags.normalise_user_tags(request.user_tags)
         return warnings
 
-    def run(self, request):
-        """Run all phases; a DeployError raised on the way carries the warnings gathered so far."""
+    def run(self, request, listed=None):
+        """Run all phases; a DeployError raised on the way carries the warnings gathered so far.
+
+        ``listed`` is what a listing of the target's certificates said about this name (a VersionState without a
+        version or certificate: thumbprint, tags, enabled), when the caller listed them. If :func:`decide` finds
+        nothing to do from it -- the same leaf, the record of the same chain, content type and exportable flag,
+        the wanted tags and enabled flag, and owned -- that is the result, without a read of its own
+        (``read_path: list``). Anything else (absent from the list, different, not owned, no record) is decided
+        on the target's own read, as without ``listed``.
+        """
         result = model.DeployResult()
         try:
+            if listed is not None:
+                decided = self._from_listing(request, listed, result)
+                if decided is not None:
+                    return decided
             try:
                 return self._run(request, result)
             except errors.DeployError as exc:
@@ -256,6 +268,41 @@ class DeployEngine(object):
             if result.changed and 'result' not in exc.details:
                 exc.details['result'] = result.as_dict()
             raise
+
+    def _from_listing(self, request, listed, result):
+        """The no-op result decided from a listed state, or None when the listing does not settle it."""
+        for warning in self.validate(request):
+            if warning not in result.warnings:
+                result.warnings.append(warning)
+        if request.force:
+            return None
+        wanted_record = records.Record.of_material(request.material, request.content_type, request.exportable)
+        wanted_tags = tags.desired_tags(request.user_tags, request.certificate_id, wanted_record)
+        recorded = records.Record.parse(listed.tags.get(tags.MATERIAL))
+        if recorded is None or not tags.is_managed(listed.tags):
+            return None  # no record: only the version's own read can compare it; not owned: the read tells whose it is
+        try:
+            decision = decide(listed, request, wanted_tags, order_kept=self.target.keeps_chain_order)
+        except errors.DeployError:
+            return None
+        if decision.action != NOTHING:
+            return None
+        local_facts = cert_material.certificate_facts(request.material.leaf)
+        wanted_storage = storage_facts(request.material, request.content_type, request.exportable)
+        # The listed leaf is the local one (same thumbprint), so its facts are the local certificate's, and the
+        # record says how it was imported. A listing names no version: the ids are the versionless ones.
+        current = model.VersionState(
+            version=listed.version, thumbprint=listed.thumbprint, tags=listed.tags, enabled=listed.enabled,
+            facts=local_facts, ids=dict(self.target.predicted_ids(), **listed.ids), created_on=listed.created_on,
+            content_type=recorded.content_type, exportable=recorded.exportable)
+        result.read_path = model.READ_FROM_LIST
+        result.differences = []
+        result.outcome = model.UNCHANGED
+        result.certificate = current.describe()
+        result.previous = current.summary()
+        result.diff = state_diff(current, local_facts, decision.tags, request.enabled, current.version,
+                                 after_storage=wanted_storage, before_chain=wanted_storage['chain'])
+        return result
 
     def _recover(self, request, result, deleted=None):
         """Recover the soft-deleted name. Recovering brings a certificate back to life: only one this collection owns
@@ -289,6 +336,8 @@ class DeployEngine(object):
         wanted_storage = storage_facts(request.material, request.content_type, request.exportable)
 
         current = self._read_current(request, result)
+        if current is not UNKNOWN:
+            result.read_path = model.READ_OWN
         if current is UNKNOWN:
             cert_material.check_private_key(request.material.key)  # predicted to be imported
             result.changed = True

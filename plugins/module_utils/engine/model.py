@@ -149,6 +149,11 @@ class DeployRequest(object):
         self.verify_stored_chain = verify_stored_chain
 
 
+# DeployResult.read_path: the current state came from the certificate's own read, or from a listing of the target.
+READ_OWN = 'read'
+READ_FROM_LIST = 'list'
+
+
 class DeployResult(object):
     """The report of one engine run; ``as_dict`` is the module's return shape."""
 
@@ -162,9 +167,12 @@ class DeployResult(object):
         self.warnings = []
         self.differences = None  # what differed from the wanted state (see engine.deploy.decide), once decided
         self.verification = None  # which checks ran after an import, and their verdicts
+        self.read_path = None  # how the current state was learnt (READ_OWN, READ_FROM_LIST), once it was
 
     def as_dict(self):
         out = {'changed': self.changed, 'rollback': dict(self.rollback)}
+        if self.read_path is not None:
+            out['read_path'] = self.read_path
         if self.outcome is not None:
             out['outcome'] = self.outcome
         if self.differences is not None:

@@ -169,12 +169,14 @@ COPY_SOURCE_UNREADABLE = ('Check mode could not read the copy_from source (%s: %
                           'The configuration was validated offline.')
 
 
-def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None):
+def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None, listed=None):
     """Deploy one certificate: ``params`` are its options (the deploy argument spec's names); returns a CertificateRun.
 
     ``connect(settings)`` builds the Target of a certificate (its own, or the copy_from source's); every target
     built is closed before this returns. ``settings`` are the KeyVaultSettings when the caller has already
     derived them from ``params``. Check mode predicts and never writes; with ``diff`` the result has the diff.
+    ``listed`` is the certificate's state from a listing of its vault, when the caller listed it (see
+    ``DeployEngine.run``).
     """
     target = None
     copied_from = None
@@ -201,7 +203,7 @@ def deploy_one(params, env, connect, check_mode=False, diff=False, settings=None
         request = build_request(params, settings, material, exported, check_mode)
         order_warning = chain_order_warning(params, request.material)
         target = connect(settings)
-        report = DeployEngine(target).run(request)
+        report = DeployEngine(target).run(request, listed=listed)
     except errors.DeployError as exc:
         run = failed_run(exc, params, settings, target, copied_from)
         if order_warning:

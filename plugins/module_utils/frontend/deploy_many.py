@@ -19,10 +19,13 @@ The pure parts (merging options, planning, aggregating results) are separate fun
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import errors
+from ..engine import fleet
 from ..engine.model import OUTCOMES
+from ..targets.azure_kv import listing
 from ..targets.azure_kv.connection import ConnectionPool
 from ..targets.azure_kv.target import KeyVaultTarget
 from .deploy import deploy_one, failed_run, record_metrics
@@ -211,13 +214,13 @@ def prepare(params, env):
     return items
 
 
-def deploy_item(item, connect, env, check_mode, want_diff):
+def deploy_item(item, connect, env, check_mode, want_diff, listed=None):
     """One certificate, by deploy_one; sets ``item.run`` and ``item.result`` and never raises."""
     if item.error is not None:
         run = failed_run(item.error, item.params, item.settings)
     else:
         try:
-            run = deploy_one(item.params, env, connect, check_mode, want_diff, settings=item.settings)
+            run = deploy_one(item.params, env, connect, check_mode, want_diff, settings=item.settings, listed=listed)
         except Exception as exc:  # one certificate's unforeseen failure must not hide the others' results
             run = failed_run(errors.DeployError(errors.SERVICE_ERROR, 'Unexpected %s while deploying this certificate: %s'
                                                 % (type(exc).__name__, exc)), item.params, item.settings)
@@ -225,23 +228,142 @@ def deploy_item(item, connect, env, check_mode, want_diff):
     item.result = dict(vault_url=item.vault_url, certificate_name=item.certificate_name, **run.result)
 
 
-def run_items(items, connect, env, check_mode, want_diff, concurrency):
-    """Deploy every item with at most ``concurrency`` at a time; results stay in input order.
+def throttled_untouched(item):
+    """Whether ``item`` failed ``throttled`` with nothing written: then running it again is safe (it reads first)."""
+    run = item.run
+    return (run is not None and run.error is not None and run.error.code == errors.THROTTLED
+            and not run.result.get('changed'))
 
-    Items that copy from another item's certificate run after all the others (see phases()).
+
+class Vault(object):
+    """One vault of the task: its connection (shared by its certificates, with its pacer) and its listing plan."""
+
+    def __init__(self, url, connection, items, mode):
+        self.url = url
+        self.connection = connection
+        self.items = items
+        self.plan = fleet.ListingPlan([item.settings.certificate_name for item in items], mode)
+        self.retried = set()
+
+    def report(self):
+        decided = sum(1 for item in self.items if item.result is not None and item.result.get('read_path') == 'list')
+        out = {'vault_url': self.url}
+        out.update(self.plan.report())
+        out.update(decided_from_list=decided, retried_certificates=len(self.retried))
+        out.update(self.connection.pacer.report())
+        return out
+
+
+def vaults_of(items, pool, mode):
+    """The Vault of every vault the items use (items that failed before they ran use none), in order of first use."""
+    by_url = {}
+    for item in items:
+        if item.error is None:
+            by_url.setdefault(item.settings.address.url, []).append(item)
+    return [Vault(url, pool.connection(members[0].settings), members, mode) for url, members in by_url.items()]
+
+
+class Runner(object):
+    """Runs the items of a task: listing, phases, vault slots and the retries of throttled certificates.
+
+    ``clock``/``sleep`` are time.monotonic/time.sleep; tests replace them.
     """
-    for phase in phases(items):
-        _run_phase(phase, connect, env, check_mode, want_diff, concurrency)
+
+    def __init__(self, items, vaults, connect, env, check_mode, want_diff, concurrency, retry_seconds,
+                 clock=None, sleep=None):
+        self.items = items
+        self.vaults = vaults
+        self._vault_of = dict((id(item), vault) for vault in vaults for item in vault.items)
+        self.connect = connect
+        self.env = env
+        self.check_mode = check_mode
+        self.want_diff = want_diff
+        self.concurrency = concurrency
+        self.retry_seconds = retry_seconds
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
+        self._deadline = self._clock() + max(0, retry_seconds)
+        self.retries = {}  # id(item) -> how many times it was run again after being throttled
+
+    def _parallel(self, func, values):
+        if self.concurrency <= 1 or len(values) <= 1:
+            for value in values:
+                func(value)
+            return
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for _done in pool.map(func, values):
+                pass
+
+    def run(self):
+        self._parallel(lambda vault: listing.list_into(vault.connection, vault.plan), self.vaults)
+        for phase in phases(self.items):
+            self._run(phase, use_listing=True)
+            self._retry_throttled(phase)
+
+    def _deploy(self, item, use_listing):
+        vault = self._vault_of.get(id(item))
+        if vault is None:
+            deploy_item(item, self.connect, self.env, self.check_mode, self.want_diff)
+            return
+        listed = vault.plan.listed_state(item.settings.certificate_name) if use_listing else None
+        with vault.connection.pacer.slot():
+            deploy_item(item, self.connect, self.env, self.check_mode, self.want_diff, listed=listed)
+
+    def _run(self, items, use_listing):
+        self._parallel(lambda item: self._deploy(item, use_listing), items)
+
+    def _wait_before_retry(self, pending, rounds):
+        """Seconds to wait before the next round: the longest vault pause or wish among ``pending``, else a backoff."""
+        wait = min(2.0 * rounds, 30.0)
+        for item in pending:
+            vault = self._vault_of.get(id(item))
+            if vault is not None:
+                wait = max(wait, vault.connection.pacer.pause_left())
+            wish = item.run.error.details.get('retry_after')
+            if isinstance(wish, (int, float)):
+                wait = max(wait, float(wish))
+        return wait
+
+    def _retry_throttled(self, items):
+        """Run the throttled certificates that wrote nothing again, until throttle_retry_seconds after the start."""
+        rounds = 0
+        while True:
+            pending = [item for item in items if throttled_untouched(item)]
+            if not pending:
+                return
+            rounds += 1
+            wait = self._wait_before_retry(pending, rounds)
+            if self._clock() + wait >= self._deadline:
+                for item in pending:
+                    self._give_up(item)
+                return
+            self._sleep(wait)
+            for item in pending:
+                self.retries[id(item)] = self.retries.get(id(item), 0) + 1
+                vault = self._vault_of.get(id(item))
+                if vault is not None:
+                    vault.retried.add(id(item))
+            self._run(pending, use_listing=False)
+
+    def _give_up(self, item):
+        tried = self.retries.get(id(item), 0)
+        note = (' It was tried %d more time%s in this task; throttle_retry_seconds (%d) left no time for another try.'
+                % (tried, '' if tried == 1 else 's', self.retry_seconds) if tried else
+                ' throttle_retry_seconds (%d) left no time to try it again in this task.' % self.retry_seconds)
+        item.result['msg'] = item.result.get('msg', '') + note
+        item.run.result['msg'] = item.result['msg']
 
 
-def _run_phase(items, connect, env, check_mode, want_diff, concurrency):
-    if concurrency <= 1 or len(items) <= 1:
-        for item in items:
-            deploy_item(item, connect, env, check_mode, want_diff)
-        return
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for _done in pool.map(lambda item: deploy_item(item, connect, env, check_mode, want_diff), items):
-            pass
+def run_items(items, connect, env, check_mode, want_diff, concurrency, vaults=(), retry_seconds=0,
+              clock=None, sleep=None):
+    """Deploy every item with at most ``concurrency`` at a time (and at most each vault's pacer's limit for that
+    vault); results stay in input order.
+
+    ``vaults`` (see vaults_of) are listed first, as their plans say; an item found in its vault's listing is
+    deployed with its listed state. Items that copy from another item's certificate run after all the others
+    (see phases()). Items throttled with nothing written run again while ``retry_seconds`` after the start allow.
+    """
+    Runner(items, list(vaults), connect, env, check_mode, want_diff, concurrency, retry_seconds, clock, sleep).run()
 
 
 def run_deploy_many(module, env=None):
@@ -253,11 +375,19 @@ def run_deploy_many(module, env=None):
     except errors.DeployError as exc:
         module.fail_deploy(exc)
         return
+    retry_seconds = params.get('throttle_retry_seconds')
+    if retry_seconds is not None and retry_seconds < 0:
+        module.fail_deploy(errors.DeployError(errors.INVALID_CONFIG, 'throttle_retry_seconds must be 0 or more, not %d.'
+                                              % retry_seconds))
+        return
     items = prepare(params, env)
-    pool = ConnectionPool(env)
+    pool = ConnectionPool(env, concurrency=concurrency)
+    vaults = []
     try:
+        vaults = vaults_of(items, pool, params.get('vault_read') or fleet.AUTO)
         run_items(items, lambda settings: KeyVaultTarget(settings, env=env, connection=pool.connection(settings)),
-                  env, module.check_mode, module._diff, concurrency)
+                  env, module.check_mode, module._diff, concurrency, vaults=vaults,
+                  retry_seconds=retry_seconds or 0)
     finally:
         pool.close()
     for warning in record_metrics(params, module.check_mode, [item.run for item in items]):
@@ -266,6 +396,7 @@ def run_deploy_many(module, env=None):
     for warning in grouped_warnings(results):
         module.warn(warning)
     out = aggregate(results, check_mode=module.check_mode)
+    out['vaults'] = [vault.report() for vault in vaults]
     if module._diff:
         out['diff'] = diff_list(results)
     if out.get('failed'):

@@ -102,6 +102,8 @@ DEPLOY = CONNECTION.merged(CERTIFICATE, RUN)
 # threads would only wait for them.
 MAX_CONCURRENCY = 10
 DEFAULT_CONCURRENCY = 4
+# How long after a deploy_many task starts a certificate that was throttled is tried again.
+DEFAULT_THROTTLE_RETRY_SECONDS = 600
 # The connection options that apply to every element of the list (vault_url: the default of each element's own).
 SHARED_CONNECTION = CONNECTION.without('certificate_name').with_options(vault_url=dict(type='str'))
 ELEMENT = CERTIFICATE.merged(ArgumentSpec(dict(
@@ -111,6 +113,8 @@ ELEMENT = CERTIFICATE.merged(ArgumentSpec(dict(
 DEPLOY_MANY = SHARED_CONNECTION.merged(RUN, ArgumentSpec(dict(
     certificates=ELEMENT.as_suboptions(type='list', elements='dict', required=True),
     max_concurrency=dict(type='int', default=DEFAULT_CONCURRENCY),
+    vault_read=dict(type='str', default='auto', choices=['auto', 'list', 'each']),
+    throttle_retry_seconds=dict(type='int', default=DEFAULT_THROTTLE_RETRY_SECONDS),
 )))
 
 # azure_kv_certificate_info: one certificate, or (without certificate_name) the whole vault.

@@ -26,6 +26,7 @@ import threading
 from ... import errors
 from ...material import certificate as cert_material
 from . import credentials, faults, retry, sdk as azure_sdk
+from .pacing import VaultPacer
 from .retry import TOTAL_TIMEOUT_FACTOR
 
 # azure-core's RetryPolicy honours Retry-After on 429/503; these bound how often one call may retry.
@@ -76,13 +77,15 @@ class VaultConnection(object):
 
     ``client`` is a ready client (or anything with its methods) to use instead of building one: unit tests
     give a fake. ``sdk_loader`` loads the SDK modules (sdk.load, guarded: a missing package is
-    missing_dependency).
+    missing_dependency). ``pacer`` is the vault's ``pacing.VaultPacer`` (a task's certificates of one vault share
+    it through their shared connection); every request of the vault client goes through it.
     """
 
-    def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, client=None):
+    def __init__(self, settings, env=None, sdk_loader=None, client=None, pacer=None):
         self.settings = settings
+        self.pacer = pacer if pacer is not None else VaultPacer()
         self._env = env or {}
-        self._sdk_loader = sdk_loader
+        self._sdk_loader = sdk_loader if sdk_loader is not None else azure_sdk.load
         self._sdk = None
         self._client = client
         self._ca_file = None
@@ -132,7 +135,7 @@ class VaultConnection(object):
             raise errors.DeployError(errors.AUTH_FAILED, 'The %s credential cannot be built: %s' % (resolved.mode, exc))
         options = dict(transport, verify_challenge_resource=settings.verify_challenge_resource, timeout=budget,
                        retry_policy=retry.BoundedRetryPolicy(timeout=budget, retry_connect=CONNECT_RETRIES, **RETRY),
-                       **self._bounded_transport(transport))
+                       **self._bounded_transport(transport, pacer=self.pacer))
         if settings.api_version:
             options['api_version'] = settings.api_version
         try:
@@ -140,13 +143,14 @@ class VaultConnection(object):
         except (ValueError, NotImplementedError) as exc:
             raise faults.classify(exc, 'connect', self._where)
 
-    def _bounded_transport(self, transport):
-        """``{'transport': ...}``: azure-core's RequestsTransport behind retry.BoundedTransport; {} without the module."""
+    def _bounded_transport(self, transport, pacer=None):
+        """``{'transport': ...}``: azure-core's RequestsTransport behind retry.BoundedTransport (paced by ``pacer``:
+        the vault client's, not the credential's); {} without the module."""
         module = self._sdk.core_transport
         if module is None:
             return {}
         options = dict((k, v) for k, v in transport.items() if k != 'retry_connect')
-        return {'transport': retry.BoundedTransport(module.RequestsTransport(**options))}
+        return {'transport': retry.BoundedTransport(module.RequestsTransport(**options), pacer=pacer)}
 
     def first_request(self, call):
         """Run ``call`` (a read). The vault's first one runs alone; when it fails for a reason that is about
@@ -187,12 +191,14 @@ class ConnectionPool(object):
     ``KeyVaultTarget(settings, env, connection=pool.connection(settings))`` is a target on the shared
     connection; closing that target leaves the connection open for the other certificates.
 
-    ``connection_factory(settings, env)`` builds a vault's connection (default: VaultConnection).
+    ``connection_factory(settings, env, pacer=...)`` builds a vault's connection (default: VaultConnection); each
+    vault gets its own ``pacing.VaultPacer``, starting at ``concurrency`` certificates at once.
     """
 
-    def __init__(self, env=None, connection_factory=VaultConnection):
+    def __init__(self, env=None, connection_factory=VaultConnection, concurrency=1):
         self._env = env or {}
         self._factory = connection_factory
+        self._concurrency = concurrency
         self._lock = threading.Lock()
         self._by_vault = {}
 
@@ -201,8 +207,14 @@ class ConnectionPool(object):
         with self._lock:
             connection = self._by_vault.get(settings.address.url)
             if connection is None:
-                connection = self._by_vault[settings.address.url] = self._factory(settings, self._env)
+                connection = self._by_vault[settings.address.url] = self._factory(
+                    settings, self._env, pacer=VaultPacer(self._concurrency))
             return connection
+
+    def connections(self):
+        """Every vault's connection, by vault URL, in the order they were first used."""
+        with self._lock:
+            return list(self._by_vault.items())
 
     def close(self):
         for connection in self._by_vault.values():

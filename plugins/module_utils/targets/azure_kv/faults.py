@@ -21,6 +21,7 @@ ACTIONS = {
     'read_deleted': 'Microsoft.KeyVault/vaults/certificates/read',
     'get_secret': 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
     'list_versions': 'Microsoft.KeyVault/vaults/certificates/read',
+    'list': 'Microsoft.KeyVault/vaults/certificates/read',  # at vault scope: a role scoped to one certificate cannot list
 }
 
 _ACTION = re.compile(r"Action:\s*'?([A-Za-z0-9./_-]+)'?")

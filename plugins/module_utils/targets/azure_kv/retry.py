@@ -25,6 +25,7 @@ So one call lasts at most the budget plus one request already on the wire (its c
 
 from __future__ import annotations
 
+import email.utils
 import math
 import threading
 import time
@@ -79,6 +80,36 @@ def refused_wait(exc):
     return None
 
 
+def retry_after_seconds(headers, now=None):
+    """The wait a response asks for, in seconds: ``retry-after-ms``/``x-ms-retry-after-ms`` (milliseconds), else
+    ``Retry-After`` (seconds or an HTTP date); None when it asks for none or the value is garbage."""
+    if headers is None:
+        return None
+    for name, scale in (('retry-after-ms', 1000.0), ('x-ms-retry-after-ms', 1000.0), ('Retry-After', 1.0)):
+        try:
+            value = headers.get(name)
+        except AttributeError:
+            return None
+        if not value:
+            continue
+        try:
+            seconds = float(value) / scale
+        except (TypeError, ValueError):
+            if scale != 1.0:
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when is None:
+                continue
+            seconds = when.timestamp() - (clock() if now is None else now)
+        if not math.isfinite(seconds):  # NaN or infinite: garbage
+            continue
+        return max(0.0, seconds)
+    return None
+
+
 def _deadline():
     stack = getattr(_scope, 'deadlines', None)
     return stack[-1] if stack else None
@@ -109,16 +140,37 @@ class BoundedRetryPolicy(RetryPolicy):
 
 
 class BoundedTransport(object):
-    """An azure-core HttpTransport that refuses waits and requests past the current call's budget."""
+    """An azure-core HttpTransport that refuses waits and requests past the current call's budget.
 
-    def __init__(self, inner):
+    With a ``pacer`` (the vault's ``pacing.VaultPacer``; the vault client's transport has one, the credential's
+    none) every request first waits out the vault's throttling pause -- within the call's budget, like any
+    wait -- and every request, answer and wait is accounted to that vault.
+    """
+
+    # A wait outside any call's budget (none is expected: every SDK call opens one) is bounded by this.
+    UNSCOPED_WAIT_MAX = 30.0
+
+    def __init__(self, inner, pacer=None):
         self._inner = inner
+        self.pacer = pacer
 
     def send(self, request, **kwargs):
+        pacer = self.pacer
+        if pacer is not None:
+            pause = pacer.pause_left()
+            if pause > 0:
+                self.sleep(pause)
         deadline = _deadline()
         if deadline is not None and clock() >= deadline:
             raise WaitRefused(None, 0)
-        return self._inner.send(request, **kwargs)
+        if pacer is None:
+            return self._inner.send(request, **kwargs)
+        pacer.sent()
+        response = self._inner.send(request, **kwargs)
+        status = getattr(response, 'status_code', None)
+        if isinstance(status, int):
+            pacer.answered(status, retry_after_seconds(getattr(response, 'headers', None)) if status == 429 else None)
+        return response
 
     def sleep(self, duration):
         deadline = _deadline()
@@ -126,7 +178,12 @@ class BoundedTransport(object):
             left = deadline - clock()
             if duration > left:
                 raise WaitRefused(duration, left)
-        return self._inner.sleep(duration)
+        elif duration > self.UNSCOPED_WAIT_MAX:
+            raise WaitRefused(duration, self.UNSCOPED_WAIT_MAX)
+        outcome = self._inner.sleep(duration)
+        if self.pacer is not None:
+            self.pacer.waited_for(duration)
+        return outcome
 
     def open(self):
         return self._inner.open()

@@ -60,6 +60,7 @@ TENANT = '11111111-2222-3333-4444-555555555555'
 RESOURCE = 'https://vault.sim.test'
 SCOPE = RESOURCE + '/.default'
 PAGE_SIZE = 3  # list pages are small so that the nextLink is followed
+LIST_PAGE_SIZE = 25  # Key Vault's largest page of List Certificates
 MANAGED_BY = 'certdeploy-managed-by'
 MANAGED_BY_VALUE = 'certdeploy'
 ROLLBACK_OF = 'certdeploy-rollback-of'
@@ -442,6 +443,8 @@ class Vault(object):
         return Answer(404, {'error': 'not_found'})
 
     def _route(self, method, seg, query, data):
+        if seg == ['certificates'] and method == 'GET':
+            return self.list_certificates(query)
         if len(seg) >= 2 and seg[0] == 'certificates':
             name = seg[1]
             if len(seg) == 2 and method == 'GET':
@@ -516,6 +519,25 @@ class Vault(object):
         more = start + size < len(cert.versions)
         link = ('%s/certificates/%s/versions?api-version=%s&$skiptoken=%d&maxresults=%d'
                 % (VAULT_URL, name, query.get('api-version', ''), start + size, size)) if more else None
+        return Answer(200, {'value': items, 'nextLink': link})
+
+    def list_certificates(self, query):
+        """Key Vault's List Certificates: live certificates by name, LIST_PAGE_SIZE a page; versionless ids, latest's facts."""
+        live = [self.live(name) for name in sorted(self.certs)]
+        live = [cert for cert in live if cert is not None]
+        start = int(query.get('$skiptoken') or 0)
+        size = min(int(query.get('maxresults') or LIST_PAGE_SIZE), LIST_PAGE_SIZE)
+        items = []
+        for cert in live[start:start + size]:
+            latest = cert.latest()
+            item = {'id': '%s/certificates/%s' % (VAULT_URL, cert.name), 'x5t': b64url(latest.stored.thumb),
+                    'attributes': self._attributes(latest)}
+            if latest.tags:
+                item['tags'] = dict(latest.tags)
+            items.append(item)
+        more = start + size < len(live)
+        link = ('%s/certificates?api-version=%s&$skiptoken=%d&maxresults=%d'
+                % (VAULT_URL, query.get('api-version', ''), start + size, size)) if more else None
         return Answer(200, {'value': items, 'nextLink': link})
 
     def get_secret(self, name, vid):

@@ -227,9 +227,9 @@ class CountingConnections(object):
         self.clients = clients
         self.built = []
 
-    def __call__(self, settings, env=None):
+    def __call__(self, settings, env=None, pacer=None):
         self.built.append(settings.address.url)
-        return VaultConnection(settings, env=env, client=self.clients[settings.address.url])
+        return VaultConnection(settings, env=env, client=self.clients[settings.address.url], pacer=pacer)
 
 
 def settings_for(vault, name):
@@ -300,7 +300,8 @@ def test_a_connection_that_cannot_be_built_fails_each_certificate_with_its_own_e
         loads.append(1)
         raise errors.DeployError(errors.MISSING_DEPENDENCY, 'no sdk', package='azure-identity')
 
-    pool = ConnectionPool({}, connection_factory=lambda settings, env: VaultConnection(settings, env, sdk_loader=missing_sdk))
+    pool = ConnectionPool({}, connection_factory=lambda settings, env, pacer: VaultConnection(
+        settings, env, sdk_loader=missing_sdk, pacer=pacer))
     raised = []
     for name in ('a1', 'a2'):
         with pytest.raises(errors.DeployError) as info:
