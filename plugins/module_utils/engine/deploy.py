@@ -515,53 +515,27 @@ class DeployEngine(object):
         transient failure latest is read: holding ``thumbprint`` in a version other than ``below``'s, the import
         did commit; otherwise it is sent again, at most ``import_attempts`` times in all, after the wait the
         failure asked for (``retry_after``) or a short backoff -- a wish longer than ``resend_wait_max`` is not
-        waited for. The target sends an import once per call (no retries of its own).
+        waited for. The target sends an import once per call (no retries of its own). A refusal the target states
+        for what it did not process (``not_processed``: Key Vault's 429) needs no read: it is sent again after the wait.
         """
         attempt = 0
+        maybe_sent = False  # an earlier attempt failed in a way that leaves open whether the target processed it
         while True:
             attempt += 1
             try:
                 return send()
             except errors.DeployError as exc:
                 if exc.code not in errors.TRANSIENT_CODES:
-                    if attempt > 1:  # an earlier attempt failed after it may have reached the target
+                    if maybe_sent:  # that earlier attempt may still have been committed
                         result.changed = True
                     raise
                 failure = exc
-            try:
-                latest = self.target.read_latest(look_for_deleted=False)
-            except errors.DeployError as exc_read:
-                # It may have been written: report a change (and, for the deploy's own import, an unverified outcome).
-                result.changed = True
-                if result.outcome is None:
-                    result.outcome = model.UNVERIFIED
-                raise errors.DeployError(
-                    failure.code, '%s Reading the certificate afterwards failed too (%s), so whether the %s was committed '
-                    'is unknown; it was not sent again. Check the target, then run again.' % (failure.message, exc_read.message, what),
-                    **dict((k, v) for k, v in failure.details.items() if k in ('retry_after', 'action')))
-            if latest is not None and latest.thumbprint == thumbprint and (below is None or latest.version != below.version):
-                result.warnings.append(
-                    'The %s reported "%s" but the target holds the certificate (thumbprint %s) as version %s; it was not '
-                    'sent again.' % (what, failure.message, thumbprint, latest.version))
-                return latest
-            if (latest is None) != (below is None) or (latest is not None and (
-                    latest.version != below.version or tags.comparable(latest.tags) != tags.comparable(below.tags)
-                    or bool(latest.enabled) != bool(below.enabled))):
-                # Latest is not the version from before as it was (another version, other tags or enabled, or the
-                # certificate is gone), nor this import: another writer acted meanwhile. A resend would write over that
-                # (a version it may have taken over, too), and this import may have committed before it.
-                result.changed = True
-                if result.outcome is None:
-                    result.outcome = model.CONCURRENT_WRITER
-                if latest is None:
-                    now = 'the certificate can no longer be read (deleted?)'
-                elif below is None or latest.version != below.version:
-                    now = 'version %s (thumbprint %s) became the latest' % (latest.version, latest.thumbprint)
-                else:
-                    now = 'the tags or the enabled flag of version %s changed' % latest.version
-                raise errors.DeployError(
-                    errors.CONFLICT, '%s Meanwhile %s: another writer acted concurrently, so the %s was not sent again, and '
-                    'whether it was committed before that is unknown. Coordinate writers and run again.' % (failure.message, now, what))
+                # A refusal the target states (Key Vault's 429) was not processed; anything else may have been.
+                maybe_sent = maybe_sent or not exc.details.get('not_processed')
+            if maybe_sent:
+                latest = self._settle(failure, thumbprint, below, result, what)
+                if latest is not None:
+                    return latest
             if attempt >= self.import_attempts:
                 raise failure
             wait = failure.details.get('retry_after')
@@ -570,8 +544,49 @@ class DeployEngine(object):
                 message = ('%s The target asked to wait %s s before the %s is sent again, longer than the %d s this module '
                            'waits; nothing more was sent. Run again later.'
                            % (failure.message, _seconds(wait), what, self.resend_wait_max))
-                raise errors.DeployError(errors.THROTTLED, message, retry_after=wait)
+                raise errors.DeployError(errors.THROTTLED, message, retry_after=wait, **(
+                    {} if maybe_sent else {'not_processed': True}))
             self._sleep(wait)
+
+    def _settle(self, failure, thumbprint, below, result, what):
+        """After an import failed in a way that leaves open whether it was committed: read latest. Returns the
+        version that holds the import (it did commit), or None (it did not: it may be sent again); raises when that
+        cannot be told or another writer acted meanwhile."""
+        try:
+            latest = self.target.read_latest(look_for_deleted=False)
+        except errors.DeployError as exc_read:
+            # It may have been written: report a change (and, for the deploy's own import, an unverified outcome).
+            result.changed = True
+            if result.outcome is None:
+                result.outcome = model.UNVERIFIED
+            raise errors.DeployError(
+                failure.code, '%s Reading the certificate afterwards failed too (%s), so whether the %s was committed '
+                'is unknown; it was not sent again. Check the target, then run again.' % (failure.message, exc_read.message, what),
+                **dict((k, v) for k, v in failure.details.items() if k in ('retry_after', 'action')))
+        if latest is not None and latest.thumbprint == thumbprint and (below is None or latest.version != below.version):
+            result.warnings.append(
+                'The %s reported "%s" but the target holds the certificate (thumbprint %s) as version %s; it was not '
+                'sent again.' % (what, failure.message, thumbprint, latest.version))
+            return latest
+        if (latest is None) != (below is None) or (latest is not None and (
+                latest.version != below.version or tags.comparable(latest.tags) != tags.comparable(below.tags)
+                or bool(latest.enabled) != bool(below.enabled))):
+            # Latest is not the version from before as it was (another version, other tags or enabled, or the
+            # certificate is gone), nor this import: another writer acted meanwhile. A resend would write over that
+            # (a version it may have taken over, too), and this import may have committed before it.
+            result.changed = True
+            if result.outcome is None:
+                result.outcome = model.CONCURRENT_WRITER
+            if latest is None:
+                now = 'the certificate can no longer be read (deleted?)'
+            elif below is None or latest.version != below.version:
+                now = 'version %s (thumbprint %s) became the latest' % (latest.version, latest.thumbprint)
+            else:
+                now = 'the tags or the enabled flag of version %s changed' % latest.version
+            raise errors.DeployError(
+                errors.CONFLICT, '%s Meanwhile %s: another writer acted concurrently, so the %s was not sent again, and '
+                'whether it was committed before that is unknown. Coordinate writers and run again.' % (failure.message, now, what))
+        return None
 
     # -- verify and rollback ------------------------------------------------
 

@@ -44,6 +44,7 @@ class ListingPlan(object):
         self.mode = mode
         self._wanted = set(folded(name) for name in names)
         self.found = {}
+        self._twice = set()  # names listed more than once: such a listing is not trusted for them
         self.pages = 0
         self.listed = 0
         self.complete = False  # the listing reached its last page
@@ -79,6 +80,8 @@ class ListingPlan(object):
         for name, state in page:
             key = folded(name)
             if key in self._wanted:
+                if key in self.found:
+                    self._twice.add(key)  # a listing names each certificate once; which entry to believe is unknown
                 self.found[key] = state
         if last:
             self.complete = True
@@ -88,8 +91,9 @@ class ListingPlan(object):
         self.stopped = code
 
     def listed_state(self, name):
-        """The listed state of ``name``, or None (not found, or not listed)."""
-        return self.found.get(folded(name))
+        """The listed state of ``name``, or None (not found, not listed, or listed more than once)."""
+        key = folded(name)
+        return None if key in self._twice else self.found.get(key)
 
     def report(self):
         """The task result's account of this target's reads."""

@@ -221,8 +221,9 @@ def classify(exc, operation, subject=''):
         return errors.DeployError(errors.CONFLICT, 'Conflict during %s%s: %s' % (operation, where, message))
     wish = {'retry_after': _retry_after(exc)} if _retry_after(exc) is not None else {}
     if status == 429:
+        # A 429 is Key Vault's refusal to process the request: whatever it was, it was not done (not_processed).
         return errors.DeployError(errors.THROTTLED, 'Key Vault throttled the %s request%s after retries: %s' % (operation, where, message),
-                                  **wish)
+                                  not_processed=True, **wish)
     if status >= 500:
         return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault failed with HTTP %d during %s%s: %s' % (status, operation, where, message),
                                   **wish)

@@ -13,12 +13,16 @@ Pending certificates (a request in progress) are not listed, so those are read i
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ... import errors
 from ...engine.model import VersionState
 from ...material import certificate as cert_material
 from . import faults
 
 PAGE_SIZE = 25  # Key Vault's largest page (maxresults)
+# A listing reads at most this many pages (a million certificates): a vault that keeps answering more is not waited for.
+MAX_PAGES = 40000
 
 
 def listed_state(props):
@@ -45,12 +49,20 @@ def list_into(connection, plan):
     certificate not found is read on its own.
     """
     where = connection.settings.address.url
-    pager = None
+    pager = []
+    seen = set()
+
+    def fetch():
+        if not pager:  # built on the first call, so that the vault's first request is the first page
+            pager.append(_pager(connection))
+        return _next_page(pager[0], where)
+
     while plan.more():
+        if plan.pages >= MAX_PAGES:
+            plan.fail(errors.SERVICE_ERROR)
+            return
         try:
-            if pager is None:
-                pager = connection.first_request(lambda: _pager(connection))
-            page = connection.first_request(lambda: _next_page(pager, where))
+            page = connection.first_request(fetch)
         except errors.DeployError as exc:
             plan.fail(exc.code)
             return
@@ -58,7 +70,27 @@ def list_into(connection, plan):
             plan.complete = True
             return
         items = [(name_of(props), listed_state(props)) for props in page]
-        plan.take(items, last=pager.continuation_token is None)
+        following = pager[0].continuation_token
+        plan.take(items, last=following is None)
+        if following is not None and (not same_host(following, where) or following in seen):
+            # Key Vault's nextLink names the vault itself. Another host is not followed: it would answer the rest of
+            # the listing (and could say "nothing changed") for a vault it is not. A link seen before is a loop.
+            plan.fail(errors.SERVICE_ERROR)
+            return
+        seen.add(following)
+
+
+def same_host(link, vault_url):
+    """Whether the next page's link points at the vault's own scheme, host and port."""
+    if not isinstance(link, str):
+        return False
+    def where(url):
+        parts = urlsplit(url)
+        return parts.scheme, (parts.hostname or '').lower(), parts.port or {'https': 443, 'http': 80}.get(parts.scheme)
+    try:
+        return where(link) == where(vault_url)
+    except ValueError:  # a port that is no number
+        return False
 
 
 def _pager(connection):
