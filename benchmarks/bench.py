@@ -27,7 +27,6 @@ import json
 import os
 import pstats
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -257,7 +256,9 @@ class Runner:
         jvm = _jvm_cpu(self.emulator.pid)
         counts, _calls = self.classify(self._settled_access_lines()[before:])
         out = json.loads(out_file.read_text(encoding='utf-8')) if out_file.exists() else {}
-        problems = [] if rc == 0 and out else ['seed.py exited %d: %s' % (rc, out.get('failures') or Path(str(base) + '.log').read_text(errors='replace')[-500:])]
+        problems = []
+        if rc != 0 or not out:
+            problems.append('seed.py exited %d: %s' % (rc, out.get('failures') or Path(str(base) + '.log').read_text(errors='replace')[-500:]))
         record = dict({'tag': base.name, 'tool': 'ours', 'scenario': scenario, 'seed': True, 'process_wall': wall, 'counts': counts,
                        'items': len(certificates), 'problems': problems, 'out': out, 'threads': threads,
                        'jvm_cpu': (jvm - jvm_before) if jvm is not None and jvm_before is not None else None}, **meta)

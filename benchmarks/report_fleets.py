@@ -339,6 +339,7 @@ def _splitting(f, thr):
         a, b = small[0], huge[0]
         if a.get('largest_maxrss_kib') and b.get('largest_maxrss_kib') and b['size'] != a['size']:
             per_cert_kib = (b['largest_maxrss_kib'] - a['largest_maxrss_kib']) / float(b['size'] - a['size'])
+    base = f.playbook(*f.fleets()[-1], op='noop')[0]['largest_maxrss_kib'] if per_cert_kib else None
     lines = ['## Reading a vault, pacing, and splitting a larger estate\n',
              '**`vault_read`.** A no-op needs each certificate\'s thumbprint, tags (with the `certdeploy-material` record of what '
              'was imported), and enabled flag. Key Vault\'s list of certificates returns those for 25 certificates a page, so '
@@ -378,7 +379,7 @@ def _splitting(f, thr):
              '(`job_slice_count`, slicing an inventory with one host per vault, `delegate_to: localhost`). Slices against the '
              'same vault share its budget: they finish no sooner than one task, and they pay one token and challenge each. A '
              'controller or execution node needs memory for one task\'s material and results%s.' % (
-                 (': about %.0f KiB per certificate on top of a base of %s (the table above)' % (per_cert_kib, _mib(f.playbook(*f.fleets()[-1], op='noop')[0]['largest_maxrss_kib'])))
+                 (': about %.0f KiB per certificate on top of a base of %s (the table above)' % (per_cert_kib, _mib(base)))
                  if per_cert_kib else ' (the table above)'),
              '']
     return '\n'.join(lines)
