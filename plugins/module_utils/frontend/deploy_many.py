@@ -13,6 +13,13 @@ threads runs the certificates (the SDK is synchronous); the first request to a v
 authentication challenge and the token are paid once, whatever the pool size. A failure is that certificate's
 result and never stops or hides the others; results come back in the order of the input list.
 
+Two things are about a vault rather than a certificate. Reading: before the certificates run, each vault's
+certificates may be listed (``vault_read``; engine.fleet.ListingPlan decides how far, listing.list_into reads),
+and a certificate found there is decided from its listed state when that is a no-op (DeployEngine.run(listed=)).
+Pace: each vault's pacer (pacing.VaultPacer, on the shared connection) pauses the vault on 429 and bounds how many
+of its certificates run at once (``Vault`` slots); a certificate that ended ``throttled`` with nothing written runs
+again after the pause while ``throttle_retry_seconds`` allow (``Runner``). ``vaults`` in the result reports both.
+
 The pure parts (merging options, planning, aggregating results) are separate functions and unit-tested.
 """
 

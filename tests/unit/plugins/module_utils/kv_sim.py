@@ -471,7 +471,7 @@ _CHECKED_KEYS = {}
 
 
 def _memo_key_check(original):
-    """check_private_key once per key (OpenSSL's full RSA check costs ~0.1 s), told by its private bytes (a key is parsed
+    """check_private_key once per key (the RSA check signs once), told by its private bytes (a key is parsed
     again for every form and chain it comes with); a failure is never remembered."""
     def check_key(key):
         try:

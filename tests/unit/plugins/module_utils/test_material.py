@@ -764,6 +764,55 @@ def test_rsa_consistency_check_is_deferred_to_check_private_key(pki):
     m.check_private_key(good)  # a sound key passes
 
 
+def _numbers_with(good, **changes):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    n = good.private_numbers()
+    values = dict(p=n.p, q=n.q, d=n.d, dmp1=n.dmp1, dmq1=n.dmq1, iqmp=n.iqmp, public_numbers=n.public_numbers)
+    values.update(changes)
+    return rsa.RSAPrivateNumbers(**values).private_key(unsafe_skip_rsa_key_validation=True)
+
+
+@pytest.mark.parametrize('part,expected', [
+    ('d', 'private exponent'), ('dmp1', 'CRT exponents'), ('dmq1', 'CRT exponents'), ('iqmp', 'CRT coefficient'),
+])
+def test_each_private_number_is_checked(part, expected):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    broken = _numbers_with(good, **{part: getattr(good.private_numbers(), part) + 2})
+    with pytest.raises(errors.DeployError) as info:
+        m.check_private_key(broken)
+    assert info.value.code == errors.INVALID_MATERIAL and expected in info.value.message
+    for value in (good.private_numbers().d, good.private_numbers().p):
+        assert str(value) not in info.value.message
+
+
+def test_a_composite_factor_with_numbers_made_to_agree_is_refused_by_the_signature_check():
+    """p is the product of two primes; d, the CRT exponents and coefficient are computed so that every identity of
+    the numbers holds. Only a working signature tells: OpenSSL's full check would have found p not prime."""
+    import math as _math
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    e = 65537
+    while True:  # 65537 must be invertible modulo lambda(n) (almost always at the first try)
+        one = rsa.generate_private_key(public_exponent=e, key_size=1024).private_numbers()
+        two = rsa.generate_private_key(public_exponent=e, key_size=1024).private_numbers()
+        p, q = one.p * one.q, two.p
+        lam = (p - 1) * (q - 1) // _math.gcd(p - 1, q - 1)
+        if _math.gcd(e, lam) == 1:
+            break
+    d = pow(e, -1, lam)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), rsa.RSAPublicNumbers(e, p * q))
+    key = numbers.private_key(unsafe_skip_rsa_key_validation=True)
+    with pytest.raises(errors.DeployError) as info:
+        m.check_private_key(key)
+    assert 'does not verify' in info.value.message
+
+
+def test_the_rsa_check_accepts_sound_keys_of_every_supported_size(pki):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    for bits in (2048, 3072, 4096):
+        m.check_private_key(rsa.generate_private_key(public_exponent=65537, key_size=bits))
+
+
 # -- what a target stores, compared with what was sent ----------------------------------------------
 
 def test_compare_stored_verdicts(pki, hierarchy):
