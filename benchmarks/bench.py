@@ -258,7 +258,8 @@ class Runner:
         out = json.loads(out_file.read_text(encoding='utf-8')) if out_file.exists() else {}
         problems = []
         if rc != 0 or not out:
-            problems.append('seed.py exited %d: %s' % (rc, out.get('failures') or Path(str(base) + '.log').read_text(errors='replace')[-500:]))
+            tail = Path(str(base) + '.log').read_text(encoding='utf-8', errors='replace')[-500:]
+            problems.append('seed.py exited %d: %s' % (rc, out.get('failures') or tail))
         record = dict({'tag': base.name, 'tool': 'ours', 'scenario': scenario, 'seed': True, 'process_wall': wall, 'counts': counts,
                        'items': len(certificates), 'problems': problems, 'out': out, 'threads': threads,
                        'jvm_cpu': (jvm - jvm_before) if jvm is not None and jvm_before is not None else None}, **meta)
@@ -295,7 +296,7 @@ class Runner:
         problems = []
         out = json.loads(out_file.read_text(encoding='utf-8')) if out_file.exists() else None
         if out is None:
-            problems.append('inprocess.py exited %d without a result: %s' % (rc, Path(str(base) + '.log').read_text(errors='replace')[-500:]))
+            problems.append('inprocess.py exited %d without a result: %s' % (rc, Path(str(base) + '.log').read_text(encoding='utf-8', errors='replace')[-500:]))
         else:
             result = out['result']
             if result['failed'] or result['error_codes']:
@@ -324,7 +325,7 @@ import json, resource, subprocess, sys, time
 started = time.monotonic()
 rc = subprocess.call(sys.argv[2:])
 wall = time.monotonic() - started
-with open(sys.argv[1], "w") as handle:
+with open(sys.argv[1], "w", encoding="ascii") as handle:
     json.dump({"wall": wall, "maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, handle)
 sys.exit(rc)
 '''
@@ -736,15 +737,25 @@ def _inside(args):
 PRODUCT = 'ansible_collections/certdeploy/cloud/plugins/'
 
 
-def profile_lines(directory, limit=25):
-    """The top functions of each cProfile run by own (tottime) and cumulative time, the collection's marked."""
+def profile_lines(directory, limit=40):
+    """The top functions of each cProfile run by own (tottime) and cumulative time, the collection's marked.
+
+    Each row also names its direct callers (the three that spent the most in it), so a library call that costs the
+    time (an OpenSSL parse, say) shows the line of the collection that made it.
+    """
+    def name(key):
+        filename, line, function = key
+        return '%s:%d %s' % (filename.split(PRODUCT, 1)[1] if PRODUCT in filename else _short(filename), line, function)
     out = {}
     for path in sorted(Path(directory).glob('*.pstats')):
         stats = pstats.Stats(str(path))
         rows = []
-        for (filename, line, function), (calls, _primitive, tottime, cumtime, _callers) in stats.stats.items():
+        for key, (calls, _primitive, tottime, cumtime, callers) in stats.stats.items():
+            filename, line, function = key
+            top_callers = sorted(callers.items(), key=lambda item: -item[1][3])[:3]
             rows.append({'file': filename.split(PRODUCT, 1)[1] if PRODUCT in filename else _short(filename), 'line': line,
-                         'function': function, 'calls': calls, 'tottime': tottime, 'cumtime': cumtime, 'product': PRODUCT in filename})
+                         'function': function, 'calls': calls, 'tottime': tottime, 'cumtime': cumtime, 'product': PRODUCT in filename,
+                         'callers': ['%s (%.3f s)' % (name(k), v[3]) for k, v in top_callers]})
         out[path.stem] = {
             'total': stats.total_tt,
             'tottime': sorted(rows, key=lambda r: -r['tottime'])[:limit],

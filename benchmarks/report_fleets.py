@@ -228,15 +228,16 @@ def _profiles(profiles, f):
     for name, prof in sorted(profiles.items()):
         lines.append('### %s (%.2f s profiled)\n' % (name, prof['total']))
         lines.append('Top by own time (every function):\n')
-        lines.append('| own | cumulative | calls | function |')
-        lines.append('| ---: | ---: | ---: | --- |')
+        lines.append('| own | cumulative | calls | function | called from |')
+        lines.append('| ---: | ---: | ---: | --- | --- |')
         for row in prof['tottime'][:12]:
-            lines.append('| %.3f s | %.3f s | %d | `%s:%d %s` |' % (row['tottime'], row['cumtime'], row['calls'], row['file'], row['line'], row['function']))
+            lines.append('| %.3f s | %.3f s | %d | `%s:%d %s` | %s |' % (row['tottime'], row['cumtime'], row['calls'], row['file'], row['line'],
+                                                                    row['function'], '; '.join('`%s`' % c for c in row.get('callers', []))))
         lines.append('')
         lines.append('The collection\'s functions by cumulative time:\n')
         lines.append('| cumulative | own | calls | function |')
         lines.append('| ---: | ---: | ---: | --- |')
-        for row in prof['product_cumtime'][:12]:
+        for row in prof['product_cumtime'][:30]:
             lines.append('| %.3f s | %.3f s | %d | `%s:%d %s` |' % (row['cumtime'], row['tottime'], row['calls'], row['file'], row['line'], row['function']))
         lines.append('')
     return '\n'.join(lines)
