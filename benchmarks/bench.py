@@ -72,12 +72,12 @@ PROXY_IP = '127.0.0.3'
 # into it; throttle_rate is chosen well below the unthrottled rotation's pace of the same fleet (the report checks).
 FULL = {'runs': 5, 'fleet_noop_runs': 3, 'fleet_rotation_runs': 1, 'fleet': 100, 'big': 1000, 'big_noop_runs': 3,
         'fleets': [('ec', 100), ('ec', 1000), ('rsa', 100), ('rsa', 1000)], 'breakdown': [('ec', 100), ('rsa', 100)],
-        'profile': ('rsa', 100), 'huge': 10000, 'huge_noop_runs': 2, 'throttled': 1000, 'throttled_kind': 'ec',
-        'throttle_rate': 20}
+        'profile': ('rsa', 100), 'profile_noop': ('rsa', 1000), 'huge': 10000, 'huge_noop_runs': 2, 'throttled': 1000,
+        'throttled_kind': 'ec', 'throttle_rate': 20}
 QUICK = {'runs': 2, 'fleet_noop_runs': 1, 'fleet_rotation_runs': 1, 'fleet': 10, 'big': 50, 'big_noop_runs': 2,
          'fleets': [('ec', 10), ('ec', 50), ('rsa', 10), ('rsa', 50)], 'breakdown': [('ec', 10), ('rsa', 10)],
-         'profile': ('rsa', 10), 'huge': 200, 'huge_noop_runs': 1, 'throttled': 50, 'throttled_kind': 'ec',
-         'throttle_rate': 10}
+         'profile': ('rsa', 10), 'profile_noop': ('rsa', 50), 'huge': 200, 'huge_noop_runs': 1, 'throttled': 50,
+         'throttled_kind': 'ec', 'throttle_rate': 10}
 
 
 def log(message):
@@ -471,6 +471,12 @@ def run_fleets(runner, fleets, sizes, profiles_dir):
             runner.inprocess('%s_%d_first_import_inprocess' % (kind, size), vault_url, fleet_vars('p', set_a), True,
                              dict(bmeta, op='first_import', vault_certificates=size))
             in_vault += size
+        if (kind, size) == tuple(sizes.get('profile_noop') or ()):
+            # The fleet holds set B after the playbook's rotation (set A again after the breakdown's rotation back).
+            current = names_a if (kind, size) in [tuple(x) for x in sizes['breakdown']] else names_b
+            runner.inprocess('%s_%d_noop_profiled' % (kind, size), vault_url, current, False,
+                             dict(meta, profiled=True, op='noop', vault_certificates=in_vault),
+                             profile=profiles_dir / ('%s-%d-noop.pstats' % (kind, size)), concurrency=1)
         if (kind, size) == tuple(sizes['profile']):
             pmeta = dict(meta, profiled=True)
             # The fleet holds set A after the breakdown's rotation back, set B after the playbook's rotation.
@@ -483,7 +489,7 @@ def run_fleets(runner, fleets, sizes, profiles_dir):
                              concurrency=1)
 
 
-def run_huge(runner, items, sizes, seed_concurrency=10):
+def run_huge(runner, items, sizes, profiles_dir, seed_concurrency=10):
     """The no-op of sizes['huge'] certificates in one task, in a vault of its own; the seeding is timed and reported."""
     size = len(items)
     vault_url = 'https://%s.vault.azure.net' % fleet_vault('huge', size)
@@ -494,6 +500,8 @@ def run_huge(runner, items, sizes, seed_concurrency=10):
     for _i in range(sizes['huge_noop_runs']):
         runner.run('ours', 'huge_%d_noop' % size, 'ours_fleet_many.yml', {'bench_vault_url': vault_url, 'bench_fleet': names},
                    expect_changed=False, items=size, meta=dict(meta, op='noop'), keep_calls=False)
+    runner.inprocess('huge_%d_noop_profiled' % size, vault_url, names, False, dict(meta, op='noop', profiled=True),
+                     profile=profiles_dir / ('rsa-%d-noop.pstats' % size), concurrency=1)
 
 
 class ThrottleProxy:
@@ -695,22 +703,22 @@ def _inside(args):
             step = time.monotonic()
             run_peers(runner, material, sizes, has_list)
             timings['peers'] = time.monotonic() - step
+        profiles_dir = work / 'profiles'
+        profiles_dir.mkdir(exist_ok=True)
         if fleets:
             step = time.monotonic()
-            profiles_dir = work / 'profiles'
-            profiles_dir.mkdir(exist_ok=True)
             run_fleets(runner, fleets, sizes, profiles_dir)
             timings['fleets'] = time.monotonic() - step
         if huge:
             step = time.monotonic()
-            run_huge(runner, huge, sizes)
+            run_huge(runner, huge, sizes, profiles_dir)
             timings['huge'] = time.monotonic() - step
         if throttled:
             step = time.monotonic()
             proxy = ThrottleProxy(work, tls, config['mitmdump'], config['throttle_addon'])
             run_throttled(runner, proxy, throttled, sizes, sizes['throttle_rate'])
             timings['throttled'] = time.monotonic() - step
-        profiles = profile_lines(work / 'profiles') if fleets else {}
+        profiles = profile_lines(profiles_dir)
         results = {'quick': args.quick, 'sizes': sizes, 'groups': groups, 'has_list_module': has_list,
                    'action_plugin_in_tree': ACTION_PLUGIN.exists(), 'vault_read_option': has_option('vault_read'),
                    'proof': proof, 'vault_url': emulator.vault_url, 'emulator': dict(emulator.versions, java_opts=emulator.java_opts),
