@@ -212,8 +212,8 @@ class Runner:
             if wrong:
                 problems.append('%d of %d results changed=%s, expected %s' % (len(wrong), len(results), not expect_changed, expect_changed))
             if fleet and fleet['changed'] != (fleet['certificates'] if expect_changed else 0):
-                problems.append('%d of %d certificates changed, expected %s' % (fleet['changed'], fleet['certificates'],
-                                                                               'all' if expect_changed else 'none'))
+                problems.append('%d of %d certificates changed, expected %s'
+                                % (fleet['changed'], fleet['certificates'], 'all' if expect_changed else 'none'))
         record = {'tag': tag, 'tool': tool, 'scenario': scenario, 'wall': wall, 'task': task_seconds, 'items': items,
                   'counts': counts, 'calls': calls if keep_calls else calls[:40], 'problems': problems,
                   'module_run': all(r['module_run'] for r in results) if results else None,

@@ -232,8 +232,9 @@ def _profiles(profiles, f):
         lines.append('| own | cumulative | calls | function | called from |')
         lines.append('| ---: | ---: | ---: | --- | --- |')
         for row in prof['tottime'][:12]:
-            lines.append('| %.3f s | %.3f s | %d | `%s:%d %s` | %s |' % (row['tottime'], row['cumtime'], row['calls'], row['file'], row['line'],
-                                                                    row['function'], '; '.join('`%s`' % c for c in row.get('callers', []))))
+            callers = '; '.join('`%s`' % c for c in row.get('callers', []))
+            lines.append('| %.3f s | %.3f s | %d | `%s:%d %s` | %s |'
+                         % (row['tottime'], row['cumtime'], row['calls'], row['file'], row['line'], row['function'], callers))
         lines.append('')
         lines.append('The collection\'s functions by cumulative time:\n')
         lines.append('| cumulative | own | calls | function |')

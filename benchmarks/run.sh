@@ -81,8 +81,10 @@ MITMPROXY_VERSION="$(sed -n 's/^MITMPROXY_VERSION=\([0-9.]*\).*/\1/p' "${ROOT}/t
 MITM="${CACHE}/venv-mitmproxy"
 if [[ ! -x "${MITM}/bin/mitmdump" ]] || ! "${MITM}/bin/mitmdump" --version 2>/dev/null | grep -q "Mitmproxy: ${MITMPROXY_VERSION}"; then
     rm -rf "${MITM}"
-    "${PY}" -m venv "${MITM}" && pip_quiet "${MITM}" "mitmproxy==${MITMPROXY_VERSION}" ||
-        { echo "benchmarks: mitmproxy ${MITMPROXY_VERSION} could not be installed: the throttled rotation is skipped" >&2; rm -rf "${MITM}"; }
+    if ! { "${PY}" -m venv "${MITM}" && pip_quiet "${MITM}" "mitmproxy==${MITMPROXY_VERSION}"; }; then
+        echo "benchmarks: mitmproxy ${MITMPROXY_VERSION} could not be installed: the throttled rotation is skipped" >&2
+        rm -rf "${MITM}"
+    fi
 fi
 MITMDUMP=''
 [[ -x "${MITM}/bin/mitmdump" ]] && MITMDUMP="${MITM}/bin/mitmdump"
