@@ -1,18 +1,23 @@
 # Copyright: contributors to certdeploy.cloud
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""certdeploy.cloud against azure.azcollection, both on one vault under a production name.
+"""certdeploy.cloud against azure.azcollection on one vault under a production name, then certdeploy's own fleets.
 
-Started by benchmarks/run.sh (which installs both tools under .cache/bench/). As root:
+Started by benchmarks/run.sh (which installs both tools and mitmproxy under .cache/bench/). As root:
 
 1. ``unshare --mount --net`` re-executes this file in a private mount + network namespace with only
    ``lo``; emulators.namespace.write_etc/bind_etc give it its own /etc/hosts (``certdeploy-bench.vault.azure.net``
-   -> 127.0.0.1, ``login.microsoftonline.com`` -> 127.0.0.2, where nothing listens), and
+   and one ``cdb-<kind>-<size>.vault.azure.net`` per fleet -> 127.0.0.1, ``cdb-throttled.vault.azure.net`` ->
+   127.0.0.3 (the throttling proxy), ``login.microsoftonline.com`` -> 127.0.0.2, where nothing listens), and
    namespace.prove_mapping proves that, and that a public address is unreachable, before any request.
-2. lowkey_prodname.start serves lowkey-vault as https://certdeploy-bench.vault.azure.net with a test-CA
-   certificate and a real vault's challenge (resource https://vault.azure.net).
-3. Each scenario runs as ``ansible-playbook`` of each tool, paired and in alternating order; the
-   bench_timer callback times every task, the emulator's access log counts the requests.
-4. The results go to a JSON file and docs/performance.md (``--quick``: a labelled development run).
+2. lowkey_prodname.start serves lowkey-vault as those vaults with a test-CA certificate and a real vault's
+   challenge (resource https://vault.azure.net).
+3. Groups (``--only`` picks some): ``peers``, each scenario as ``ansible-playbook`` of each tool, paired and in
+   alternating order; ``fleets``, certdeploy's EC and RSA fleets in vaults of their own, with the in-process
+   breakdown (inprocess.py) and profiles; ``huge``, a 10,000-certificate no-op after seeding (seed.py);
+   ``throttled``, a rotation through the throttling proxy (ThrottleProxy). The bench_timer callback times every
+   task, a wrapper records each run's peak RSS, the emulator's access log counts the requests.
+4. The results go to a JSON file and docs/performance.md (``--quick``/``--only``: a labelled development run).
+   Certificate sets come from certsets.py's cache.
 
 No request leaves the namespace; AZURE_*, IDENTITY_*, MSI_*, IMDS_* of the caller are not passed on.
 """
