@@ -61,7 +61,9 @@ class Fleets:
                      and r.get('size') == size and r.get('op') == op), None)
 
     def named(self, prefix, op=None):
-        return [r for r in self.runs if r['scenario'].startswith(prefix) and (op is None or r.get('op') == op)]
+        """ansible-playbook runs (or, for op 'seed', the set-up) whose scenario starts with ``prefix``."""
+        return [r for r in self.runs if r['scenario'].startswith(prefix) and (op is None or r.get('op') == op)
+                and not r.get('inprocess') and bool(r.get('seed')) == (op == 'seed')]
 
     def fleets(self):
         return [tuple(x) for x in self.sizes.get('fleets', []) if self.playbook(x[0], x[1], 'noop')]
