@@ -84,6 +84,7 @@ def same_host(link, vault_url):
     """Whether the next page's link points at the vault's own scheme, host and port."""
     if not isinstance(link, str):
         return False
+
     def where(url):
         parts = urlsplit(url)
         return parts.scheme, (parts.hostname or '').lower(), parts.port or {'https': 443, 'http': 80}.get(parts.scheme)

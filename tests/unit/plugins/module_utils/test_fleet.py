@@ -703,7 +703,6 @@ def test_regression_a_429_on_an_import_does_not_count_as_a_possible_write(rule_f
     list_and_each_agree(fleet_, other, clock, run_task, ['absent', 'deleted'], 'auto', False, 3, 1, 0)
 
 
-
 def test_a_name_listed_twice_is_read_on_its_own():
     plan = fleet.ListingPlan(['a', 'b'], fleet.LIST)
     plan.take(page('a', 'b'))
