@@ -95,6 +95,8 @@ def main():
     parser.add_argument('--collections-ours', required=True)
     parser.add_argument('--collections-peer', required=True)
     parser.add_argument('--ansible-version', required=True)
+    parser.add_argument('--mitmdump', default='', help='mitmdump of the throttling proxy (empty: not installed)')
+    parser.add_argument('--throttle-addon', default='', help="the throttling proxy's mitmproxy addon")
     args = parser.parse_args()
     site_peer = output([os.path.join(args.peer, 'bin', 'python'), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'])
     names = ['ansible', 'ansible-core', 'azure-core', 'azure-identity', 'azure-keyvault-certificates', 'azure-keyvault-secrets',
@@ -117,6 +119,8 @@ def main():
     facts = {
         'venv_peer': args.peer, 'venv_ours': args.ours,
         'collections_ours': args.collections_ours, 'collections_peer': args.collections_peer,
+        'mitmdump': args.mitmdump or None, 'throttle_addon': args.throttle_addon or None,
+        'mitmproxy': output([args.mitmdump, '--version']).splitlines()[0].split()[-1] if args.mitmdump else None,
         'machine': {'nproc': os.cpu_count(), 'cpu': cpu_model(), 'memory': mem_total(), 'kernel': platform.release(),
                     'python': output([os.path.join(args.ours, 'bin', 'python'), '-c', 'import platform; print(platform.python_version())']),
                     'loadavg_at_start': open('/proc/loadavg', encoding='utf-8').read().split()[:3]},

@@ -12,8 +12,11 @@ maps ``<vault>.vault.azure.net`` to 127.0.0.1 and nothing else resolves), lowkey
   ``resource="https://vault.azure.net"`` (``--LOWKEY_AUTH_RESOURCE``), so the Azure SDK's
   challenge-resource verification stays on and passes for ``<vault>.vault.azure.net``;
 * hosts one vault whose base URI is ``https://<vault>.vault.azure.net`` (no port);
-* writes a Tomcat access log (one unbuffered line per request: port, method, path, status), which
-  bench.py reads to count token, challenge and authenticated requests at the emulator side;
+* writes a Tomcat access log (one unbuffered line per request: port, method, path, status, and the time Tomcat
+  took to serve it in microseconds), which bench.py reads to count token, challenge and authenticated requests
+  at the emulator side and to sum the emulator's own time;
+* hosts further vaults under other production names on the same address when asked (``vault_hosts``): the
+  benchmark gives each fleet a vault of its own, so a vault's size is the fleet's;
 * serves its App Service-style managed-identity endpoint on a free 127.0.0.1 port (plain HTTP, as
   App Service's own IDENTITY_ENDPOINT is).
 
@@ -37,8 +40,9 @@ HTTPS_PORT = 443
 # Real Key Vault's challenge names this resource; the SDK checks that the vault host ends with its host.
 AUTH_RESOURCE = 'vault.azure.net'
 ACCESS_LOG = 'access.log'
-# port method path status: the token endpoint is told apart by its port, a challenge by its 401.
-ACCESS_PATTERN = '%p %m %U %s'
+# port method path status microseconds: the token endpoint is told apart by its port, a challenge by its 401;
+# the last field is Tomcat's time from the request's first byte to the response's last.
+ACCESS_PATTERN = '%p %m %U %s %{us}T'
 # lowkey-vault's own cipher list names only RSA suites; the test CA issues an EC (P-256) leaf.
 CIPHERS = ','.join(('TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256',
                     'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384'))
@@ -79,8 +83,18 @@ def write_keystore(tls, path):
     return password
 
 
-def start(state_dir, names, tls, startup_timeout=180.0):
-    """Start lowkey-vault as names.vault_url (root, inside the private namespace); returns a LowkeyProdname."""
+# The harness's JVM options with a larger heap (a 10,000-certificate vault) and the full JIT: the harness stops
+# at the first compiler tier for a fast start, which leaves a long benchmark's crypto (PKCS#12 of every import)
+# running slower than it needs to. Emulator configuration only; both tools meet the same emulator.
+JAVA_OPTS = tuple(o for o in DEFAULT_JAVA_OPTS if not o.startswith(('-Xmx', '-XX:TieredStopAtLevel'))) + ('-Xmx3g',)
+
+
+def start(state_dir, names, tls, startup_timeout=180.0, vault_hosts=()):
+    """Start lowkey-vault as names.vault_url (root, inside the private namespace); returns a LowkeyProdname.
+
+    ``vault_hosts``: further production vault host names this lowkey-vault hosts (requests carry them in Host);
+    their addresses are the caller's business (the namespace's /etc/hosts).
+    """
     java = find_tool('java', ('LOWKEY_VAULT_JAVA',), 'JAVA_HOME', 'to run lowkey-vault')
     need = int(VERSIONS['LOWKEY_VAULT_MIN_JAVA'])
     major = java_major_version(java)
@@ -101,7 +115,7 @@ def start(state_dir, names, tls, startup_timeout=180.0):
     emulator.access_log = state / ACCESS_LOG
     address = names.mapping[names.vault_host]
     token_port = free_port()
-    argv = [java] + list(DEFAULT_JAVA_OPTS) + [
+    argv = [java] + list(JAVA_OPTS) + [
         '-Dcertdeploy.bind.address=' + address, '-Dloader.path=' + str(classes), '-cp', str(jar), launcher,
         '--spring.main.sources=certdeploy.harness.LoopbackConnectors',
         '--server.address=' + address, '--server.port=%d' % HTTPS_PORT, '--app.token.port=%d' % token_port,
@@ -122,14 +136,18 @@ def start(state_dir, names, tls, startup_timeout=180.0):
         context = verifying_context(tls['ca_file'])
         wait_until(lambda: http_get('https://%s/ping' % names.vault_host, context)[0] == 200,
                    'lowkey-vault https://%s/ping' % names.vault_host, startup_timeout, [record])
-        status, body = http_post_json('https://%s/management/vault' % names.vault_host,
-                                      {'baseUri': names.vault_url, 'aliases': [names.vault_url + ':443'],
-                                       'recoveryLevel': 'Recoverable+Purgeable', 'recoverableDays': 90}, context)
-        if status != 200:
-            raise EmulatorFailed('lowkey-vault: creating vault %s failed: HTTP %s %s' % (names.vault_url, status, body))
+        for url in [names.vault_url] + ['https://' + host for host in vault_hosts]:
+            status, body = http_post_json('https://%s/management/vault' % names.vault_host,
+                                          {'baseUri': url, 'aliases': [url + ':443'],
+                                           'recoveryLevel': 'Recoverable+Purgeable', 'recoverableDays': 90}, context)
+            if status != 200:
+                raise EmulatorFailed('lowkey-vault: creating vault %s failed: HTTP %s %s' % (url, status, body))
         emulator.port, emulator.token_port = HTTPS_PORT, token_port
         emulator.vault_url = names.vault_url
         emulator.vault_urls = {names.vault_name: names.vault_url}
+        emulator.vault_urls.update((host.split('.', 1)[0], 'https://' + host) for host in vault_hosts)
+        emulator.pid = record.pid
+        emulator.java_opts = list(JAVA_OPTS)
         emulator.ca_file = Path(tls['ca_file'])
         emulator.identity_endpoint = 'http://%s:%d/metadata/identity/oauth2/token' % (address, token_port)
         emulator.identity_header = secrets.token_hex(16)  # lowkey-vault does not check it; the SDK requires one

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # certdeploy.cloud against azure.azcollection on one emulated vault under a production name.
 #
-#   ./benchmarks/run.sh           the published run: writes docs/performance.md (about 20 minutes on 2 cores)
-#   ./benchmarks/run.sh --quick   a development run (2 runs, fleet of 10): writes .cache/bench/performance-quick.md
+#   ./benchmarks/run.sh                 the published run: writes docs/performance.md (about 45 minutes on 2 cores)
+#   ./benchmarks/run.sh --quick         a development run (2 runs, fleets of 10 and 50, a 50-certificate throttled
+#                                       rotation, no 10,000): writes .cache/bench/performance-quick.md
+#   ./benchmarks/run.sh [--quick] --only GROUP[,GROUP]   some of peers, fleets, huge, throttled: writes
+#                                       .cache/bench/performance-only.md (development; never docs/performance.md)
 #
 # Installs what it needs under .cache/bench/ on first use (PyPI): the peer from the `ansible` package with
 # azure.azcollection's whole requirements list, and an environment for this collection with the same
@@ -18,7 +21,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 . "${ROOT}/scripts/lib/python.sh"
 
 QUICK=''
-[[ "${1:-}" == --quick ]] && QUICK=--quick
+ONLY=''
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=--quick; shift ;;
+        --only) ONLY="${2:?--only needs a comma-separated list of groups}"; shift 2 ;;
+        *) echo "benchmarks: unknown argument $1 (--quick, --only GROUPS)" >&2; exit 2 ;;
+    esac
+done
 
 ANSIBLE_VERSION=14.5.0   # the `ansible` package: ships azure.azcollection (and ansible-core 2.21)
 CACHE="${ROOT}/.cache/bench"
@@ -65,6 +75,22 @@ fi
 # bench.py and lowkey_prodname.py import the emulator harness and testlib from tests/integration.
 expose_test_helpers "${OURS}" "${ROOT}/tests/integration"
 
+# The throttling proxy: mitmdump (its own environment: it pins its own dependencies), the version the
+# integration tests use, with the project's addon tests/integration/faults/throttle_addon.py.
+MITMPROXY_VERSION="$(sed -n 's/^MITMPROXY_VERSION=\([0-9.]*\).*/\1/p' "${ROOT}/tests/integration/run.sh")"
+MITM="${CACHE}/venv-mitmproxy"
+if [[ ! -x "${MITM}/bin/mitmdump" ]] || ! "${MITM}/bin/mitmdump" --version 2>/dev/null | grep -q "Mitmproxy: ${MITMPROXY_VERSION}"; then
+    rm -rf "${MITM}"
+    if ! { "${PY}" -m venv "${MITM}" && pip_quiet "${MITM}" "mitmproxy==${MITMPROXY_VERSION}"; }; then
+        echo "benchmarks: mitmproxy ${MITMPROXY_VERSION} could not be installed: the throttled rotation is skipped" >&2
+        rm -rf "${MITM}"
+    fi
+fi
+MITMDUMP=''
+[[ -x "${MITM}/bin/mitmdump" ]] && MITMDUMP="${MITM}/bin/mitmdump"
+THROTTLE_ADDON="${CERTDEPLOY_BENCH_THROTTLE_ADDON:-${ROOT}/tests/integration/faults/throttle_addon.py}"
+[[ -f "${THROTTLE_ADDON}" ]] || { echo "benchmarks: ${THROTTLE_ADDON} not found: the throttled rotation is skipped" >&2; MITMDUMP=''; }
+
 # This collection from the working tree, as ansible-galaxy would lay it out.
 COLLECTIONS="${CACHE}/collections"
 rm -rf "${COLLECTIONS}"
@@ -73,16 +99,20 @@ tar -C "${ROOT}" --exclude=./.cache --exclude=./.git --exclude=./benchmarks -cf 
 
 CONFIG="${CACHE}/config.json"
 "${OURS}/bin/python" "${ROOT}/benchmarks/facts.py" --root "${ROOT}" --peer "${PEER}" --ours "${OURS}" \
-    --collections-ours "${COLLECTIONS}" --collections-peer "${CACHE}/collections-none" --ansible-version "${ANSIBLE_VERSION}" >"${CONFIG}"
+    --collections-ours "${COLLECTIONS}" --collections-peer "${CACHE}/collections-none" --ansible-version "${ANSIBLE_VERSION}" \
+    --mitmdump "${MITMDUMP}" --throttle-addon "${THROTTLE_ADDON}" >"${CONFIG}"
 
 clear_azure_environment
 pin_identity_to_loopback
 trap_proxies
-RESULTS="${CACHE}/results${QUICK:+-quick}.json"
+SUFFIX="${QUICK:+-quick}${ONLY:+-only}"
+RESULTS="${CACHE}/results${SUFFIX}.json"
 OUT="${ROOT}/docs/performance.md"
-[[ -n "${QUICK}" ]] && OUT="${CACHE}/performance-quick.md"
+[[ -n "${SUFFIX}" ]] && OUT="${CACHE}/performance${SUFFIX}.md"
 started=${SECONDS}
-"${OURS}/bin/python" "${ROOT}/benchmarks/bench.py" run --work-dir "${CACHE}/work" --config "${CONFIG}" --results "${RESULTS}" ${QUICK}
+# Certificate sets are made once and kept (certsets.py): 10,000 RSA keys take minutes to generate.
+"${OURS}/bin/python" "${ROOT}/benchmarks/bench.py" run --work-dir "${CACHE}/work" --config "${CONFIG}" --results "${RESULTS}" \
+    --material-cache "${CACHE}/material" --only "${ONLY}" ${QUICK}
 "${OURS}/bin/python" "${ROOT}/benchmarks/report.py" --results "${RESULTS}" --out "${OUT}" --seconds "$((SECONDS - started))"
 rm -rf "${CACHE}/work"
-echo "benchmarks: wrote ${OUT#"${ROOT}"/} in $((SECONDS - started)) s${QUICK:+ (QUICK: development numbers, not the published ones)}"
+echo "benchmarks: wrote ${OUT#"${ROOT}"/} in $((SECONDS - started)) s${SUFFIX:+ (development numbers, not the published ones)}"

@@ -4,7 +4,11 @@
 
 Each line holds the task name, the host, the seconds since the task started, changed/failed,
 the number of loop items and whether the result came from module execution (``invocation`` is
-added by AnsibleModule's exit_json). No result values are written: nothing secret leaves here.
+added by AnsibleModule's exit_json). For a list of certificates (deploy_many) it adds counts only: how
+many certificates, changed, per outcome, per read path and per error code, and the per-vault request
+summary (``vaults``: counts and seconds). At the end of the playbook it writes the controller process's
+peak resident set size (``getrusage``). No certificate, key or other result value is written: nothing
+secret leaves here.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ DOCUMENTATION = '''
       - enable in callbacks_enabled
 '''
 
+import collections
 import json
 import os
+import resource
 import time
 
 from ansible.plugins.callback import CallbackBase
@@ -57,7 +63,25 @@ class CallbackModule(CallbackBase):
                      'changed': bool(data.get('changed')), 'failed': status in ('failed', 'unreachable'),
                      'items': len(items) if items is not None else None,
                      'module_run': 'invocation' in data or bool(items and 'invocation' in items[0]),
-                     'msg': str(data.get('msg', ''))[:300] if status != 'ok' else ''})
+                     'msg': str(data.get('msg', ''))[:300] if status != 'ok' else '',
+                     'fleet': self._fleet(data)})
+
+    @staticmethod
+    def _fleet(data):
+        certs = data.get('certificates')
+        if not isinstance(certs, list) or not certs or not isinstance(certs[0], dict):
+            return None
+
+        def count(key):
+            return dict(collections.Counter(str(c.get(key)) for c in certs if c.get(key) is not None))
+        vaults = data.get('vaults') if isinstance(data.get('vaults'), list) else None
+        return {'certificates': len(certs), 'changed': sum(1 for c in certs if c.get('changed')),
+                'outcomes': count('outcome'), 'read_paths': count('read_path'), 'error_codes': count('error_code'),
+                'vaults': vaults}
+
+    def v2_playbook_on_stats(self, stats):
+        self._write({'event': 'stats', 'controller_maxrss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                     'seconds': time.monotonic() - self._playbook_started})
 
     def v2_runner_on_ok(self, result):
         self._result(result, 'ok')
