@@ -350,9 +350,9 @@ def _splitting(f, thr):
              'was imported), and enabled flag. Key Vault\'s list of certificates returns those for 25 certificates a page, so '
              '`vault_read: list` decides every unchanged certificate from ceil(V/25) list pages (V = the certificates in the vault, '
              'not only the task\'s) and reads individually only what is missing or differs; `vault_read: each` reads each '
-             'certificate once. The default, `auto`, lists while the pages read are fewer than the task\'s certificates of that '
-             'vault still unfound, so it never costs much more than reading each, and a task with one certificate in a vault reads '
-             'it directly. Choose `each` when the task holds a small part of a large, shared vault (say 20 certificates of 5,000: '
+             'certificate once. The default, `auto`, lists while pages find the task\'s certificates, and buys pages that find none only while '
+             'they are fewer than the task\'s certificates of that vault still unfound, so it never costs much more than reading '
+             'each, and a task with one certificate in a vault reads it directly. Choose `each` when the task holds a small part of a large, shared vault (say 20 certificates of 5,000: '
              '20 reads against 200 pages), or when the identity may read single certificates but not list the vault; leave `auto` '
              'otherwise. The result\'s `vaults` says which ran (`read`, `list_pages`, `decided_from_list`, `requests`).',
              '',
