@@ -227,6 +227,8 @@ class FleetNet(HttpTransport):
         self.filled_at = clock.now()
         self.latency = latency
         self.log = []  # (kind, method, path, status)
+        self.times = []  # when each request of the log was answered (virtual seconds)
+        self.waits = []  # the Retry-After of each answer (None when it asked for none)
         self.rules = []  # (predicate(kind, method, path), answer(kind, method, path) -> Answer or None)
         self.rewrite = None  # rewrite(path, answer) -> answer, for the vault's own answers
         self.lock = threading.Lock()
@@ -287,6 +289,8 @@ class FleetNet(HttpTransport):
                 if self.rewrite is not None and vault_host:
                     answer = self.rewrite(path, answer)
             self.log.append((kind, request.method, path, answer.status))
+            self.times.append(self.clock.now())
+            self.waits.append(float(answer.headers['Retry-After']) if 'Retry-After' in (answer.headers or {}) else None)
             headers, data = answer.payload()
             raw = _RawResponse(answer.status, headers, data)
             raw.reason = answer.reason
@@ -762,3 +766,31 @@ def test_auto_buys_barren_pages_only_up_to_the_certificates_not_found():
         plan.take(page('other%d' % barren))
         barren += 1
     assert barren == 2 and plan.stopped == 'cost'  # two unfound: two barren pages bought
+
+
+
+def test_throttling_adds_only_the_refused_requests_and_nothing_is_sent_to_a_paused_vault(pki, clock, run_task):
+    """The request sequence of a throttled rotation is the unthrottled one with each refused request repeated, and
+    after a 429 nothing is sent to the vault before its Retry-After has passed (one certificate at a time)."""
+    sequences = {}
+    for rate in (None, 4):
+        fleet_ = Fleet(pki, clock, 6, prefix='seq')
+        fleet_.seed()
+        for name in fleet_.names:
+            fleet_.material[name] = fleet_.new_material(name)
+        net = FleetNet(fleet_.vault, clock, rate=rate)
+        out = run_task(net, task_args([fleet_.element(name) for name in fleet_.names]))
+        assert not out.get('failed') and [fleet_.versions(n) for n in fleet_.names] == [2] * 6, out.get('msg')
+        vault = [i for i, entry in enumerate(net.log) if entry[0] != 'token']
+        sequences[rate] = [net.log[i][:3] for i in vault if net.log[i][3] != 429]
+        if rate is not None:
+            refused = [i for i in vault if net.log[i][3] == 429]
+            assert refused, 'never throttled: the test proves nothing'
+            for i in refused:
+                later = [j for j in vault if j > i]
+                if later:
+                    started = net.times[later[0]] - net.latency
+                    assert started >= net.times[i] + net.waits[i] - 1e-9, (net.log[i], net.log[later[0]])
+            assert out['vaults'][0]['throttled'] == len(refused)
+    # the same requests in the same order, but for the token-less challenge the SDK sends once per process
+    assert [r for r in sequences[4] if r[0] != 'challenge'] == [r for r in sequences[None] if r[0] != 'challenge']
