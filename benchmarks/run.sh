@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # certdeploy.cloud against azure.azcollection on one emulated vault under a production name.
 #
-#   ./benchmarks/run.sh                 the published run: writes docs/performance.md (about 45 minutes on 2 cores)
+#   ./benchmarks/run.sh                 the published run: writes docs/performance.md (33 minutes measured on 2 cores, certificate sets cached)
 #   ./benchmarks/run.sh --quick         a development run (2 runs, fleets of 10 and 50, a 50-certificate throttled
 #                                       rotation, no 10,000): writes .cache/bench/performance-quick.md
 #   ./benchmarks/run.sh [--quick] --only GROUP[,GROUP]   some of peers, fleets, huge, throttled: writes
