@@ -352,7 +352,8 @@ def _splitting(f, thr):
              'not only the task\'s) and reads individually only what is missing or differs; `vault_read: each` reads each '
              'certificate once. The default, `auto`, lists while pages find the task\'s certificates, and buys pages that find none only while '
              'they are fewer than the task\'s certificates of that vault still unfound, so it never costs much more than reading '
-             'each, and a task with one certificate in a vault reads it directly. Choose `each` when the task holds a small part of a large, shared vault (say 20 certificates of 5,000: '
+             'each, and a task with one certificate in a vault reads it directly. Choose `each` when the task holds a small '
+             'part of a large, shared vault (say 20 certificates of 5,000: '
              '20 reads against 200 pages), or when the identity may read single certificates but not list the vault; leave `auto` '
              'otherwise. The result\'s `vaults` says which ran (`read`, `list_pages`, `decided_from_list`, `requests`).',
              '',

@@ -768,7 +768,6 @@ def test_auto_buys_barren_pages_only_up_to_the_certificates_not_found():
     assert barren == 2 and plan.stopped == 'cost'  # two unfound: two barren pages bought
 
 
-
 def test_throttling_adds_only_the_refused_requests_and_nothing_is_sent_to_a_paused_vault(pki, clock, run_task):
     """The request sequence of a throttled rotation is the unthrottled one with each refused request repeated, and
     after a 429 nothing is sent to the vault before its Retry-After has passed (one certificate at a time)."""
