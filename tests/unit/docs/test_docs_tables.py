@@ -30,7 +30,8 @@ KV = os.path.join(ROOT, 'plugins', 'module_utils', 'targets', 'azure_kv')
 PREFIX = 'azure_kv_certificate_'
 # Names with the prefix that are not role variables: the fact the role sets, and modules and test targets.
 NOT_VARIABLES = {'azure_kv_certificate_result', 'azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many',
-                 'azure_kv_certificate_info', 'azure_kv_certificate_role', 'azure_kv_certificate_role_args'}
+                 'azure_kv_certificate_info', 'azure_kv_certificate_role', 'azure_kv_certificate_role_args',
+                 'azure_kv_certificate_request', 'azure_kv_certificate_merge'}
 
 
 def read(path):
