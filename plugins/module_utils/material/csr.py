@@ -46,8 +46,8 @@ _ATTRIBUTES = (
 )
 _SPELLINGS = dict((spelling, short) for short, _oid, spellings in _ATTRIBUTES for spelling in spellings)
 MAX_SUBJECT_LENGTH = 1024
-# One "NAME=value" part of a subject string: a value may be double-quoted or contain backslash-escaped characters.
-_PART = re.compile(r'\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*("(?:[^"\\]|\\.)*"|(?:[^,;\\]|\\.)*)\s*(?:[,;]|$)')
+# One "NAME=value" part of a subject string: a value is double-quoted as a whole, or unquoted with backslash-escaped characters.
+_PART = re.compile(r'\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*("(?:[^"\\]|\\.)*"|(?:[^,;"\\]|\\.)*)\s*(?:[,;]|$)')
 
 
 def _oid_names():
