@@ -77,8 +77,8 @@ def test_policy_differences_name_each_field_that_differs(pki):
     assert csr_material.policy_differences(RequestPolicy('cn=www.example.com', ['WWW.example.com.'], 'RSA', 2048), facts, 'x') == []
     out = csr_material.policy_differences(RequestPolicy('CN=other', [], 'RSA', 4096), facts, 'the CSR')
     assert [d.split(':')[0] for d in out] == ['subject', 'dns_names', 'key_size']
-    assert [d.split(':')[0] for d in csr_material.policy_differences(RequestPolicy('CN=www.example.com', ['www.example.com'], 'EC',
-                                                                                     curve='P-256'), facts, 'x')] == ['key_type']
+    ec_policy = RequestPolicy('CN=www.example.com', ['www.example.com'], 'EC', curve='P-256')
+    assert [d.split(':')[0] for d in csr_material.policy_differences(ec_policy, facts, 'x')] == ['key_type']
 
 
 def test_a_signed_certificate_is_ordered_leaf_first_and_its_key_compared_with_the_csr(pki, hierarchy):
