@@ -68,6 +68,33 @@ def stored_policy_differences(policy, stored):
     return out
 
 
+def issued_differences(policy, stored, issued):
+    """How an issued version differs from ``policy``: its key (from the certificate: no CA changes it), and what it was
+    requested with (the stored policy: subject, DNS names and the rest).
+
+    The certificate's own subject and names are not compared with the policy: a CA may rewrite a subject (many keep
+    the CN alone) or add names, and a version it issued from the same policy must not read as a changed policy on
+    every run. Without a stored policy, the policy's DNS names must be among the certificate's.
+    """
+    out = []
+    if issued.leaf is not None:
+        facts = csr_material.certificate_policy_facts(issued.leaf)
+        what = 'version %s' % issued.version
+        out += [d for d in csr_material.policy_differences(policy, facts, what) if d.split(':')[0] in ('key_type', 'key_size', 'curve')]
+        if stored is None:
+            missing = sorted(set(policy.dns_names) - set(facts['dns_names']))
+            if missing:
+                out.append('dns_names: %s lacks %s, which the policy asks for' % (what, ', '.join(missing)))
+    if stored is not None:
+        if stored.get('subject') and csr_material.parse_subject_or_none(stored['subject']) != csr_material.parse_subject(policy.subject):
+            out.append('subject: the stored policy has "%s", the policy asks for "%s"' % (stored['subject'], policy.subject))
+        have = sorted(set(n.lower().rstrip('.') for n in stored.get('dns_names') or []))
+        if have != policy.dns_names:
+            out.append('dns_names: the stored policy has %s, the policy asks for %s' % (have or 'none', policy.dns_names or 'none'))
+        out += stored_policy_differences(policy, stored)
+    return out
+
+
 def _shown(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
@@ -223,9 +250,7 @@ class RequestEngine(object):
         if issued is None:
             self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=pending_done is not None)
             return
-        differences = csr_material.policy_differences(policy, csr_material.certificate_policy_facts(issued.leaf), 'version %s'
-                                                      % issued.version) if issued.leaf is not None else []
-        differences += stored_policy_differences(policy, stored)
+        differences = issued_differences(policy, stored, issued)
         left = _days_left(issued, now)
         if differences:
             result.differences = differences
@@ -417,6 +442,11 @@ class MergeEngine(object):
                 'from the CSR\'s (CSR SHA-256 %s). Nothing was merged. Have the current CSR signed.'
                 % (cert_material.describe_certificate(signed.leaf), thumb, csr_material.csr_facts(csr)['csr_sha256']))
         result.verification['public_key'] = 'passed'
+        missing = sorted(set(csr_material.csr_facts(csr)['dns_names']) -
+                         set(csr_material.certificate_policy_facts(signed.leaf)['dns_names']))
+        if missing:
+            result.warnings.append('The certificate does not carry DNS names the CSR asked for: %s. Clients connecting with '
+                                   'those names will refuse it.' % ', '.join(missing))
         result.previous = issued.summary() if issued is not None else None
         result.changed = True
         result.diff = {'before': {'certificate': issued.thumbprint if issued is not None else None, 'tags': dict(issued.tags) if issued else {}},

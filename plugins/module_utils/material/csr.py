@@ -89,6 +89,14 @@ def parse_subject(text):
     return tuple(sorted(pairs))
 
 
+def parse_subject_or_none(text):
+    """parse_subject for a subject someone else wrote (a stored policy): None when it cannot be read."""
+    try:
+        return parse_subject(text)
+    except errors.DeployError:
+        return None
+
+
 def name_pairs(name):
     """A cryptography ``x509.Name`` -> a sorted tuple of (attribute, value); unknown attributes by dotted OID."""
     names = _oid_names()

@@ -179,6 +179,41 @@ def test_a_new_version_is_requested_when_due_forced_or_the_policy_changed(ca, ov
     assert result.certificate['thumbprint'] == issued.thumbprint  # the current version keeps serving until the merge
 
 
+def test_a_ca_that_rewrites_the_subject_does_not_make_every_run_a_new_request(ca):
+    # Many CAs keep the CN alone: the issued version is compared with what was requested (the stored policy), and its key.
+    target = FakeRequestTarget()
+    wanted = policy(subject='CN=www.example.com, O=Example')
+    csr = target.seed_pending(wanted)
+    cn_only = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, 'www.example.com')])
+    target.merge(csr_material.SignedCertificate(sign(ca, csr, subject=cn_only), []), OURS)
+    result = RequestEngine(target).run(ask(wanted))
+    assert (result.outcome, result.differences) == ('unchanged', [])
+    changed = RequestEngine(target).run(ask(policy(subject='CN=www.example.com, O=Other')))
+    assert changed.reason == 'policy_changed' and changed.differences[0].startswith('subject:')
+
+
+def test_without_a_stored_policy_an_issued_version_must_carry_the_policys_names(ca):
+    target = FakeRequestTarget()
+    issue(target, ca)
+    target.policy = None
+    assert RequestEngine(target).run(ask()).outcome == 'unchanged'
+    result = RequestEngine(target).run(ask(policy(dns_names=['www.example.com', 'api.example.com'])))
+    assert result.reason == 'policy_changed' and 'lacks api.example.com' in result.differences[0]
+
+
+def test_a_certificate_without_the_csrs_names_is_merged_with_a_warning(ca):
+    target = FakeRequestTarget()
+    csr = target.seed_pending(policy(dns_names=['www.example.com', 'api.example.com']), tags=OURS)
+    builder_cert = sign(ca, csr)
+    narrow = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca['cert'].subject).public_key(csr.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(builder_cert.not_valid_before_utc)
+              .not_valid_after(builder_cert.not_valid_after_utc)
+              .add_extension(x509.SubjectAlternativeName([x509.DNSName('www.example.com')]), critical=False)
+              .sign(ca['key'], hashes.SHA256()))
+    result = MergeEngine(target).run(merge_request(csr_material.SignedCertificate(narrow, [])))
+    assert result.outcome == 'merged' and any('api.example.com' in w for w in result.warnings)
+
+
 def test_a_certificate_not_made_by_certdeploy_is_refused_unless_taken_over(ca):
     target = FakeRequestTarget()
     issue(target, ca, tags={'owner': 'someone'})
