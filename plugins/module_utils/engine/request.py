@@ -172,6 +172,29 @@ def check_ownership(state, take_ownership, what):
     return ['Took ownership of %s (latest version %s had no %s tag).' % (what, state.version, tag_rules.MANAGED_BY)]
 
 
+# Who made a name that has no issued version yet (only a pending version, or nothing a read shows).
+MAKER_OURS, MAKER_UNKNOWN, MAKER_FOREIGN = 'ours', 'unknown', 'foreign'
+
+
+def pending_maker(latest, issued):
+    """Who made a name without an issued version: ours (its pending version carries our tags), foreign (it carries
+    tags, none of them ours), or unknown (no version is shown, or one without tags: a vault may serve none for a name
+    that is only pending, or drop the tags a request was made with). None when there is an issued version: its own
+    tags then decide (check_ownership)."""
+    if issued is not None:
+        return None
+    if latest is not None and tag_rules.is_managed(latest.tags):
+        return MAKER_OURS
+    if latest is not None and latest.tags:
+        return MAKER_FOREIGN
+    return MAKER_UNKNOWN
+
+
+def unknown_maker_note(name):
+    return ('The pending request of %s shows no certdeploy tags (a vault may serve no certificate, or no tags, for a name '
+            'that is only pending), so who made it cannot be read.' % name)
+
+
 class RequestEngine(object):
     """Ensures a pending certificate request for one name of a target (see the module docstring)."""
 
@@ -201,7 +224,10 @@ class RequestEngine(object):
         else:
             pending_done = None
         where = 'name %s' % self.target.labels.get('name')
-        result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        result.warnings.extend(check_ownership(issued, request.take_ownership, where))
+        maker = pending_maker(latest, issued)
+        if maker == MAKER_FOREIGN:
+            result.warnings.extend(check_ownership(latest, request.take_ownership, where))
         if issued is not None and tag_rules.imported_by_deploy(issued.tags) and not request.switch_from_import:
             raise errors.DeployError(
                 errors.CONFLICT,
@@ -214,10 +240,8 @@ class RequestEngine(object):
         wanted_tags = tag_rules.request_tags(request.user_tags, request.certificate_id)
 
         if pending is not None:
-            if latest is None:
-                result.warnings.append(
-                    'The pending request of %s shows no tags (the vault serves no certificate for a name that is only '
-                    'pending), so who made it cannot be read; it is used as it is.' % self.target.labels.get('name'))
+            if maker == MAKER_UNKNOWN:
+                result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' It is used as it is.')
             csr, facts, shown = _csr_result(pending)
             differences = csr_material.policy_differences(policy, facts, 'the pending CSR')
             differences += stored_policy_differences(policy, stored)
@@ -238,12 +262,12 @@ class RequestEngine(object):
                     'A pending request for %s exists with another policy: %s. Set replace: true to cancel it (its key is '
                     'discarded) and request anew, or change the options to match it.'
                     % (self.target.labels.get('name'), '; '.join(differences)))
-            if latest is None and not request.take_ownership:
+            if maker == MAKER_UNKNOWN and not request.take_ownership:
                 raise errors.DeployError(
                     errors.NOT_OWNED,
-                    'The pending request for %s differs from the policy (%s), and who made it cannot be read (the vault '
-                    'shows no tags for a name that is only pending). Set take_ownership: true to replace it anyway.'
-                    % (self.target.labels.get('name'), '; '.join(differences)))
+                    'The pending request for %s differs from the policy (%s). %s Set take_ownership: true to replace it '
+                    'anyway.' % (self.target.labels.get('name'), '; '.join(differences),
+                                 unknown_maker_note(self.target.labels.get('name'))))
             self._request(request, result, wanted_tags, model.REPLACED, issued, discard=True)
             return
 
@@ -432,7 +456,13 @@ class MergeEngine(object):
                 % (self.target.labels.get('name'), 'status %s' % pending.status if pending is not None else 'none',
                    ' Its latest version %s has the same key with another certificate (thumbprint %s).' % (issued.version, issued.thumbprint)
                    if mine else ''))
-        result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        result.warnings.extend(check_ownership(issued, request.take_ownership, where))
+        maker = pending_maker(latest, issued)
+        if maker == MAKER_FOREIGN:
+            result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        elif maker == MAKER_UNKNOWN:
+            result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' The merge makes it ours: the '
+                                   'certificate carries the key the vault made for it.')
         csr = csr_material.load_csr(pending.csr)
         if not csr_material.same_public_key(signed.leaf, csr):
             result.verification['public_key'] = 'failed'

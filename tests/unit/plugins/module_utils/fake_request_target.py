@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.certdeploy.cloud.plugins.module_utils import errors
-from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import PendingRequest
+from ansible_collections.certdeploy.cloud.plugins.module_utils.engine.model import PendingRequest, VersionState
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import certificate as m
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import csr as csr_material
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.fake_target import CommitThenFail, FakeTarget
@@ -50,8 +50,11 @@ def make_csr(key, subject, dns_names):
 
 class FakeRequestTarget(FakeTarget):
 
-    def __init__(self, serves_policy_when_pending_only=True):
+    def __init__(self, serves_policy_when_pending_only=True, pending_version_tags=None):
+        """``pending_version_tags``: None, a name that is only pending reads as absent (the Go emulator); a dict, it
+        reads as a disabled version without a certificate carrying those tags (the service shows such a version)."""
         super(FakeRequestTarget, self).__init__()
+        self.pending_version_tags = pending_version_tags
         self.pending = None   # dict: key, csr (DER), policy, tags, status, cancelled
         self.policy = None    # the stored policy dict, as read_policy returns it
         self.serves_policy_when_pending_only = serves_policy_when_pending_only
@@ -71,6 +74,13 @@ class FakeRequestTarget(FakeTarget):
         return [c for c in self.calls if c[0] in ('import', 'update', 'recover', 'create', 'discard', 'merge')]
 
     # -- Target port -----------------------------------------------------------------
+
+    def read_latest(self, look_for_deleted=True):
+        if self.pending_version_tags is not None and self.pending is not None and not self.versions:
+            self.calls.append(('read',))
+            self._apply_fault('read')
+            return VersionState(version='pending-1', thumbprint=None, tags=self.pending_version_tags, enabled=False)
+        return super(FakeRequestTarget, self).read_latest(look_for_deleted)
 
     def read_pending(self):
         self.calls.append(('read_pending',))

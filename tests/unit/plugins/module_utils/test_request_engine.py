@@ -134,6 +134,31 @@ def test_replace_discards_the_pending_request_and_makes_a_new_key():
     assert csr_material.csr_facts(csr_material.load_csr(target.pending['csr']))['curve'] == 'P-384'
 
 
+@pytest.mark.parametrize('shown_tags, replace_needs_takeover, reuse_refused', [
+    (None, True, False),       # the name reads as absent (the Go emulator): its maker cannot be read
+    ({}, True, False),         # a pending version without tags: the same
+    (OURS, False, False),      # a pending version with our tags: ours
+    ({'owner': 'x'}, True, True),  # a pending version with someone else's tags: not ours
+])
+def test_who_made_a_name_that_is_only_pending(shown_tags, replace_needs_takeover, reuse_refused):
+    target = FakeRequestTarget(pending_version_tags=shown_tags)
+    target.seed_pending(policy(), tags=OURS)
+    if reuse_refused:
+        with pytest.raises(errors.DeployError) as refused:
+            RequestEngine(target).run(ask())
+        assert refused.value.code == errors.NOT_OWNED
+    else:
+        reused = RequestEngine(target).run(ask())
+        assert reused.outcome == 'pending'
+        assert any('who made it cannot be read' in w for w in reused.warnings) == replace_needs_takeover
+    if replace_needs_takeover:
+        with pytest.raises(errors.DeployError) as refused:
+            RequestEngine(target).run(ask(policy(curve='P-384'), replace=True))
+        assert refused.value.code == errors.NOT_OWNED and target.writes == []
+    else:
+        assert RequestEngine(target).run(ask(policy(curve='P-384'), replace=True)).reason == 'replaced'
+
+
 def test_a_cancelled_request_is_deleted_before_a_new_one():
     target = FakeRequestTarget()
     target.seed_pending(policy())
