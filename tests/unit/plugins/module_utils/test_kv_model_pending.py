@@ -105,7 +105,7 @@ def test_created_location_header_names_the_request(vault, pki):
 
 
 def test_csr_is_over_the_policy_and_the_vaults_key(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     operation = request(client, vault, pki)
     csr = x509.load_der_x509_csr(operation.csr)
     assert csr.is_signature_valid
@@ -133,7 +133,7 @@ def test_recorded_csrs_have_the_extensions_the_model_writes():
 
 
 def test_policy_while_pending_has_what_was_asked(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     policy = client.get_certificate_policy(NAME)
     assert policy.issuer_name == 'Unknown' and policy.subject == SUBJECT
@@ -157,7 +157,7 @@ def test_policy_defaults_and_key_usage_spelling_are_the_recorded_ones(vault, pki
 
 
 def test_latest_while_the_only_version_is_pending_is_the_recorded_disabled_version(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     raw = vault.get_latest(NAME).body
     assert sorted(raw) == sorted(recorded_body('net_get_while_pending.json', 'get_latest_pending'))
@@ -172,7 +172,7 @@ def test_latest_while_the_only_version_is_pending_is_the_recorded_disabled_versi
 
 
 def test_list_leaves_a_pending_only_name_out_unless_asked(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     assert list(client.list_properties_of_certificates()) == []
     listed = list(client.list_properties_of_certificates(include_pending=True))
@@ -182,7 +182,7 @@ def test_list_leaves_a_pending_only_name_out_unless_asked(vault, pki):
 
 def test_merge_stores_the_leaf_and_the_chain_as_sent_with_the_merge_tags(vault, pki, ca):
     root, inter, inter_key = ca
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     operation = request(client, vault, pki, tags={'from': 'create'})
     placeholder = vault.certs[NAME].pending.placeholder.id
     leaf = kv_model.sign_csr(operation.csr, inter, inter_key, days=30)
@@ -206,7 +206,7 @@ def test_merge_stores_the_leaf_and_the_chain_as_sent_with_the_merge_tags(vault, 
 
 def test_merge_without_tags_keeps_the_create_tags(vault, pki, ca):
     root, inter, inter_key = ca
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     operation = request(client, vault, pki, tags={'from': 'create'})
     merged = client.merge_certificate(NAME, [der(kv_model.sign_csr(operation.csr, inter, inter_key))])
     assert merged.properties.tags == {'from': 'create'}
@@ -214,7 +214,7 @@ def test_merge_without_tags_keeps_the_create_tags(vault, pki, ca):
 
 def test_merge_of_a_certificate_of_another_key_is_the_recorded_400(vault, pki, ca):
     root, inter, inter_key = ca
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     other = pki.cert(pki.rsa(fresh=True), 'www.example.com', issuer=inter, issuer_key=inter_key)
     with pytest.raises(azure_core_exceptions.HttpResponseError) as raised:
@@ -228,7 +228,7 @@ def test_merge_of_a_certificate_of_another_key_is_the_recorded_400(vault, pki, c
 
 def test_merge_accepts_base64_of_pem_as_recorded(vault, pki, ca):
     root, inter, inter_key = ca
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     operation = request(client, vault, pki)
     leaf = kv_model.sign_csr(operation.csr, inter, inter_key)
     pem = leaf.public_bytes(serialization.Encoding.PEM)
@@ -237,7 +237,7 @@ def test_merge_accepts_base64_of_pem_as_recorded(vault, pki, ca):
 
 
 def test_cancel_then_delete_the_pending_operation(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     cancelled = client.cancel_certificate_operation(NAME)
     assert cancelled.cancellation_requested is True and cancelled.status == 'inProgress'  # recorded: the answer itself
@@ -252,7 +252,7 @@ def test_cancel_then_delete_the_pending_operation(vault, pki):
 
 
 def test_create_while_in_progress_is_409_and_after_cancel_replaces(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     first = request(client, vault, pki)
     vault.next_key = pki.rsa(fresh=True)
     with pytest.raises(azure_core_exceptions.HttpResponseError) as raised:
@@ -266,7 +266,7 @@ def test_create_while_in_progress_is_409_and_after_cancel_replaces(vault, pki):
 
 
 def test_import_while_in_progress_is_409(vault, pki):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     request(client, vault, pki)
     key = pki.rsa(fresh=True)
     leaf = pki.cert(key, 'www.example.com')
@@ -277,7 +277,7 @@ def test_import_while_in_progress_is_409(vault, pki):
 
 
 def test_ec_hsm_policy_makes_an_ec_key_of_the_curve(vault):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     policy = rsa_policy(key_type=kv_certificates.KeyType.ec_hsm, key_size=None, key_curve_name='P-384', exportable=False)
     operation = client.begin_create_certificate(NAME, policy).result()
     key = x509.load_der_x509_csr(operation.csr).public_key()
@@ -287,7 +287,7 @@ def test_ec_hsm_policy_makes_an_ec_key_of_the_curve(vault):
 
 
 def test_exportable_hsm_policy_is_refused(vault):
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     with pytest.raises(azure_core_exceptions.HttpResponseError) as raised:
         client.begin_create_certificate(NAME, rsa_policy(key_type=kv_certificates.KeyType.rsa_hsm, exportable=True)).result()
     assert raised.value.status_code == 400 and 'cannot be exportable' in raised.value.error.message
@@ -297,7 +297,7 @@ def test_exportable_hsm_policy_is_refused(vault):
 @pytest.mark.parametrize('reuse', [True, False])
 def test_renewal_with_reuse_key(vault, pki, ca, reuse):
     root, inter, inter_key = ca
-    client, _ = model_client(vault)
+    client = model_client(vault)[0]
     operation = request(client, vault, pki)
     merged = client.merge_certificate(NAME, [der(kv_model.sign_csr(operation.csr, inter, inter_key))])
     renewal = client.begin_create_certificate(NAME, rsa_policy(reuse_key=reuse)).result()
