@@ -227,11 +227,12 @@ class RequestEngine(object):
         latest = self.target.read_latest()
         issued = latest_issued(self.target, latest)
         pending = self.target.read_pending()
+        # An operation that is no longer waiting for a certificate (completed, failed, cancelled) is replaced by the next
+        # request; one whose cancellation was asked for but that still reads in progress is deleted first (a request
+        # meanwhile is refused with 409).
+        stale = pending is not None and not pending.in_progress and (pending.status or '').lower() == model.PendingRequest.IN_PROGRESS
         if pending is not None and not pending.in_progress:
-            pending_done = pending
             pending = None
-        else:
-            pending_done = None
         where = 'name %s' % self.target.labels.get('name')
         result.warnings.extend(check_ownership(issued, request.take_ownership, where))
         maker = pending_maker(latest, issued)
@@ -281,7 +282,7 @@ class RequestEngine(object):
             return
 
         if issued is None:
-            self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=pending_done is not None)
+            self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=stale)
             return
         differences = issued_differences(policy, stored, issued)
         left = _days_left(issued, now)
@@ -298,7 +299,7 @@ class RequestEngine(object):
                 result.warnings.append(self._unserved_policy_note())
             result.diff = {'before': self._diff_state(issued, None), 'after': self._diff_state(issued, None)}
             return
-        self._request(request, result, wanted_tags, reason, issued, discard=pending_done is not None)
+        self._request(request, result, wanted_tags, reason, issued, discard=stale)
 
     def _read_policy(self, result):
         try:
