@@ -150,12 +150,13 @@ class RequestMethods(object):
 
     def create_request(self, policy, tags):
         body = {'policy': policy_body(policy), 'attributes': {'enabled': True}, 'tags': dict(tags)}
+        certs = self._client()  # loads the SDK on first use
         core = self._sdk.core_exceptions
         request = self._sdk.core_rest.HttpRequest(
             'POST', '/certificates/%s/create' % quote(self.name, safe=''), json=body, headers={'Accept': 'application/json'})
         try:
             # retry_total=0: a resent create makes a second key; the engine settles a lost answer by reading.
-            response = self._client().send_request(request, retry_total=0)
+            response = certs.send_request(request, retry_total=0)
             if response.status_code not in (200, 201, 202):
                 core.map_error(response.status_code, response, {
                     401: core.ClientAuthenticationError, 404: core.ResourceNotFoundError, 409: core.ResourceExistsError})
@@ -172,7 +173,7 @@ class RequestMethods(object):
             failure = faults.classify(exc, 'create', self._where)
             if failure.code == errors.CONFLICT and self._status(exc) == 409:
                 try:
-                    self._raise_if_soft_deleted(self._client())
+                    self._raise_if_soft_deleted(certs)
                 except errors.DeployError as deleted:
                     if deleted.code == errors.SOFT_DELETED:
                         raise
