@@ -81,8 +81,8 @@ options:
     choices: [P-256, P-384, P-521]
   hsm:
     description:
-      - Make the key in a hardware security module (Key Vault key type C(RSA-HSM) or C(EC-HSM); needs a Premium vault or a
-        managed HSM). An HSM key never leaves the HSM, so O(exportable=false) is required with it.
+      - Make the key in a hardware security module (Key Vault key type C(RSA-HSM) or C(EC-HSM); needs a vault of the
+        Premium tier). An HSM key never leaves the HSM, so O(exportable=false) is required with it.
     type: bool
     default: false
   exportable:
@@ -128,7 +128,8 @@ options:
     default: false
   renew:
     description:
-      - Request a new version now, even when the current one is not due.
+      - Request a new version now, even when the current one is not due. A pending request of the same policy is returned
+        as it is; with O(replace=true) as well it is discarded and requested anew (a new key).
     type: bool
     default: false
   renew_days_before:

@@ -138,6 +138,19 @@ class RequestResult(object):
         return out
 
 
+def read_latest_or_explain(target):
+    """The latest version; a soft-deleted name fails with what to do about it here (these modules do not recover)."""
+    try:
+        return target.read_latest()
+    except errors.DeployError as exc:
+        if exc.code != errors.SOFT_DELETED:
+            raise
+        raise errors.DeployError(
+            errors.SOFT_DELETED, 'The certificate name %s is soft-deleted. Recover it (for example az keyvault certificate '
+            'recover, or azure_kv_certificate_deploy with on_soft_deleted: recover) or purge it, then run again.'
+            % target.labels.get('name'), **dict((k, v) for k, v in exc.details.items() if k not in ('result', 'warnings')))
+
+
 def latest_issued(target, latest):
     """The newest version that holds a certificate. ``latest`` when it does; when latest is a pending version (no
     certificate yet: a vault may show the pending version of a renewal as latest), the newest issued one among the
@@ -224,7 +237,7 @@ class RequestEngine(object):
     def _run(self, request, result):
         now = self._now()
         policy = request.policy
-        latest = self.target.read_latest()
+        latest = read_latest_or_explain(self.target)
         issued = latest_issued(self.target, latest)
         pending = self.target.read_pending()
         # An operation that is no longer waiting for a certificate (completed, failed, cancelled) is replaced by the next
@@ -255,6 +268,14 @@ class RequestEngine(object):
             csr, facts, shown = _csr_result(pending)
             differences = csr_material.policy_differences(policy, facts, 'the pending CSR')
             differences += stored_policy_differences(policy, stored)
+            if not differences and request.renew and request.replace:
+                # Asked for explicitly: a new key for the pending request itself (for example, its CSR went astray).
+                if maker == MAKER_UNKNOWN and not request.take_ownership:
+                    raise errors.DeployError(
+                        errors.NOT_OWNED, 'renew and replace would discard the pending request of %s. %s Set take_ownership: '
+                        'true to replace it anyway.' % (self.target.labels.get('name'), unknown_maker_note(self.target.labels.get('name'))))
+                self._request(request, result, wanted_tags, model.REPLACED, issued, discard=True)
+                return
             if not differences:
                 result.outcome, result.needs_merge = model.PENDING, True
                 result.request.update(shown)
@@ -438,7 +459,7 @@ class MergeEngine(object):
         thumb = signed.thumbprint
         now = self._now()
         wanted_tags = tag_rules.request_tags(request.user_tags, request.certificate_id)
-        latest = self.target.read_latest()
+        latest = read_latest_or_explain(self.target)
         issued = latest_issued(self.target, latest)
         where = 'name %s' % self.target.labels.get('name')
         if issued is not None and issued.thumbprint == thumb:
@@ -565,7 +586,8 @@ class MergeEngine(object):
             result.warnings.append('The stored chain of version %s was not checked: reading it failed (%s: %s). The leaf was '
                                    'verified.' % (latest.version, exc.code, exc.message))
             return
-        verdict, detail = cert_material.compare_stored(sent, stored.certificates, self.target.keeps_chain_order)
+        # A merge cannot ask the vault to keep the chain's order (its body has no such flag): another order is a warning.
+        verdict, detail = cert_material.compare_stored(sent, stored.certificates, order_kept=False)
         if verdict == cert_material.STORED_EQUAL:
             result.verification['stored_chain'] = 'passed'
         elif verdict == cert_material.STORED_LEAF_ONLY:

@@ -70,9 +70,10 @@ def request_tags(user_tags, certificate_id):
 
 
 def imported_by_deploy(tags):
-    """Whether a managed version was imported by the deploy module (it carries the import's record, and no request mark)."""
+    """Whether a managed version was imported by the deploy module: ours, without the request mark (requests and merges
+    always set it; imports never do, whichever release made them)."""
     tags = tags or {}
-    return is_managed(tags) and MATERIAL in tags and tags.get(SOURCE) != SOURCE_REQUEST
+    return is_managed(tags) and tags.get(SOURCE) != SOURCE_REQUEST
 
 
 def without_record(tags):

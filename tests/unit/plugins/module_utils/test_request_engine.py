@@ -438,3 +438,61 @@ def test_another_writers_version_after_the_merge_is_reported_not_overwritten(ca,
         MergeEngine(target).run(merge_request(signed))
     assert failure.value.code == errors.CONFLICT
     assert failure.value.details['result']['outcome'] == 'concurrent_writer'
+
+
+# -- review follow-ups -------------------------------------------------------------------------------------------------
+
+def test_renew_with_replace_makes_a_new_key_for_a_pending_request_of_the_same_policy():
+    target = FakeRequestTarget(pending_version_tags=OURS)
+    first = RequestEngine(target).run(ask())
+    assert RequestEngine(target).run(ask(renew=True)).outcome == 'pending'  # renew alone: the pending one is the renewal
+    again = RequestEngine(target).run(ask(renew=True, replace=True))
+    assert (again.outcome, again.reason) == ('requested', 'replaced')
+    assert again.request['csr_sha256'] != first.request['csr_sha256']
+
+
+def test_a_soft_deleted_name_says_what_to_do_with_these_modules(ca):
+    target = FakeRequestTarget()
+    target.soft_deleted = []
+    for engine, wanted in ((RequestEngine(target), ask()), (MergeEngine(target), None)):
+        with pytest.raises(errors.DeployError) as failure:
+            if wanted is None:
+                csr = FakeRequestTarget().seed_pending(policy())
+                engine.run(merge_request(csr_material.SignedCertificate(sign(ca, csr), [])))
+            else:
+                engine.run(wanted)
+        assert failure.value.code == errors.SOFT_DELETED
+        assert 'Recover it' in failure.value.message and 'on_soft_deleted: recover) or purge' in failure.value.message
+
+
+def test_a_version_an_earlier_release_imported_without_a_record_is_an_import_too(pki):
+    target = FakeRequestTarget()
+    key = pki.ec()
+    target.seed(m.Material(pki.cert(key, 'www.example.com'), key, []),
+                tags={provenance.MANAGED_BY: provenance.MANAGED_BY_VALUE, provenance.CERTIFICATE_ID: 'www'}, record=False)
+    assert provenance.MATERIAL not in target.versions[-1]['tags']
+    with pytest.raises(errors.DeployError) as failure:
+        RequestEngine(target).run(ask())
+    assert failure.value.code == errors.CONFLICT and 'switch_from_import' in failure.value.message
+
+
+def test_a_chain_the_vault_stored_in_another_order_is_a_warning(ca, pki):
+    # A merge cannot ask the vault to keep the order: another order is reported, not failed.
+    target = FakeRequestTarget()
+    inter_key = pki.ec()
+    inter = pki.cert(inter_key, 'Request Intermediate CA', issuer=ca['cert'], issuer_key=ca['key'], ca=True)
+    csr = target.seed_pending(policy(), tags=OURS)
+    now = datetime.datetime.now(UTC)
+    leaf = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(inter.subject).public_key(csr.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(inter_key, hashes.SHA256()))
+    signed = csr_material.SignedCertificate(leaf, [inter, ca['cert']])
+    original = target.merge
+
+    def merge_reordered(signed_, tags):
+        state = original(signed_, tags)
+        target.versions[-1]['stored'] = model.StoredChain([leaf, ca['cert'], inter], 'pkcs12')
+        return state
+    target.merge = merge_reordered
+    result = MergeEngine(target).run(merge_request(signed))
+    assert result.outcome == 'merged' and result.verification['stored_chain'] == 'reordered'
