@@ -13,13 +13,16 @@ roles/ and examples/ and checks against those lists:
 - every custom-role JSON block (```json fences with Actions or DataActions): it parses, its DataActions are data
   actions and its Actions are control-plane actions;
 - the permissions given to ``az keyvault set-policy`` and the access-policy permissions the docs name as
-  ``certificate **get**`` or ``secret `get```.
+  ``certificate **get**`` or ``secret `get```;
+- every data action the Key Vault adapter can name in ``missing_action`` (``faults.ACTIONS``, read from its source
+  text) is a published data action and appears in docs/permissions.md, the page that says which step needs it.
 
 Only files are read; nothing is imported from the collection.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -29,6 +32,8 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 DATA = os.path.join(ROOT, 'tests', 'unit', 'data', 'keyvault_permissions.yml')
+FAULTS = os.path.join(ROOT, 'plugins', 'module_utils', 'targets', 'azure_kv', 'faults.py')
+PERMISSIONS_PAGE = os.path.join(ROOT, 'docs', 'permissions.md')
 SCANNED_DIRS = ('docs', 'plugins', 'roles', 'examples')
 SCANNED_FILES = ('README.md',)
 TEXT_SUFFIXES = ('.md', '.py', '.yml', '.yaml', '.json', '.txt', '.rst', '.sh', '.j2')
@@ -192,6 +197,30 @@ def test_access_policy_permissions_are_real():
     assert any(kind == 'certificates' for at, kind, name in named), named
     unknown = ['%s: %s permission %r' % (at, kind, name) for at, kind, name in named if name.lower() not in POLICY[kind]]
     assert not unknown, 'access-policy permissions that Key Vault does not know:\n' + '\n'.join(unknown)
+
+
+def adapter_actions():
+    """faults.ACTIONS as written in its source: {operation: data action}."""
+    tree = ast.parse(read(FAULTS), FAULTS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'ACTIONS' for t in node.targets):
+            return dict((key.value, value.value) for key, value in zip(node.value.keys, node.value.values))
+    raise AssertionError('faults.ACTIONS not found')
+
+
+def test_every_action_the_adapter_names_is_on_the_permissions_page():
+    actions = adapter_actions()
+    # The deploy's and the request's operations at least; fewer means the source was not read as expected.
+    assert {'read', 'import', 'get_secret', 'create', 'merge', 'discard'} <= set(actions), sorted(actions)
+    page = read(PERMISSIONS_PAGE)
+    documented = set(action.lower() for dummy, dummy2, action in named_actions(PERMISSIONS_PAGE, page))
+    problems = []
+    for operation, action in sorted(actions.items()):
+        if action.lower() not in RBAC['data_actions']:
+            problems.append('%s: %s is not a published data action' % (operation, action))
+        elif action.lower() not in documented:
+            problems.append('%s: %s is not on docs/permissions.md' % (operation, action))
+    assert not problems, '\n'.join(problems)
 
 
 @pytest.mark.parametrize('text, bad', [
