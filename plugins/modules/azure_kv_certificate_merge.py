@@ -76,6 +76,14 @@ options:
         without it the check is skipped with a warning.
     type: bool
     default: true
+  csr:
+    description:
+      - The CSR the certificate was signed for, PEM, as M(certdeploy.cloud.azure_kv_certificate_request) returned it
+        (RV(certdeploy.cloud.azure_kv_certificate_request#module:csr)).
+      - When given, the certificate's public key is checked against it before any call to the vault
+        (C(error_code=key_mismatch)), and the pending request must still be that CSR (C(error_code=conflict) when it
+        was replaced or renewed meanwhile). Without it the certificate is checked against the pending request's CSR.
+    type: str
   allow_expired:
     description:
       - Merge a certificate that has expired or is not valid yet.

@@ -275,8 +275,11 @@ class MergeRequest(object):
     """A signed certificate (``material.csr.SignedCertificate``) to merge into the pending request, validated."""
 
     def __init__(self, signed, certificate_id, user_tags=None, take_ownership=False, verify_stored_chain=True,
-                 allow_expired=False, check_mode=False):
+                 allow_expired=False, check_mode=False, csr_sha256=None):
         self.signed = signed
+        # The SHA-256 of the CSR the certificate was signed for, when the caller gave it: the pending request must
+        # still be that one (it was checked against the certificate's key before any call).
+        self.csr_sha256 = csr_sha256
         self.certificate_id = certificate_id
         self.user_tags = dict(user_tags or {})
         self.take_ownership = take_ownership

@@ -495,6 +495,11 @@ class MergeEngine(object):
             result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' The merge makes it ours: the '
                                    'certificate carries the key the vault made for it.')
         csr = csr_material.load_csr(pending.csr)
+        if request.csr_sha256 and csr_material.csr_facts(csr)['csr_sha256'] != request.csr_sha256:
+            raise errors.DeployError(
+                errors.CONFLICT, 'The pending request of %s is not the one whose CSR was signed (CSR SHA-256 %s, pending %s): '
+                'it was replaced or renewed meanwhile. Nothing was merged. Have the pending CSR signed.'
+                % (self.target.labels.get('name'), request.csr_sha256, csr_material.csr_facts(csr)['csr_sha256']))
         if not csr_material.same_public_key(signed.leaf, csr):
             result.verification['public_key'] = 'failed'
             raise errors.DeployError(

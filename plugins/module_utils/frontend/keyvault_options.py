@@ -161,6 +161,7 @@ MERGE = CONNECTION.merged(OWNERSHIP, RUN, ArgumentSpec(
         chain_root=dict(type='str', default='keep', choices=['keep', 'drop']),
         verify_stored_chain=dict(type='bool', default=True),
         allow_expired=dict(type='bool', default=False),
+        csr=dict(type='str'),
     ),
     mutually_exclusive=[('certificate', 'certificate_path'), ('chain', 'chain_path')],
     required_one_of=[('certificate', 'certificate_path')],

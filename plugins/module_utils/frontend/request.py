@@ -101,11 +101,22 @@ def build_merge_request(params, settings, check_mode):
     if certificate is None:
         raise _invalid('Give the signed certificate (certificate or certificate_path).')
     signed = csr_material.load_signed(certificate, content_or_file(params, 'chain'), params.get('chain_root') or 'keep')
+    csr_sha256 = None
+    if params.get('csr'):
+        try:
+            csr = csr_material.load_csr(params['csr'])
+        except errors.DeployError as exc:
+            raise errors.DeployError(errors.INVALID_MATERIAL, 'csr: %s' % exc.message.replace('the vault returned ', ''))
+        if not csr_material.same_public_key(signed.leaf, csr):
+            raise errors.DeployError(
+                errors.KEY_MISMATCH, 'The certificate was not signed over the key of the given csr: its public key differs '
+                'from the CSR\'s. Nothing was sent to the vault. Have that CSR signed.')
+        csr_sha256 = csr_material.csr_facts(csr)['csr_sha256']
     certificate_id, user_tags = _ownership(params, settings)
     return model.MergeRequest(
         signed=signed, certificate_id=certificate_id, user_tags=user_tags, take_ownership=params.get('take_ownership', False),
         verify_stored_chain=params.get('verify_stored_chain', True), allow_expired=params.get('allow_expired', False),
-        check_mode=check_mode)
+        check_mode=check_mode, csr_sha256=csr_sha256)
 
 
 def _labels(params, operation, target=None, settings=None):

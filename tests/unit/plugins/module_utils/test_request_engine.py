@@ -496,3 +496,30 @@ def test_a_chain_the_vault_stored_in_another_order_is_a_warning(ca, pki):
     target.merge = merge_reordered
     result = MergeEngine(target).run(merge_request(signed))
     assert result.outcome == 'merged' and result.verification['stored_chain'] == 'reordered'
+
+
+def test_a_given_csr_is_checked_before_any_call_and_must_still_be_the_pending_one(ca, pki):
+    from ansible_collections.certdeploy.cloud.plugins.module_utils.frontend.request import build_merge_request
+    from cryptography.hazmat.primitives.serialization import Encoding as Enc
+    target = FakeRequestTarget()
+    csr = target.seed_pending(policy(), tags=OURS)
+    leaf = sign(ca, csr)
+    settings = type('Settings', (), {'certificate_name': 'www'})()
+    params = dict(certificate=leaf.public_bytes(Enc.PEM).decode(), csr=csr.public_bytes(Enc.PEM).decode())
+    wanted = build_merge_request(params, settings, False)
+    assert wanted.csr_sha256 == csr_material.csr_facts(csr)['csr_sha256']
+    # Another key than the given CSR's: refused offline, before any target exists.
+    stranger = pki.cert(pki.ec(), 'www.example.com', issuer=ca['cert'], issuer_key=ca['key'])
+    with pytest.raises(errors.DeployError) as failure:
+        build_merge_request(dict(params, certificate=stranger.public_bytes(Enc.PEM).decode()), settings, False)
+    assert failure.value.code == errors.KEY_MISMATCH and 'Nothing was sent' in failure.value.message
+    with pytest.raises(errors.DeployError) as failure:
+        build_merge_request(dict(params, csr='not a csr'), settings, False)
+    assert failure.value.code == errors.INVALID_MATERIAL
+    # The pending request was replaced after that CSR was signed: a conflict, nothing merged.
+    target.seed_pending(policy())
+    target.calls[:] = []
+    with pytest.raises(errors.DeployError) as failure:
+        MergeEngine(target).run(wanted)
+    assert failure.value.code == errors.CONFLICT and 'replaced or renewed meanwhile' in failure.value.message
+    assert target.writes == []
