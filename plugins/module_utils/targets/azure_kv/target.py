@@ -13,7 +13,7 @@ from ... import errors
 from ...engine.model import ExportedVersion, StoredChain, VersionState
 from ...engine.target import Target
 from ...material import certificate as cert_material
-from . import faults, sdk as azure_sdk
+from . import faults
 from .connection import VaultConnection
 from .requests import CONTENT_TYPES, RequestMethods
 from .retry import TOTAL_TIMEOUT_FACTOR

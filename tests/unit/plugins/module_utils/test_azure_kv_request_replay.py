@@ -24,8 +24,11 @@ from ansible_collections.certdeploy.cloud.plugins.module_utils.material import c
 from ansible_collections.certdeploy.cloud.plugins.module_utils.material import csr as csr_material
 from ansible_collections.certdeploy.cloud.plugins.module_utils.targets.azure_kv import requests as kv_requests
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.replay_transport import interactions, load
+# The replay module's autouse fixtures (no socket may be opened; a fresh challenge cache per test) apply here too.
+# pylint: disable=unused-import
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import (  # noqa: F401
     Replay, fresh_challenge_cache, no_network, renamed)
+# pylint: enable=unused-import
 
 NAME = 'www-example-com'
 

@@ -43,8 +43,11 @@ from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certif
 from ansible_collections.certdeploy.cloud.plugins.modules import azure_kv_certificate_request as request_module
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils import kv_model
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.kv_sim import VirtualClock, _TimeOf
+# The replay module's autouse fixtures (no socket may be opened; a fresh challenge cache per test) apply here too.
+# pylint: disable=unused-import
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_azure_kv_replay import (  # noqa: F401
     fresh_challenge_cache, no_network)
+# pylint: enable=unused-import
 from ansible_collections.certdeploy.cloud.tests.unit.plugins.module_utils.test_fleet import CLIENT_ID, CLIENT_SECRET, FleetNet
 
 NAME = 'www-example-com'
