@@ -34,6 +34,8 @@ UNREACHABLE = 'unreachable'
 NETWORK_DENIED = 'network_denied'
 ROLLBACK_FAILED = 'rollback_failed'
 MISSING_DEPENDENCY = 'missing_dependency'
+# A certificate request's own: a pending request exists with another policy than the one asked for.
+POLICY_MISMATCH = 'policy_mismatch'
 # The TLS probe's own two: the endpoint's handshake failed, or it serves another certificate than expected.
 TLS_ERROR = 'tls_error'
 MISMATCH = 'mismatch'
@@ -44,9 +46,12 @@ DEPLOY_CODES = frozenset((
     VAULT_NOT_FOUND, CONFLICT, THROTTLED, SERVICE_ERROR, TIMEOUT,
     UNREACHABLE, NETWORK_DENIED, ROLLBACK_FAILED, MISSING_DEPENDENCY,
 ))
+# What azure_kv_certificate_request and azure_kv_certificate_merge fail with: a deploy's codes (those about
+# rollbacks aside) and the request's own.
+REQUEST_CODES = (DEPLOY_CODES - frozenset((ROLLBACK_FAILED,))) | frozenset((POLICY_MISMATCH,))
 # What tls_certificate_probe fails with.
 PROBE_CODES = frozenset((INVALID_CONFIG, UNREACHABLE, TLS_ERROR, MISMATCH, MISSING_DEPENDENCY))
-ALL_CODES = DEPLOY_CODES | PROBE_CODES
+ALL_CODES = DEPLOY_CODES | PROBE_CODES | REQUEST_CODES
 
 # Failures that mean "the target could not be read right now", as opposed to
 # "the request is wrong".  Check mode turns these into a warning and a

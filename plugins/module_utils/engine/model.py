@@ -184,3 +184,102 @@ class DeployResult(object):
         if self.previous is not None:
             out['previous'] = self.previous
         return out
+
+
+# -- key-in-target certificates: a request the target makes a key for, and the merge of its signed certificate --
+
+# Outcomes of a certificate request and of a merge (stable strings, like the deploy's).
+REQUESTED = 'requested'
+PENDING = 'pending'
+MERGED = 'merged'
+REQUEST_OUTCOMES = (REQUESTED, PENDING, UNCHANGED)
+MERGE_OUTCOMES = (MERGED, UNCHANGED, UPDATED, CONCURRENT_WRITER, UNVERIFIED)
+# Why a request was made.
+FIRST_REQUEST = 'first_request'
+RENEWAL_DUE = 'renewal_due'
+RENEWAL_FORCED = 'renewal_forced'
+POLICY_CHANGED = 'policy_changed'
+REPLACED = 'replaced'
+
+KEY_TYPES = ('RSA', 'EC')
+RSA_SIZES = (2048, 3072, 4096)
+CURVES = ('P-256', 'P-384', 'P-521')
+
+
+class RequestPolicy(object):
+    """The policy a target makes a key and a certificate request from, already validated (see frontend.request).
+
+    ``key_usage`` and ``extended_key_usage`` are None when the caller leaves them to the target (they are then
+    not compared); otherwise sorted lists.
+    """
+
+    FIELDS = ('subject', 'dns_names', 'key_type', 'key_size', 'curve', 'hsm', 'exportable', 'reuse_key', 'validity_months',
+              'key_usage', 'extended_key_usage', 'content_type')
+
+    def __init__(self, subject, dns_names=(), key_type='RSA', key_size=2048, curve=None, hsm=False, exportable=True,
+                 reuse_key=False, validity_months=12, key_usage=None, extended_key_usage=None, content_type='pkcs12'):
+        self.subject = subject
+        self.dns_names = sorted(set(name.lower().rstrip('.') for name in dns_names))
+        self.key_type = key_type
+        self.key_size = key_size if key_type == 'RSA' else None
+        self.curve = curve if key_type == 'EC' else None
+        self.hsm = bool(hsm)
+        self.exportable = bool(exportable)
+        self.reuse_key = bool(reuse_key)
+        self.validity_months = validity_months
+        self.key_usage = sorted(set(key_usage)) if key_usage is not None else None
+        self.extended_key_usage = sorted(set(extended_key_usage)) if extended_key_usage is not None else None
+        self.content_type = content_type
+
+    def as_dict(self):
+        return dict((name, getattr(self, name)) for name in self.FIELDS)
+
+
+class PendingRequest(object):
+    """A target's pending certificate request: its CSR (DER bytes) and status as the target reports them."""
+
+    IN_PROGRESS = 'inprogress'
+
+    def __init__(self, csr, status, status_details=None, issuer=None, cancellation_requested=False, request_id=None, error=None):
+        self.csr = csr
+        self.status = status
+        self.status_details = status_details
+        self.issuer = issuer
+        self.cancellation_requested = bool(cancellation_requested)
+        self.request_id = request_id
+        self.error = error
+
+    @property
+    def in_progress(self):
+        """Waiting for a signed certificate: in progress, not cancelled, with a CSR to sign."""
+        return (self.status or '').lower() == self.IN_PROGRESS and not self.cancellation_requested and bool(self.csr)
+
+
+class CertificateRequest(object):
+    """Everything the request engine needs to know about one request, already validated."""
+
+    def __init__(self, policy, certificate_id, user_tags=None, take_ownership=False, replace=False, renew=False,
+                 renew_days_before=30, switch_from_import=False, check_mode=False):
+        self.policy = policy
+        self.certificate_id = certificate_id
+        self.user_tags = dict(user_tags or {})
+        self.take_ownership = take_ownership
+        self.replace = replace
+        self.renew = renew
+        self.renew_days_before = renew_days_before
+        self.switch_from_import = switch_from_import
+        self.check_mode = check_mode
+
+
+class MergeRequest(object):
+    """A signed certificate (``material.csr.SignedCertificate``) to merge into the pending request, validated."""
+
+    def __init__(self, signed, certificate_id, user_tags=None, take_ownership=False, verify_stored_chain=True,
+                 allow_expired=False, check_mode=False):
+        self.signed = signed
+        self.certificate_id = certificate_id
+        self.user_tags = dict(user_tags or {})
+        self.take_ownership = take_ownership
+        self.verify_stored_chain = verify_stored_chain
+        self.allow_expired = allow_expired
+        self.check_mode = check_mode

@@ -19,6 +19,10 @@ CERTIFICATE_ID = 'certdeploy-certificate-id'
 ROLLBACK_OF = 'certdeploy-rollback-of'
 # The record of what the import sent (content type, exportable, digest of the ordered chain): see record.py.
 MATERIAL = 'certdeploy-material'
+# How the versions of a name come about: 'request' when the key is made in the target and a signed certificate is
+# merged (azure_kv_certificate_request and _merge); absent on imports.
+SOURCE = 'certdeploy-source'
+SOURCE_REQUEST = 'request'
 
 
 def normalise_user_tags(tags):
@@ -56,6 +60,19 @@ def desired_tags(user_tags, certificate_id, record=None):
     if record is not None:
         tags[MATERIAL] = record.value()
     return tags
+
+
+def request_tags(user_tags, certificate_id):
+    """The full tag set of a request and of its merge: the provenance tags, marked as made from a request."""
+    tags = desired_tags(user_tags, certificate_id)
+    tags[SOURCE] = SOURCE_REQUEST
+    return tags
+
+
+def imported_by_deploy(tags):
+    """Whether a managed version was imported by the deploy module (it carries the import's record, and no request mark)."""
+    tags = tags or {}
+    return is_managed(tags) and MATERIAL in tags and tags.get(SOURCE) != SOURCE_REQUEST
 
 
 def without_record(tags):

@@ -90,6 +90,36 @@ class Target(object):
         """
         raise NotImplementedError
 
+    # -- key made in the target: a pending certificate request, and the merge of its signed certificate ------------
+
+    def read_pending(self):
+        """The name's pending certificate request (``model.PendingRequest``, whatever its status), or None."""
+        raise NotImplementedError
+
+    def read_policy(self):
+        """The name's stored policy as a dict of ``model.RequestPolicy.FIELDS`` (plus ``issuer``), or None when the
+        target serves none (a name that is only pending, on some targets)."""
+        raise NotImplementedError
+
+    def create_request(self, policy, tags):
+        """Make a new key and a pending request from ``policy`` (a ``model.RequestPolicy``); return the PendingRequest.
+
+        Sent once, never resent by the target: a failure that may have reached the target carries
+        ``may_have_written=True`` and the engine settles it by reading the pending request.
+        """
+        raise NotImplementedError
+
+    def discard_request(self):
+        """Cancel the pending request and delete it (its key with it), so that a new one can be made."""
+        raise NotImplementedError
+
+    def merge(self, signed, tags):
+        """Merge the signed certificate and its chain (``material.csr.SignedCertificate``) into the pending request.
+
+        Returns the new VersionState. Sent once; a failure that may have committed carries ``may_have_written=True``.
+        """
+        raise NotImplementedError
+
     def predicted_ids(self):
         """Version-independent identifiers known before any write (check mode), e.g. versionless ids."""
         return {}

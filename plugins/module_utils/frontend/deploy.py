@@ -38,7 +38,7 @@ def read_file(path, option, limit):
         raise errors.DeployError(errors.INVALID_CONFIG, '%s %s cannot be read: %s.' % (option, path, exc.strerror or exc))
 
 
-def _content_or_file(params, option):
+def content_or_file(params, option):
     if params.get(option) is not None:
         return params[option]
     path = params.get(option + '_path')
@@ -54,15 +54,15 @@ def load_material(params):
             return cert_material.load_pfx_material(params['pfx'], params.get('pfx_password'), chain_root)
         return cert_material.load_pfx_material(read_file(params['pfx_path'], 'pfx_path', cert_material.MAX_PFX_BYTES),
                                                params.get('pfx_password'), chain_root)
-    certificate = _content_or_file(params, 'certificate')
-    key = _content_or_file(params, 'private_key')
+    certificate = content_or_file(params, 'certificate')
+    key = content_or_file(params, 'private_key')
     if certificate is None or key is None:
         raise errors.DeployError(
             errors.INVALID_CONFIG,
             'Give the certificate (certificate or certificate_path) together with its private key '
             '(private_key or private_key_path), or a PFX (pfx or pfx_path).')
     return cert_material.load_pem_material(
-        certificate, key, params.get('private_key_passphrase'), _content_or_file(params, 'chain'), chain_root)
+        certificate, key, params.get('private_key_passphrase'), content_or_file(params, 'chain'), chain_root)
 
 
 def read_copy_source(params, env, target_content_type, connect):

@@ -124,6 +124,49 @@ INFO = CONNECTION.with_options(certificate_name=dict(type='str')).merged(Argumen
 )))
 
 
+# azure_kv_certificate_request: a key made in the vault and a pending request for it, from a policy.
+KEY_USAGES = ('digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement', 'keyCertSign',
+              'cRLSign', 'encipherOnly', 'decipherOnly')
+DEFAULT_RENEW_DAYS_BEFORE = 30
+OWNERSHIP = ArgumentSpec(dict(
+    tags=dict(type='dict', default={}),
+    certificate_id=dict(type='str'),
+    take_ownership=dict(type='bool', default=False),
+))
+REQUEST = CONNECTION.merged(OWNERSHIP, RUN, ArgumentSpec(dict(
+    subject=dict(type='str', required=True),
+    dns_names=dict(type='list', elements='str', default=[]),
+    key_type=dict(type='str', default='RSA', choices=['RSA', 'EC']),
+    key_size=dict(type='int'),
+    curve=dict(type='str', choices=['P-256', 'P-384', 'P-521']),
+    hsm=dict(type='bool', default=False),
+    exportable=dict(type='bool', default=True),
+    reuse_key=dict(type='bool', default=False),
+    validity_months=dict(type='int', default=12),
+    key_usage=dict(type='list', elements='str', choices=list(KEY_USAGES)),
+    extended_key_usage=dict(type='list', elements='str'),
+    content_type=dict(type='str', default='pkcs12', choices=['pkcs12', 'pem']),
+    replace=dict(type='bool', default=False),
+    renew=dict(type='bool', default=False),
+    renew_days_before=dict(type='int', default=DEFAULT_RENEW_DAYS_BEFORE),
+    switch_from_import=dict(type='bool', default=False),
+)))
+# azure_kv_certificate_merge: the signed certificate of the pending request, and its chain.
+MERGE = CONNECTION.merged(OWNERSHIP, RUN, ArgumentSpec(
+    dict(
+        certificate=dict(type='str'),
+        certificate_path=dict(type='path'),
+        chain=dict(type='str'),
+        chain_path=dict(type='path'),
+        chain_root=dict(type='str', default='keep', choices=['keep', 'drop']),
+        verify_stored_chain=dict(type='bool', default=True),
+        allow_expired=dict(type='bool', default=False),
+    ),
+    mutually_exclusive=[('certificate', 'certificate_path'), ('chain', 'chain_path')],
+    required_one_of=[('certificate', 'certificate_path')],
+))
+
+
 def preserve_chain_order(params):
     """The preserve_chain_order option resolved: unset means on where the API version supports it (7.6 and later).
     Asking for it on an older API version is a configuration error."""

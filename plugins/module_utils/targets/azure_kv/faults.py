@@ -22,6 +22,12 @@ ACTIONS = {
     'get_secret': 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
     'list_versions': 'Microsoft.KeyVault/vaults/certificates/read',
     'list': 'Microsoft.KeyVault/vaults/certificates/read',  # at vault scope: a role scoped to one certificate cannot list
+    # A key made in the vault: create the request, read it and the policy, cancel or delete it, merge the signed certificate.
+    'create': 'Microsoft.KeyVault/vaults/certificates/create/action',
+    'read_pending': 'Microsoft.KeyVault/vaults/certificates/read',
+    'read_policy': 'Microsoft.KeyVault/vaults/certificates/read',
+    'discard': 'Microsoft.KeyVault/vaults/certificates/update/action',
+    'merge': 'Microsoft.KeyVault/vaults/certificates/create/action',
 }
 
 _ACTION = re.compile(r"Action:\s*'?([A-Za-z0-9./_-]+)'?")
@@ -41,7 +47,7 @@ _ENDPOINT = re.compile(r"host='([^']+)', port=(\d+)")
 _NETWORK_CODES = ('ForbiddenByConnection', 'ForbiddenByFirewall')
 _NETWORK_TEXT = ('public network access is disabled', 'client address is not authorized', 'not authorized and caller is not a trusted service')
 # Key Vault's codes for an object (not the vault) that does not exist.
-_OBJECT_NOT_FOUND = ('CertificateNotFound', 'SecretNotFound', 'KeyNotFound', 'VersionNotFound')
+_OBJECT_NOT_FOUND = ('CertificateNotFound', 'SecretNotFound', 'KeyNotFound', 'VersionNotFound', 'PendingCertificateNotFound')
 _OBJECT_NOT_FOUND_TEXT = re.compile(r'\b(?:certificate|secret|key|version)\b.{0,120}\b(?:was not found|not found|does not exist)', re.I)
 # A 400 about tags: Key Vault's code, or its message naming tags as the subject (not "bad tag" inside a DER parser).
 _TAGS = re.compile(r'(?<!bad )\b(?:too many tags|tags? (?:name|key|value)s?\b|tags? (?:exceed|must|cannot|can not|is too|are too|count)|'

@@ -15,9 +15,9 @@ from ...engine.target import Target
 from ...material import certificate as cert_material
 from . import faults, sdk as azure_sdk
 from .connection import VaultConnection
+from .requests import CONTENT_TYPES, RequestMethods
 from .retry import TOTAL_TIMEOUT_FACTOR
 
-CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-file'}
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
 
 
@@ -42,7 +42,7 @@ class KeyVaultSettings(object):
         self.timeout = timeout
 
 
-class KeyVaultTarget(Target):
+class KeyVaultTarget(RequestMethods, Target):
     """One certificate name in one vault, reached through a :class:`~.connection.VaultConnection`.
 
     Without ``connection`` the target makes a private one (from ``sdk_loader`` and, for unit tests, a ready

@@ -26,6 +26,8 @@ EXPECTED = {
     'azure_kv_certificate_deploy': (specs.DEPLOY, ansible_module.DeployModule),
     'azure_kv_certificate_deploy_many': (specs.DEPLOY_MANY, ansible_module.CertdeployModule),
     'azure_kv_certificate_info': (specs.INFO, ansible_module.CertdeployModule),
+    'azure_kv_certificate_request': (specs.REQUEST, ansible_module.CertdeployModule),
+    'azure_kv_certificate_merge': (specs.MERGE, ansible_module.CertdeployModule),
     'tls_certificate_probe': (PROBE, ansible_module.CertdeployModule),
 }
 

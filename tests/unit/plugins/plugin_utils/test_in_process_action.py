@@ -219,7 +219,8 @@ def test_every_action_plugin_runs_the_main_of_its_module():
     import importlib
     action_dir = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'action')
     actions = sorted(f[:-3] for f in os.listdir(action_dir) if f.endswith('.py') and f != '__init__.py')
-    assert actions == ['azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many', 'azure_kv_certificate_info']
+    assert actions == ['azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many', 'azure_kv_certificate_info',
+                       'azure_kv_certificate_merge', 'azure_kv_certificate_request']
     for action in actions:
         with controller_import():
             plugin = importlib.import_module('ansible_collections.certdeploy.cloud.plugins.action.' + action)
