@@ -54,7 +54,8 @@ options:
   subject:
     description:
       - The certificate's subject as an X.500 name, for example C(CN=www.example.com) or C(CN=www.example.com, O=Example).
-      - Attributes C(CN), C(O), C(OU), C(L), C(ST) (or C(S)), C(C), C(E), C(DC) and C(SERIALNUMBER); compared without regard to order or to the case of attribute names.
+      - Attributes C(CN), C(O), C(OU), C(L), C(ST) (or C(S)), C(C), C(E), C(DC) and C(SERIALNUMBER); compared without regard
+        to order or to the case of attribute names.
     type: str
     required: true
   dns_names:

@@ -68,6 +68,33 @@ def stored_policy_differences(policy, stored):
     return out
 
 
+def issued_differences(policy, stored, issued):
+    """How an issued version differs from ``policy``: its key (from the certificate: no CA changes it), and what it was
+    requested with (the stored policy: subject, DNS names and the rest).
+
+    The certificate's own subject and names are not compared with the policy: a CA may rewrite a subject (many keep
+    the CN alone) or add names, and a version it issued from the same policy must not read as a changed policy on
+    every run. Without a stored policy, the policy's DNS names must be among the certificate's.
+    """
+    out = []
+    if issued.leaf is not None:
+        facts = csr_material.certificate_policy_facts(issued.leaf)
+        what = 'version %s' % issued.version
+        out += [d for d in csr_material.policy_differences(policy, facts, what) if d.split(':')[0] in ('key_type', 'key_size', 'curve')]
+        if stored is None:
+            missing = sorted(set(policy.dns_names) - set(facts['dns_names']))
+            if missing:
+                out.append('dns_names: %s lacks %s, which the policy asks for' % (what, ', '.join(missing)))
+    if stored is not None:
+        if stored.get('subject') and csr_material.parse_subject_or_none(stored['subject']) != csr_material.parse_subject(policy.subject):
+            out.append('subject: the stored policy has "%s", the policy asks for "%s"' % (stored['subject'], policy.subject))
+        have = sorted(set(n.lower().rstrip('.') for n in stored.get('dns_names') or []))
+        if have != policy.dns_names:
+            out.append('dns_names: the stored policy has %s, the policy asks for %s' % (have or 'none', policy.dns_names or 'none'))
+        out += stored_policy_differences(policy, stored)
+    return out
+
+
 def _shown(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
@@ -145,6 +172,29 @@ def check_ownership(state, take_ownership, what):
     return ['Took ownership of %s (latest version %s had no %s tag).' % (what, state.version, tag_rules.MANAGED_BY)]
 
 
+# Who made a name that has no issued version yet (only a pending version, or nothing a read shows).
+MAKER_OURS, MAKER_UNKNOWN, MAKER_FOREIGN = 'ours', 'unknown', 'foreign'
+
+
+def pending_maker(latest, issued):
+    """Who made a name without an issued version: ours (its pending version carries our tags), foreign (it carries
+    tags, none of them ours), or unknown (no version is shown, or one without tags: a vault may serve none for a name
+    that is only pending, or drop the tags a request was made with). None when there is an issued version: its own
+    tags then decide (check_ownership)."""
+    if issued is not None:
+        return None
+    if latest is not None and tag_rules.is_managed(latest.tags):
+        return MAKER_OURS
+    if latest is not None and latest.tags:
+        return MAKER_FOREIGN
+    return MAKER_UNKNOWN
+
+
+def unknown_maker_note(name):
+    return ('The pending request of %s shows no certdeploy tags (a vault may serve no certificate, or no tags, for a name '
+            'that is only pending), so who made it cannot be read.' % name)
+
+
 class RequestEngine(object):
     """Ensures a pending certificate request for one name of a target (see the module docstring)."""
 
@@ -174,7 +224,10 @@ class RequestEngine(object):
         else:
             pending_done = None
         where = 'name %s' % self.target.labels.get('name')
-        result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        result.warnings.extend(check_ownership(issued, request.take_ownership, where))
+        maker = pending_maker(latest, issued)
+        if maker == MAKER_FOREIGN:
+            result.warnings.extend(check_ownership(latest, request.take_ownership, where))
         if issued is not None and tag_rules.imported_by_deploy(issued.tags) and not request.switch_from_import:
             raise errors.DeployError(
                 errors.CONFLICT,
@@ -187,10 +240,8 @@ class RequestEngine(object):
         wanted_tags = tag_rules.request_tags(request.user_tags, request.certificate_id)
 
         if pending is not None:
-            if latest is None:
-                result.warnings.append(
-                    'The pending request of %s shows no tags (the vault serves no certificate for a name that is only '
-                    'pending), so who made it cannot be read; it is used as it is.' % self.target.labels.get('name'))
+            if maker == MAKER_UNKNOWN:
+                result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' It is used as it is.')
             csr, facts, shown = _csr_result(pending)
             differences = csr_material.policy_differences(policy, facts, 'the pending CSR')
             differences += stored_policy_differences(policy, stored)
@@ -211,21 +262,19 @@ class RequestEngine(object):
                     'A pending request for %s exists with another policy: %s. Set replace: true to cancel it (its key is '
                     'discarded) and request anew, or change the options to match it.'
                     % (self.target.labels.get('name'), '; '.join(differences)))
-            if latest is None and not request.take_ownership:
+            if maker == MAKER_UNKNOWN and not request.take_ownership:
                 raise errors.DeployError(
                     errors.NOT_OWNED,
-                    'The pending request for %s differs from the policy (%s), and who made it cannot be read (the vault '
-                    'shows no tags for a name that is only pending). Set take_ownership: true to replace it anyway.'
-                    % (self.target.labels.get('name'), '; '.join(differences)))
+                    'The pending request for %s differs from the policy (%s). %s Set take_ownership: true to replace it '
+                    'anyway.' % (self.target.labels.get('name'), '; '.join(differences),
+                                 unknown_maker_note(self.target.labels.get('name'))))
             self._request(request, result, wanted_tags, model.REPLACED, issued, discard=True)
             return
 
         if issued is None:
             self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=pending_done is not None)
             return
-        differences = csr_material.policy_differences(policy, csr_material.certificate_policy_facts(issued.leaf), 'version %s'
-                                                      % issued.version) if issued.leaf is not None else []
-        differences += stored_policy_differences(policy, stored)
+        differences = issued_differences(policy, stored, issued)
         left = _days_left(issued, now)
         if differences:
             result.differences = differences
@@ -407,7 +456,13 @@ class MergeEngine(object):
                 % (self.target.labels.get('name'), 'status %s' % pending.status if pending is not None else 'none',
                    ' Its latest version %s has the same key with another certificate (thumbprint %s).' % (issued.version, issued.thumbprint)
                    if mine else ''))
-        result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        result.warnings.extend(check_ownership(issued, request.take_ownership, where))
+        maker = pending_maker(latest, issued)
+        if maker == MAKER_FOREIGN:
+            result.warnings.extend(check_ownership(latest, request.take_ownership, where))
+        elif maker == MAKER_UNKNOWN:
+            result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' The merge makes it ours: the '
+                                   'certificate carries the key the vault made for it.')
         csr = csr_material.load_csr(pending.csr)
         if not csr_material.same_public_key(signed.leaf, csr):
             result.verification['public_key'] = 'failed'
@@ -417,6 +472,11 @@ class MergeEngine(object):
                 'from the CSR\'s (CSR SHA-256 %s). Nothing was merged. Have the current CSR signed.'
                 % (cert_material.describe_certificate(signed.leaf), thumb, csr_material.csr_facts(csr)['csr_sha256']))
         result.verification['public_key'] = 'passed'
+        missing = sorted(set(csr_material.csr_facts(csr)['dns_names']) -
+                         set(csr_material.certificate_policy_facts(signed.leaf)['dns_names']))
+        if missing:
+            result.warnings.append('The certificate does not carry DNS names the CSR asked for: %s. Clients connecting with '
+                                   'those names will refuse it.' % ', '.join(missing))
         result.previous = issued.summary() if issued is not None else None
         result.changed = True
         result.diff = {'before': {'certificate': issued.thumbprint if issued is not None else None, 'tags': dict(issued.tags) if issued else {}},

@@ -161,4 +161,3 @@ def run_merge(module, env=None):
     env = os.environ if env is None else env
     _finish(module, merge_one(module.params, env, lambda settings: KeyVaultTarget(settings, env=env),
                               check_mode=module.check_mode, diff=module._diff))
-

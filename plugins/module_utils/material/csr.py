@@ -46,8 +46,8 @@ _ATTRIBUTES = (
 )
 _SPELLINGS = dict((spelling, short) for short, _oid, spellings in _ATTRIBUTES for spelling in spellings)
 MAX_SUBJECT_LENGTH = 1024
-# One "NAME=value" part of a subject string: a value may be double-quoted or contain backslash-escaped characters.
-_PART = re.compile(r'\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*("(?:[^"\\]|\\.)*"|(?:[^,;\\]|\\.)*)\s*(?:[,;]|$)')
+# One "NAME=value" part of a subject string: a value is double-quoted as a whole, or unquoted with backslash-escaped characters.
+_PART = re.compile(r'\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*("(?:[^"\\]|\\.)*"|(?:[^,;"\\]|\\.)*)\s*(?:[,;]|$)')
 
 
 def _oid_names():
@@ -87,6 +87,14 @@ def parse_subject(text):
         pairs.append((short, value))
         position = match.end()
     return tuple(sorted(pairs))
+
+
+def parse_subject_or_none(text):
+    """parse_subject for a subject someone else wrote (a stored policy): None when it cannot be read."""
+    try:
+        return parse_subject(text)
+    except errors.DeployError:
+        return None
 
 
 def name_pairs(name):

@@ -23,9 +23,19 @@ Used by the simulation test (``test_simulation.py``, through ``kv_sim.SimTranspo
 Endpoints: GET /certificates/{n}/ (latest), GET /certificates/{n}/{v}, GET /certificates/{n}/versions (paged,
 ``nextLink``), POST /certificates/{n}/import, PATCH /certificates/{n}/{v}, GET /secrets/{n}/{v},
 GET /deletedcertificates/{n}, POST /deletedcertificates/{n}/recover; on the sign-in host the OpenID
-configuration and the token POST. Errors use Key Vault's JSON error shape (``{"error": {"code", "message",
-"innererror"}}``) with its codes (CertificateNotFound, ObjectIsDeletedButRecoverable, Forbidden/SecretDisabled,
-BadParameter, Unauthorized).
+configuration and the token POST.
+
+The key-in-vault flow (issuer ``Unknown`` only): POST /certificates/{n}/create (a key made here, a CSR over the policy's
+subject, dns SANs and usages; a disabled placeholder version), GET/PATCH (cancel)/DELETE /certificates/{n}/pending,
+POST /certificates/{n}/pending/merge (the leaf's public key must be the pending key; a new version keeps the chain as
+sent), GET /certificates/{n}/policy. Bodies follow the recorded shapes in recordings/ (net_pending_merge.json,
+net_get_while_pending.json, cli_pending_certificate.json, test_async_request_cancellation_and_deletion.json,
+js_merge_self_signed.json; recordings/README.md). Where no recording shows what the service does, the choice made is
+marked ``UNKNOWN:`` in a comment and, where a test may want the other answer, is a switch on ``Vault``.
+
+Errors use Key Vault's JSON error shape (``{"error": {"code", "message", "innererror"}}``) with its codes
+(CertificateNotFound, ObjectIsDeletedButRecoverable, Forbidden/SecretDisabled, BadParameter, Unauthorized,
+PendingCertificateNotFound, and Forbidden in a 409 for a create or import while a pending operation is in progress).
 
 Every state change is an :class:`Event` in ``Vault.events`` with a sequence number, so invariants can ask what
 was there when: which versions we wrote, what the collection last read (a version, or a backing secret), what
@@ -40,6 +50,9 @@ record with an independent one.
 from __future__ import annotations
 
 import base64
+import calendar
+import copy
+import datetime
 import functools
 import hashlib
 import json
@@ -48,9 +61,10 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 VAULT_HOST = 'sim.vault.sim.test'
 VAULT_URL = 'https://' + VAULT_HOST
@@ -74,7 +88,7 @@ CONTENT_TYPE_NAMES = {PKCS12: 'pkcs12', PEM: 'pem'}
 # How the vault may store an import's chain otherwise (the ``store`` fault): see ``Stored.stored_as``.
 STORE_CHAIN = ('leaf_only', 'reordered', 'drop_intermediate')
 
-_REASONS = {200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
+_REASONS = {200: 'OK', 201: 'Created', 202: 'Accepted', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
             429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
             504: 'Gateway Timeout'}
 
@@ -245,12 +259,69 @@ class Version(object):
         self.seq = seq        # the event that created it
         self.sent = stored.ders  # what the import sent (DER, leaf first), when the vault stored something else
 
+    placeholder = False  # a PendingVersion is the version a pending create made, without a certificate yet
+
     @property
     def thumbprint(self):
         return self.stored.thumb.hex().upper()
 
+    @property
+    def nbf(self):
+        return self.stored.nbf
+
+    @property
+    def exp(self):
+        return self.stored.exp
+
     def __repr__(self):
         return 'Version(%s, %s, %s, tags=%r, enabled=%s)' % (self.id[:8], self.author, self.thumbprint[:8], self.tags, self.enabled)
+
+
+class PendingVersion(Version):
+    """The version a create with issuer Unknown makes at once (recorded: GET latest while the only version is pending
+    answers it with ``enabled: false``, nbf ten minutes before ``created``, exp ``validity_months`` after ``created``,
+    and no kid, sid, x5t or cer; GET of it by id answers id and attributes only)."""
+
+    placeholder = True
+
+    def __init__(self, vid, tags, created, validity_months, content_type, exportable, author, seq):
+        self.id = vid
+        self.stored = None
+        self.tags = dict(tags or {})
+        self.enabled = False
+        self.created = created
+        self.updated = created
+        self.content_type = content_type
+        self.exportable = exportable
+        self.author = author
+        self.seq = seq
+        self.sent = ()
+        self._nbf = created - 600
+        self._exp = add_months(created, validity_months)
+
+    @property
+    def thumbprint(self):
+        return None
+
+    @property
+    def nbf(self):
+        return self._nbf
+
+    @property
+    def exp(self):
+        return self._exp
+
+    def __repr__(self):
+        return 'PendingVersion(%s, %s, tags=%r)' % (self.id[:8], self.author, self.tags)
+
+
+def add_months(epoch, months):
+    """``epoch`` plus ``months`` calendar months (recorded: 12 months after created 2024-08-02 is exp 2025-08-02)."""
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    month = when.month - 1 + months
+    year, month = when.year + month // 12, month % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return int(calendar.timegm(when.replace(year=year, month=month, day=day).utctimetuple()))
 
 
 class Certificate(object):
@@ -258,6 +329,8 @@ class Certificate(object):
         self.name = name
         self.versions = []       # creation order; the last is latest
         self.policy = None       # {'content_type', 'exportable', 'key_props'}
+        self.policy_body = None  # the whole policy a create stored, in the service's shape (None after an import)
+        self.pending = None      # the Pending operation of a create, or None
         self.deleted_on = None   # virtual seconds when soft-deleted, or None
         self.ready_at = None     # virtual seconds when a recovery completes
 
@@ -269,6 +342,164 @@ class Certificate(object):
             if version.id == vid:
                 return version
         return None
+
+
+# -- the key-in-vault flow: policy, key and CSR of a create with issuer Unknown -----------------------------------
+
+STATUS_DETAILS_UNKNOWN = 'Pending certificate created. Please Perform Merge to complete the request.'  # recorded
+SERVER_AUTH, CLIENT_AUTH = '1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'
+# Key Vault's key usage names -> cryptography's KeyUsage arguments. The service stores them sorted, case-insensitively,
+# with crlSign spelled cRLSign (recorded in net_get_while_pending.json).
+KEY_USAGES = {'digitalSignature': 'digital_signature', 'nonRepudiation': 'content_commitment',
+              'keyEncipherment': 'key_encipherment', 'dataEncipherment': 'data_encipherment',
+              'keyAgreement': 'key_agreement', 'keyCertSign': 'key_cert_sign', 'cRLSign': 'crl_sign',
+              'encipherOnly': 'encipher_only', 'decipherOnly': 'decipher_only'}
+CURVES = {'P-256': ec.SECP256R1, 'P-384': ec.SECP384R1, 'P-521': ec.SECP521R1}
+_NAME_OIDS = {'CN': NameOID.COMMON_NAME, 'O': NameOID.ORGANIZATION_NAME, 'OU': NameOID.ORGANIZATIONAL_UNIT_NAME,
+              'L': NameOID.LOCALITY_NAME, 'ST': NameOID.STATE_OR_PROVINCE_NAME, 'S': NameOID.STATE_OR_PROVINCE_NAME,
+              'C': NameOID.COUNTRY_NAME, 'E': NameOID.EMAIL_ADDRESS, 'EMAIL': NameOID.EMAIL_ADDRESS}
+
+
+class BadPolicy(Exception):
+    """Key Vault answers 400 BadParameter to the create."""
+
+
+def parse_subject(text):
+    """Key Vault's X.500 subject string (``CN=a, O=b``) -> x509.Name. The string is in RFC 4514 order: recorded,
+    ``C=US, ST=WA, L=Redmond, O=TestO, OU=TestOU, CN=www.mytestdomain.com`` gave a CSR whose DER starts with CN.
+    Attribute names are case-insensitive (recorded: ``cn=MyCert``)."""
+    parts = [p.strip() for p in (text or '').split(',') if p.strip()]
+    if not parts:
+        raise BadPolicy('Property x509_props.subject is required.')
+    rdns = []
+    for part in parts:
+        kind, sep, value = part.partition('=')
+        oid = _NAME_OIDS.get(kind.strip().upper())
+        if not sep or oid is None or not value.strip():
+            raise BadPolicy('The subject %r is not a valid X.500 name.' % text)
+        rdns.append(x509.NameAttribute(oid, value.strip()))
+    return x509.Name(list(reversed(rdns)))
+
+
+def key_usage_name(name):
+    for known in KEY_USAGES:
+        if known.lower() == (name or '').lower():
+            return known
+    raise BadPolicy('Invalid key usage %r.' % name)
+
+
+def stored_policy(vault_url, name, sent, now):
+    """The policy as the service stores it from the create's ``policy`` (defaults as recorded for issuer Unknown)."""
+    sent = sent or {}
+    key_props = dict(sent.get('key_props') or {})
+    kty = key_props.get('kty') or 'RSA'
+    if kty not in ('RSA', 'RSA-HSM', 'EC', 'EC-HSM'):
+        raise BadPolicy('Invalid key type %s.' % kty)
+    out_key = {'exportable': key_props.get('exportable', True), 'kty': kty}
+    if kty.startswith('RSA'):
+        size = key_props.get('key_size') or 2048  # recorded default
+        if size not in (2048, 3072, 4096):
+            raise BadPolicy('Invalid key size %s.' % size)
+        out_key['key_size'] = size
+    else:
+        # UNKNOWN: the default curve of an EC create is not in a recording; P-256 is the documented default.
+        crv = key_props.get('crv') or 'P-256'
+        if crv not in CURVES:
+            raise BadPolicy('Invalid curve %s.' % crv)
+        out_key['crv'] = crv
+    out_key['reuse_key'] = bool(key_props.get('reuse_key', False))
+    if kty.endswith('-HSM') and out_key['exportable']:
+        # UNKNOWN: no recording of an exportable HSM create; the service documents HSM keys as not exportable.
+        raise BadPolicy('An HSM-protected key (%s) cannot be exportable.' % kty)
+    x509_props = dict(sent.get('x509_props') or {})
+    parse_subject(x509_props.get('subject'))
+    usages = x509_props.get('key_usage') or ['digitalSignature', 'keyEncipherment']  # recorded default
+    out_x509 = {'subject': x509_props['subject']}
+    if 'sans' in x509_props:
+        out_x509['sans'] = dict(x509_props.get('sans') or {})
+    out_x509.update(ekus=list(x509_props.get('ekus') or [SERVER_AUTH, CLIENT_AUTH]),  # recorded default
+                    key_usage=sorted(set(key_usage_name(u) for u in usages), key=str.lower),
+                    validity_months=x509_props.get('validity_months') or 12,  # recorded default
+                    basic_constraints={'ca': False})
+    content_type = (sent.get('secret_props') or {}).get('contentType') or PKCS12
+    if content_type not in (PKCS12, PEM):
+        raise BadPolicy('Unsupported content type %s.' % content_type)
+    return {
+        'id': '%s/certificates/%s/policy' % (vault_url, name),
+        'key_props': out_key,
+        'secret_props': {'contentType': content_type},
+        'x509_props': out_x509,
+        # recorded for issuer Unknown when the create names no lifetime action
+        'lifetime_actions': sent.get('lifetime_actions') or [
+            {'trigger': {'lifetime_percentage': 80}, 'action': {'action_type': 'EmailContacts'}}],
+        'issuer': {'name': 'Unknown', 'cert_transparency': False},
+        'attributes': {'enabled': True, 'created': now, 'updated': now},
+    }
+
+
+def new_key(key_props):
+    if key_props['kty'].startswith('RSA'):
+        return rsa.generate_private_key(public_exponent=65537, key_size=key_props['key_size'])
+    return ec.generate_private_key(CURVES[key_props['crv']]())
+
+
+def spki(public_key):
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def build_csr(key, policy):
+    """The CSR the service hands out, as recorded: the policy's subject; an extension request with keyUsage (critical),
+    extendedKeyUsage, subjectAltName dNSName entries (when the policy has dns_names; documented in Key Vault's REST
+    example GetCertificateOperation) and basicConstraints ca=false; signed with SHA-256."""
+    props = policy['x509_props']
+    usage = dict((arg, False) for arg in KEY_USAGES.values())
+    for name in props['key_usage']:
+        usage[KEY_USAGES[name]] = True
+    builder = (x509.CertificateSigningRequestBuilder().subject_name(parse_subject(props['subject']))
+               .add_extension(x509.KeyUsage(**usage), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in props['ekus']]), critical=False))
+    dns = (props.get('sans') or {}).get('dns_names') or []
+    if dns:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def sign_csr(csr, issuer_cert, issuer_key, days=90, not_before=None):
+    """A test CA's signature over ``csr`` (DER, PEM or a cryptography CSR): a leaf with the CSR's subject, public key and
+    requested extensions. A helper for tests; the vault does not sign."""
+    if isinstance(csr, bytes):
+        csr = x509.load_pem_x509_csr(csr) if csr.startswith(b'-----') else x509.load_der_x509_csr(csr)
+    start = not_before or datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(issuer_cert.subject)
+               .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days)))
+    for extension in csr.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class Pending(object):
+    """The pending operation of a create (GET /certificates/{n}/pending): its key stays in the vault."""
+
+    def __init__(self, key, csr_der, request_id, tags, placeholder):
+        self.key = key
+        self.csr_der = csr_der
+        self.request_id = request_id
+        self.tags = dict(tags or {})
+        self.placeholder = placeholder     # the PendingVersion it made
+        self.status = 'inProgress'
+        self.cancellation_requested = False
+        self.cancel_seen = False           # the cancel's own answer went out; the next read says cancelled
+        self.target = None
+
+    @property
+    def csr_pem(self):
+        return x509.load_der_x509_csr(self.csr_der).public_bytes(serialization.Encoding.PEM).decode('ascii')
+
+    @property
+    def public_key_der(self):
+        return spki(self.key.public_key())
 
 
 class Event(object):
@@ -286,7 +517,7 @@ class Event(object):
 
     @property
     def write(self):
-        return self.kind in ('import', 'update', 'delete', 'recover')
+        return self.kind in ('import', 'update', 'delete', 'recover', 'create', 'merge', 'cancel', 'delete_pending')
 
     def __repr__(self):
         return 'Event(#%d %s %s %s%s%s)' % (self.seq, self.actor, self.kind, self.name,
@@ -328,6 +559,15 @@ def not_found(name, what='Certificate'):
                  if what == 'Certificate' else '%s not found: %s' % (what, name))
 
 
+# documented only (docs_pending_conflicts.json): a create or import while a pending operation is inProgress
+PENDING_CONFLICT = error(409, 'Forbidden', 'A new key vault certificate can not be created or imported while a pending key '
+                         'vault certificate\'s status is inProgress.')
+
+
+def pending_not_found(name):
+    return error(404, 'PendingCertificateNotFound', 'Pending certificate not found: %s' % name)  # recorded
+
+
 CHALLENGE = error(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer, PoP, or MTLS_POP token.', headers={
     'WWW-Authenticate': 'Bearer authorization="%s/%s", resource="%s"' % (AUTHORITY, TENANT, RESOURCE)})
 
@@ -343,6 +583,14 @@ class Vault(object):
         self.tokens = set()
         self.corrupt_next = None
         self.store_next = None  # the simulation's 'store' fault: how the next import's chain is stored (STORE_CHAIN)
+        # UNKNOWN: no recording shows GET latest while a NEW version is pending beside a completed one. 'pending': the
+        # pending (disabled, certificate-less) version is latest, as it is when it is the only version (recorded);
+        # 'completed': the newest completed version is latest.
+        self.latest_while_pending = 'pending'
+        # UNKNOWN: whether the pending version stays in List Versions after a merge. Recorded (JS): the merged version's
+        # id is not the pending version's; by default the pending version is gone once merged.
+        self.keep_placeholder_after_merge = False
+        self.next_key = None  # a private key the next create uses instead of making one (tests: speed, or a known key)
         self._ids = 0
         self._seq = 0
 
@@ -384,6 +632,9 @@ class Vault(object):
         event.detail.update(thumbprint=version.thumbprint, tags=dict(version.tags))
         cert.versions.append(version)
         cert.policy = {'content_type': content_type, 'exportable': exportable, 'key_props': stored.key_props()}
+        cert.policy_body = None  # an import replaces the policy
+        if cert.pending is not None:  # documented: a create or import overwrites a pending operation not in progress
+            cert.pending = None
         return version
 
     def update_version(self, name, version, tags=None, enabled=None, author='foreign'):
@@ -453,6 +704,19 @@ class Vault(object):
                 return self.import_(name, data or {})
             if len(seg) == 3 and seg[2] == 'versions' and method == 'GET':
                 return self.list_versions(name, query)
+            if len(seg) == 3 and seg[2] == 'create' and method == 'POST':
+                return self.create(name, data or {})
+            if len(seg) == 3 and seg[2] == 'pending':
+                if method == 'GET':
+                    return self.get_pending(name)
+                if method == 'PATCH':
+                    return self.cancel_pending(name, data or {})
+                if method == 'DELETE':
+                    return self.delete_pending(name)
+            if len(seg) == 4 and seg[2:] == ['pending', 'merge'] and method == 'POST':
+                return self.merge(name, data or {})
+            if len(seg) == 3 and seg[2] == 'policy' and method == 'GET':
+                return self.get_policy(name)
             if len(seg) == 3 and method == 'GET':
                 return self.get_version(name, seg[2])
             if len(seg) == 3 and method == 'PATCH':
@@ -468,6 +732,8 @@ class Vault(object):
     # -- the bodies ------------------------------------------------------------------------------------------------
 
     def _policy(self, cert):
+        if cert.policy_body is not None:
+            return copy.deepcopy(cert.policy_body)
         policy = cert.policy or {'content_type': PKCS12, 'exportable': True, 'key_props': {'kty': 'RSA', 'key_size': 2048}}
         key_props = dict(policy['key_props'], exportable=policy['exportable'], reuse_key=False)
         return {'id': '%s/certificates/%s/policy' % (VAULT_URL, cert.name), 'key_props': key_props,
@@ -475,10 +741,22 @@ class Vault(object):
                 'attributes': {'enabled': True, 'created': 1700000000, 'updated': 1700000000}}
 
     def _attributes(self, version):
-        return {'enabled': version.enabled, 'nbf': version.stored.nbf, 'exp': version.stored.exp, 'created': version.created,
+        return {'enabled': version.enabled, 'nbf': version.nbf, 'exp': version.exp, 'created': version.created,
                 'updated': version.updated, 'recoveryLevel': 'Recoverable+Purgeable', 'recoverableDays': 90}
 
     def bundle(self, cert, version, deleted=False):
+        if version.placeholder:
+            # recorded (net_get_while_pending.json): no kid, sid, x5t or cer; the policy and the pending link
+            body = {'id': '%s/certificates/%s/%s' % (VAULT_URL, cert.name, version.id),
+                    'attributes': self._attributes(version), 'policy': self._policy(cert)}
+            if version.tags:
+                body['tags'] = dict(version.tags)  # UNKNOWN: whether the create's tags show here (none recorded)
+            if cert.pending is not None or cert.policy_body is not None:
+                body['pending'] = {'id': '%s/certificates/%s/pending' % (VAULT_URL, cert.name)}
+            if deleted:
+                body.update(recoveryId='%s/deletedcertificates/%s' % (VAULT_URL, cert.name), deletedDate=cert.deleted_on,
+                            scheduledPurgeDate=cert.deleted_on + 90 * 86400)
+            return body
         body = {
             'id': '%s/certificates/%s/%s' % (VAULT_URL, cert.name, version.id),
             'kid': '%s/keys/%s/%s' % (VAULT_URL, cert.name, version.id),
@@ -490,22 +768,35 @@ class Vault(object):
         }
         if version.tags:
             body['tags'] = dict(version.tags)
+        if cert.policy_body is not None:  # recorded: a merged bundle keeps the pending link
+            body['pending'] = {'id': '%s/certificates/%s/pending' % (VAULT_URL, cert.name)}
         if deleted:
             body.update(recoveryId='%s/deletedcertificates/%s' % (VAULT_URL, cert.name), deletedDate=cert.deleted_on,
                         scheduledPurgeDate=cert.deleted_on + 90 * 86400)
         return body
 
+    def latest_of(self, cert):
+        """The version GET latest answers (see ``latest_while_pending``)."""
+        latest = cert.latest()
+        if latest is not None and latest.placeholder and self.latest_while_pending == 'completed':
+            done = [v for v in cert.versions if not v.placeholder]
+            if done:
+                return done[-1]
+        return latest
+
     def get_latest(self, name):
         cert = self.live(name)
         if cert is None:
             return not_found(name)
-        return Answer(200, self.bundle(cert, cert.latest()))
+        return Answer(200, self.bundle(cert, self.latest_of(cert)))
 
     def get_version(self, name, vid):
         cert = self.live(name)
         version = cert.version(vid) if cert is not None else None
         if version is None:
             return not_found('%s/%s' % (name, vid))
+        if version.placeholder:  # recorded: id and attributes only
+            return Answer(200, {'id': '%s/certificates/%s/%s' % (VAULT_URL, name, vid), 'attributes': self._attributes(version)})
         return Answer(200, self.bundle(cert, version))
 
     def list_versions(self, name, query):
@@ -514,8 +805,10 @@ class Vault(object):
             return not_found(name)
         start = int(query.get('$skiptoken') or 0)
         size = min(int(query.get('maxresults') or PAGE_SIZE), PAGE_SIZE)
-        items = [{'id': '%s/certificates/%s/%s' % (VAULT_URL, name, v.id), 'x5t': b64url(v.stored.thumb),
-                  'attributes': self._attributes(v), 'tags': dict(v.tags)} for v in cert.versions[start:start + size]]
+        # UNKNOWN: a pending version in List Versions (no recording); listed here without x5t, as its GET answers
+        items = [dict({'id': '%s/certificates/%s/%s' % (VAULT_URL, name, v.id), 'attributes': self._attributes(v),
+                       'tags': dict(v.tags)}, **({} if v.placeholder else {'x5t': b64url(v.stored.thumb)}))
+                 for v in cert.versions[start:start + size]]
         more = start + size < len(cert.versions)
         link = ('%s/certificates/%s/versions?api-version=%s&$skiptoken=%d&maxresults=%d'
                 % (VAULT_URL, name, query.get('api-version', ''), start + size, size)) if more else None
@@ -524,14 +817,22 @@ class Vault(object):
     def list_certificates(self, query):
         """Key Vault's List Certificates: live certificates by name, LIST_PAGE_SIZE a page; versionless ids, latest's facts."""
         live = [self.live(name) for name in sorted(self.certs)]
-        live = [cert for cert in live if cert is not None]
+        pending_too = (query.get('includePending') or '').lower() == 'true'
+        # recorded (cli_pending_certificate.json): a name whose only version is pending is listed only with
+        # includePending=true, then with enabled false, subject "" and no x5t
+        live = [cert for cert in live if cert is not None and (pending_too or any(not v.placeholder for v in cert.versions))]
         start = int(query.get('$skiptoken') or 0)
         size = min(int(query.get('maxresults') or LIST_PAGE_SIZE), LIST_PAGE_SIZE)
         items = []
         for cert in live[start:start + size]:
-            latest = cert.latest()
-            item = {'id': '%s/certificates/%s' % (VAULT_URL, cert.name), 'x5t': b64url(latest.stored.thumb),
-                    'attributes': self._attributes(latest)}
+            latest = self.latest_of(cert)
+            if latest.placeholder and not pending_too:
+                latest = [v for v in cert.versions if not v.placeholder][-1]
+            item = {'id': '%s/certificates/%s' % (VAULT_URL, cert.name), 'attributes': self._attributes(latest)}
+            if latest.placeholder:
+                item['subject'] = ''
+            else:
+                item['x5t'] = b64url(latest.stored.thumb)
             if latest.tags:
                 item['tags'] = dict(latest.tags)
             items.append(item)
@@ -580,6 +881,8 @@ class Vault(object):
                          inner='ObjectIsDeletedButRecoverable')
         if cert is not None and cert.versions and self.live(name) is None:
             return error(409, 'Conflict', 'Certificate %s is currently being recovered.' % name)
+        if cert is not None and cert.pending is not None and cert.pending.status == 'inProgress':
+            return PENDING_CONFLICT
         policy = data.get('policy') or {}
         content_type = (policy.get('secret_props') or {}).get('contentType') or PKCS12
         if content_type not in (PKCS12, PEM):
@@ -616,6 +919,167 @@ class Vault(object):
         enabled = (data.get('attributes') or {}).get('enabled')
         self.update_version(name, version, tags=tags, enabled=enabled, author='us')
         return Answer(200, self.bundle(cert, version))
+
+    # -- the key-in-vault flow -------------------------------------------------------------------------------------
+
+    def operation(self, cert):
+        """The pending operation's body (recorded shapes: create, GET, cancel, after a merge)."""
+        pending = cert.pending
+        if pending.cancellation_requested and pending.status == 'inProgress' and pending.cancel_seen:
+            pending.status = 'cancelled'  # recorded (issuer Self): the read after the cancel's own answer; UNKNOWN for Unknown
+        body = {'id': '%s/certificates/%s/pending' % (VAULT_URL, cert.name), 'issuer': {'name': 'Unknown'},
+                'csr': b64(pending.csr_der), 'cancellation_requested': pending.cancellation_requested,
+                'status': pending.status}
+        if pending.status == 'inProgress':
+            body['status_details'] = STATUS_DETAILS_UNKNOWN
+        if pending.target:
+            body['target'] = pending.target
+        body['request_id'] = pending.request_id
+        return body
+
+    def add_pending(self, name, policy, tags=None, author='foreign', key=None):
+        """Set-up and the other writer: a create with issuer Unknown (``policy`` as the create's JSON ``policy``).
+        Returns the Pending; raises BadPolicy where the create would answer 400."""
+        cert = self.certs.setdefault(name, Certificate(name))
+        stored = stored_policy(VAULT_URL, name, policy, self.now())
+        key_props = stored['key_props']
+        previous = [v for v in cert.versions if not v.placeholder]
+        if key is None and key_props['reuse_key'] and previous:
+            # UNKNOWN: what a manual create of a new version does with reuse_key; the documented meaning ("the same key
+            # pair will be used on certificate renewal") is applied: the current version's key
+            key = previous[-1].stored.key
+        if key is None:
+            key, self.next_key = self.next_key, None
+        if key is None:
+            key = new_key(key_props)
+        event = self._event(author, 'create', name)
+        placeholder = PendingVersion(self._new_id(), tags, self.now(), stored['x509_props']['validity_months'],
+                                     stored['secret_props']['contentType'], key_props['exportable'], author, event.seq)
+        request_id = hashlib.md5(b'request-%d' % event.seq).hexdigest()  # nosec - an id
+        cert.pending = Pending(key, build_csr(key, stored), request_id, tags, placeholder)
+        cert.policy_body = stored
+        cert.policy = {'content_type': stored['secret_props']['contentType'], 'exportable': key_props['exportable'],
+                       'key_props': dict((k, v) for k, v in key_props.items() if k in ('kty', 'key_size', 'crv'))}
+        cert.versions.append(placeholder)
+        event.version = placeholder.id
+        event.detail.update(tags=dict(placeholder.tags), request_id=request_id)
+        return cert.pending
+
+    def create(self, name, data, author='us'):
+        cert = self.certs.get(name)
+        if cert is not None and cert.deleted_on is not None:
+            return error(409, 'Conflict', 'Certificate %s is currently in a deleted but recoverable state, and its name cannot '
+                         'be reused; in this state, the certificate can only be recovered or purged.' % name,
+                         inner='ObjectIsDeletedButRecoverable')
+        if cert is not None and cert.pending is not None and cert.pending.status == 'inProgress':
+            return PENDING_CONFLICT
+        policy = data.get('policy') or {}
+        issuer = (policy.get('issuer') or {}).get('name') or 'Unknown'  # documented: no issuer is a manual create
+        if issuer != 'Unknown':
+            return error(400, 'BadParameter', 'The model knows issuer Unknown only, not %r.' % issuer)
+        try:
+            self.add_pending(name, policy, tags=data.get('tags'), author=author)
+        except BadPolicy as exc:
+            return error(400, 'BadParameter', str(exc))
+        cert = self.certs[name]
+        return Answer(202, self.operation(cert), headers={
+            'Location': '%s/certificates/%s/pending?api-version=7.6&request_id=%s' % (VAULT_URL, name, cert.pending.request_id),
+            'Retry-After': '10'})
+
+    def _pending(self, name):
+        cert = self.certs.get(name)
+        if cert is None or cert.deleted_on is not None or cert.pending is None:
+            return None
+        return cert
+
+    def get_pending(self, name):
+        cert = self._pending(name)
+        if cert is None:
+            return pending_not_found(name)
+        answer = Answer(200, self.operation(cert))
+        if cert.pending.status == 'inProgress':
+            answer.headers['Retry-After'] = '10'
+        return answer
+
+    def cancel_pending(self, name, data):
+        cert = self._pending(name)
+        if cert is None:
+            return pending_not_found(name)
+        if cert.pending.status != 'inProgress':
+            # documented: 400 when not inProgress; the body is not documented
+            return error(400, 'BadParameter', 'The pending certificate %s is not in progress.' % name)
+        if data.get('cancellation_requested'):
+            cert.pending.cancellation_requested = True
+            self._event('us', 'cancel', name, cert.pending.placeholder.id)
+        body = self.operation(cert)  # recorded: this answer still says inProgress
+        cert.pending.cancel_seen = cert.pending.cancellation_requested
+        return Answer(200, body)
+
+    def delete_pending(self, name):
+        cert = self._pending(name)
+        if cert is None:
+            return pending_not_found(name)
+        body = self.operation(cert)
+        cert.pending = None  # recorded: the pending version stays (disabled, without a certificate)
+        self._event('us', 'delete_pending', name)
+        return Answer(200, body)
+
+    def get_policy(self, name):
+        cert = self.live(name)
+        if cert is None:
+            return not_found(name)
+        # UNKNOWN: GET policy while only pending is not recorded; the policy is served, as GET latest carries it (recorded)
+        return Answer(200, self._policy(cert))
+
+    @staticmethod
+    def _x5c(values):
+        """x5c elements -> certificates: base64 DER (recorded), or base64 of PEM text (recorded, accepted)."""
+        certs = []
+        for value in values:
+            raw = base64.b64decode(value, validate=True)
+            if raw.lstrip().startswith(b'-----BEGIN'):
+                certs.extend(x509.load_pem_x509_certificate(block) for block in
+                             re.findall(rb'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', raw, re.S))
+            else:
+                certs.append(x509.load_der_x509_certificate(raw))
+        return certs
+
+    def merge(self, name, data, author='us'):
+        cert = self._pending(name)
+        if cert is None:
+            return pending_not_found(name)
+        pending = cert.pending
+        if pending.status != 'inProgress':
+            # UNKNOWN: merge on a completed or cancelled operation is not recorded
+            return error(400, 'BadParameter', 'The pending certificate %s is %s.' % (name, pending.status))
+        try:
+            certs = self._x5c(data.get('x5c') or [])
+        except Exception as exc:
+            return error(400, 'BadParameter', 'The x5c could not be parsed: %s' % type(exc).__name__)
+        if not certs:
+            return error(400, 'BadParameter', 'Property x5c is required.')
+        leaf, chain = certs[0], certs[1:]
+        if spki(leaf.public_key()) != pending.public_key_der:
+            return error(400, 'BadParameter', 'The public key of the end-entity certificate in the specified X.509 certificate '
+                         'content does not match the public part of the specified private key. Please check if certificate '
+                         'is valid.')  # recorded (cli_pending_certificate.json)
+        stored = Stored(pending.key, leaf, chain)  # the chain as sent, in the order sent
+        # UNKNOWN: which tags a merged version carries when the merge sends none (no recording with tags either way);
+        # the merge's tags when sent (documented: "tags to be applied to the merged certificate"), else the create's.
+        tags = data.get('tags') if data.get('tags') is not None else pending.tags
+        enabled = (data.get('attributes') or {}).get('enabled', True)
+        event = self._event(author, 'merge', name)
+        version = Version(self._new_id(), stored, tags, enabled, self.now(), pending.placeholder.content_type,
+                          pending.placeholder.exportable, author, event.seq)
+        event.version = version.id
+        event.detail.update(thumbprint=version.thumbprint, tags=dict(version.tags), chain=len(chain))
+        if not self.keep_placeholder_after_merge and pending.placeholder in cert.versions:
+            cert.versions.remove(pending.placeholder)
+        cert.versions.append(version)
+        pending.status = 'completed'
+        pending.target = '%s/certificates/%s' % (VAULT_URL, name)  # recorded: versionless
+        return Answer(201, self.bundle(cert, version), headers={
+            'Location': '%s/certificates/%s?api-version=7.6' % (VAULT_URL, name)})
 
     # -- reads, as the invariants see them ---------------------------------------------------------------------
 
