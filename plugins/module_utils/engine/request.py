@@ -138,9 +138,18 @@ class RequestResult(object):
         return out
 
 
-def _issued(state):
-    """A version that holds a certificate (a pending version shows none), or None."""
-    return state if state is not None and state.thumbprint else None
+def latest_issued(target, latest):
+    """The newest version that holds a certificate. ``latest`` when it does; when latest is a pending version (no
+    certificate yet: a vault may show the pending version of a renewal as latest), the newest issued one among the
+    name's versions (listed, then read), or None when there is none."""
+    if latest is None or latest.thumbprint:
+        return latest
+    issued = [(state.created_on or 0, index, state) for index, state in enumerate(target.list_versions()) if state.thumbprint]
+    if not issued:
+        return None
+    # Newest by creation time; versions created within the same second in the order the target lists them.
+    newest = max(issued, key=lambda entry: entry[:2])[2]
+    return target.read_version(newest.version)
 
 
 def _days_left(state, now):
@@ -216,13 +225,14 @@ class RequestEngine(object):
         now = self._now()
         policy = request.policy
         latest = self.target.read_latest()
-        issued = _issued(latest)
+        issued = latest_issued(self.target, latest)
         pending = self.target.read_pending()
+        # An operation that is no longer waiting for a certificate (completed, failed, cancelled) is replaced by the next
+        # request; one whose cancellation was asked for but that still reads in progress is deleted first (a request
+        # meanwhile is refused with 409).
+        stale = pending is not None and not pending.in_progress and (pending.status or '').lower() == model.PendingRequest.IN_PROGRESS
         if pending is not None and not pending.in_progress:
-            pending_done = pending
             pending = None
-        else:
-            pending_done = None
         where = 'name %s' % self.target.labels.get('name')
         result.warnings.extend(check_ownership(issued, request.take_ownership, where))
         maker = pending_maker(latest, issued)
@@ -272,7 +282,7 @@ class RequestEngine(object):
             return
 
         if issued is None:
-            self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=pending_done is not None)
+            self._request(request, result, wanted_tags, model.FIRST_REQUEST, issued, discard=stale)
             return
         differences = issued_differences(policy, stored, issued)
         left = _days_left(issued, now)
@@ -289,7 +299,7 @@ class RequestEngine(object):
                 result.warnings.append(self._unserved_policy_note())
             result.diff = {'before': self._diff_state(issued, None), 'after': self._diff_state(issued, None)}
             return
-        self._request(request, result, wanted_tags, reason, issued, discard=pending_done is not None)
+        self._request(request, result, wanted_tags, reason, issued, discard=stale)
 
     def _read_policy(self, result):
         try:
@@ -429,7 +439,7 @@ class MergeEngine(object):
         now = self._now()
         wanted_tags = tag_rules.request_tags(request.user_tags, request.certificate_id)
         latest = self.target.read_latest()
-        issued = _issued(latest)
+        issued = latest_issued(self.target, latest)
         where = 'name %s' % self.target.labels.get('name')
         if issued is not None and issued.thumbprint == thumb:
             result.warnings.extend(check_ownership(issued, request.take_ownership, where))

@@ -51,6 +51,10 @@ class Target(object):
         """
         raise NotImplementedError
 
+    def read_version(self, version=None):
+        """The VersionState of ``version`` (latest when None), certificate included; DeployError when it does not exist."""
+        raise NotImplementedError
+
     def read_stored_chain(self, state):
         """The certificates stored with version ``state``, as a ``model.StoredChain`` (leaf first, in stored order).
 

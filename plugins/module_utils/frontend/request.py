@@ -32,6 +32,10 @@ _OID = re.compile(r'^[0-2](\.(0|[1-9][0-9]*))+$')
 _DNS = re.compile(r'^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$')
 
 
+CHECK_MODE_UNREADABLE = ('Check mode could not read the vault (%s: %s); predicting changed=true. The options were validated '
+                         'offline.')
+
+
 def _invalid(message):
     return errors.DeployError(errors.INVALID_CONFIG, message)
 
@@ -122,6 +126,10 @@ def _run(params, env, connect, operation, check_mode, diff, settings=None):
         report = engine.run(wanted)
         ids = target.predicted_ids()
     except errors.DeployError as exc:
+        if check_mode and target is not None and exc.code in errors.UNREACHABLE_CODES:
+            # Check mode validated everything offline; the vault could not be read to predict more.
+            return CertificateRun({'changed': True, 'failed': False, 'warnings': [CHECK_MODE_UNREADABLE % (exc.code, exc.message)]},
+                                  _labels(params, operation, target, settings))
         return CertificateRun(failure_result(exc, changed=False), _labels(params, operation, target, settings), exc)
     finally:
         if target is not None:

@@ -52,7 +52,7 @@ class KeyVaultTarget(RequestMethods, Target):
     challenge and the token alone; on a private one it is the target's own first request, and nothing waits.
     """
 
-    def __init__(self, settings, env=None, sdk_loader=azure_sdk.load, clients=None, connection=None):
+    def __init__(self, settings, env=None, sdk_loader=None, clients=None, connection=None):
         self.settings = settings
         self.name = settings.certificate_name
         self.labels = {'target': 'azure_kv', 'vault': settings.address.url, 'name': self.name}

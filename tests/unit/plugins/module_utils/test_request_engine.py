@@ -159,13 +159,19 @@ def test_who_made_a_name_that_is_only_pending(shown_tags, replace_needs_takeover
         assert RequestEngine(target).run(ask(policy(curve='P-384'), replace=True)).reason == 'replaced'
 
 
-def test_a_cancelled_request_is_deleted_before_a_new_one():
+def test_a_cancelled_request_is_replaced_and_one_still_cancelling_is_deleted_first():
     target = FakeRequestTarget()
     target.seed_pending(policy())
-    target.pending['cancelled'] = True
+    target.pending['cancelled'] = True  # reads cancelled: the next request replaces it
     result = RequestEngine(target).run(ask())
     assert (result.outcome, result.reason) == ('requested', 'first_request')
-    assert [c[0] for c in target.writes] == ['discard', 'create']
+    assert [c[0] for c in target.writes] == ['create']
+    target.calls[:] = []
+    # The service answers a cancel with the operation still in progress and cancellation_requested: a request then is
+    # refused (409) until the operation is gone.
+    target.fail('read_pending', PendingRequest(csr=target.pending['csr'], status='inProgress', cancellation_requested=True))
+    result = RequestEngine(target).run(ask())
+    assert result.outcome == 'requested' and [c[0] for c in target.writes] == ['discard', 'create']
 
 
 def test_a_vault_that_serves_no_policy_for_a_pending_name_is_compared_by_the_csr_with_a_warning():
