@@ -28,10 +28,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..')
 ROLE = os.path.join(ROOT, 'roles', 'azure_kv_certificate')
 KV = os.path.join(ROOT, 'plugins', 'module_utils', 'targets', 'azure_kv')
 PREFIX = 'azure_kv_certificate_'
-# Names with the prefix that are not role variables: the fact the role sets, and modules and test targets.
+# Names with the prefix that are not role variables: the fact the role sets, the variables the issue entry point
+# hands to the user's sign step and the facts that step sets, and modules and test targets.
 NOT_VARIABLES = {'azure_kv_certificate_result', 'azure_kv_certificate_deploy', 'azure_kv_certificate_deploy_many',
                  'azure_kv_certificate_info', 'azure_kv_certificate_role', 'azure_kv_certificate_role_args',
-                 'azure_kv_certificate_request', 'azure_kv_certificate_merge'}
+                 'azure_kv_certificate_csr', 'azure_kv_certificate_csr_sha256', 'azure_kv_certificate_signed',
+                 'azure_kv_certificate_signed_chain', 'azure_kv_certificate_request', 'azure_kv_certificate_merge',
+                 'azure_kv_certificate_request_akv', 'azure_kv_certificate_issue_akv'}
 
 
 def read(path):
