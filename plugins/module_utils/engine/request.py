@@ -344,9 +344,9 @@ class RequestEngine(object):
 
     def _request(self, request, result, wanted_tags, reason, issued, discard=False):
         result.reason = reason
-        result.changed = True
         result.needs_merge = True
         if request.check_mode:
+            result.changed = True
             result.outcome = model.REQUESTED
             result.warnings.append('Check mode: a new pending request would be made (%s); the CSR is known only once the '
                                    'vault makes the key.' % reason.replace('_', ' '))
@@ -355,12 +355,15 @@ class RequestEngine(object):
             return
         if discard:
             self.target.discard_request()
+            result.changed = True  # the pending request is gone, whatever happens to the new one
         try:
             created = self.target.create_request(request.policy, wanted_tags)
         except errors.DeployError as exc:
             if not exc.details.get('may_have_written'):
-                raise
+                raise  # refused before Key Vault acted on it: nothing new was written
+            result.changed = True  # it may have been written: a read decides
             created = self._settle(request.policy, exc)
+        result.changed = True
         pending = self._read_back(created)
         _csr, facts, shown = _csr_result(pending)
         differences = csr_material.policy_differences(request.policy, facts, 'the new CSR')

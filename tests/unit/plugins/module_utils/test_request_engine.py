@@ -523,3 +523,22 @@ def test_a_given_csr_is_checked_before_any_call_and_must_still_be_the_pending_on
         MergeEngine(target).run(wanted)
     assert failure.value.code == errors.CONFLICT and 'replaced or renewed meanwhile' in failure.value.message
     assert target.writes == []
+
+
+def test_a_request_the_vault_refuses_reports_no_change():
+    target = FakeRequestTarget()
+    target.fail('create', errors.DeployError(errors.INVALID_CONFIG, 'Key Vault refused the policy'))
+    with pytest.raises(errors.DeployError) as failure:
+        RequestEngine(target).run(ask())
+    assert failure.value.details['result']['changed'] is False
+    target.seed_pending(policy(), tags=OURS)
+    target.fail('create', errors.DeployError(errors.INVALID_CONFIG, 'Key Vault refused the policy'))
+    with pytest.raises(errors.DeployError) as failure:  # the old request was discarded first: that is a change
+        RequestEngine(target).run(ask(policy(curve='P-384'), replace=True, take_ownership=True))
+    assert failure.value.details['result']['changed'] is True
+    lost = errors.DeployError(errors.SERVICE_ERROR, 'reset', may_have_written=True)
+    target2 = FakeRequestTarget()
+    target2.fail('create', lost)
+    with pytest.raises(errors.DeployError) as failure:  # may have been written, and nothing pending: unknown, said as changed
+        RequestEngine(target2).run(ask())
+    assert failure.value.details['result']['changed'] is True
