@@ -205,6 +205,34 @@ class _Unknown(object):
 UNKNOWN = _Unknown()
 
 
+def read_back(target, previous, attempts, delay, sleep, issued_only=False):
+    """Read latest after a write, retrying up to ``attempts`` times (waiting ``delay`` x attempt) what may be transient.
+
+    Retried: a failed read with a transient code (throttled, service error, timeout, a token or connection hiccup),
+    a read that finds nothing (404 right after the write) -- or, with ``issued_only``, only a version without a
+    certificate (a pending one) -- and a stale read that still returns ``previous``'s version. A refusal (forbidden,
+    not found vault) is not retried. Returns ``(latest, None)`` or ``(None, why)``. Used by every engine that writes.
+    """
+    why = None
+    for attempt in range(attempts):
+        if attempt:
+            sleep(delay * attempt)
+        try:
+            latest = target.read_latest(look_for_deleted=False)
+        except errors.DeployError as exc:
+            why = '%s: %s' % (exc.code, exc.message)
+            if exc.code not in errors.READ_BACK_RETRY_CODES:
+                break
+            continue
+        if latest is None or (issued_only and not latest.thumbprint):
+            why = 'the certificate was not found' if latest is None else 'no issued version was found'
+        elif previous is not None and latest.version == previous.version:
+            why = 'the target still returned the previous version %s' % previous.version
+        else:
+            return latest, None
+    return None, why
+
+
 class DeployEngine(object):
     """Runs one deploy of ``request`` against ``target``."""
 
@@ -591,31 +619,8 @@ class DeployEngine(object):
     # -- verify and rollback ------------------------------------------------
 
     def _read_back(self, current):
-        """Read latest after an import, retrying within ``verify_attempts`` what may be transient.
-
-        Retried: a failed read with a transient code (throttled, service error, timeout, a token or
-        connection hiccup), a read that finds nothing (404 right after the import), and a stale read
-        that still returns the version from before the import.  A refusal (forbidden, not found
-        vault) is not retried.  Returns ``(latest, None)`` or ``(None, why)``.
-        """
-        why = None
-        for attempt in range(self.verify_attempts):
-            if attempt:
-                self._sleep(self.verify_delay * attempt)
-            try:
-                latest = self.target.read_latest(look_for_deleted=False)
-            except errors.DeployError as exc:
-                why = '%s: %s' % (exc.code, exc.message)
-                if exc.code not in errors.READ_BACK_RETRY_CODES:
-                    break
-                continue
-            if latest is None:
-                why = 'the certificate was not found'
-            elif current is not None and latest.version == current.version:
-                why = 'the target still returned the previous version %s' % current.version
-            else:
-                return latest, None
-        return None, why
+        """Read latest after an import, retrying within ``verify_attempts`` what may be transient (see read_back)."""
+        return read_back(self.target, current, self.verify_attempts, self.verify_delay, self._sleep)
 
     def _verify(self, current, imported, snapshot, request, result):
         """Decide from what the target holds (a read), never from the import response alone.

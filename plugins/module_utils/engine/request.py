@@ -35,6 +35,7 @@ from .. import errors
 from ..material import certificate as cert_material
 from ..material import csr as csr_material
 from . import model, tags as tag_rules
+from .deploy import read_back
 
 # What a policy read from the target is compared on, beyond what the CSR or the certificate itself shows.
 STORED_FIELDS = ('hsm', 'exportable', 'reuse_key', 'validity_months', 'key_usage', 'extended_key_usage', 'content_type')
@@ -562,24 +563,7 @@ class MergeEngine(object):
         self._check_stored(request, result, latest)
 
     def _read_back(self, issued):
-        why = None
-        for attempt in range(self.verify_attempts):
-            if attempt:
-                self._sleep(self.verify_delay * attempt)
-            try:
-                latest = self.target.read_latest(look_for_deleted=False)
-            except errors.DeployError as exc:
-                why = '%s: %s' % (exc.code, exc.message)
-                if exc.code not in errors.READ_BACK_RETRY_CODES:
-                    break
-                continue
-            if latest is None or not latest.thumbprint:
-                why = 'no issued version was found'
-            elif issued is not None and latest.version == issued.version:
-                why = 'the vault still returned the previous version %s' % issued.version
-            else:
-                return latest, None
-        return None, why
+        return read_back(self.target, issued, self.verify_attempts, self.verify_delay, self._sleep, issued_only=True)
 
     def _check_stored(self, request, result, latest):
         """The chain as far as the vault shows it (its backing secret): equal, leaf only (a warning), or different."""

@@ -170,13 +170,7 @@ class RequestMethods(object):
             exc.details['may_have_written'] = True
             raise
         except Exception as exc:  # every SDK/transport failure is classified, none escapes raw
-            failure = faults.classify(exc, 'create', self._where)
-            if failure.code == errors.CONFLICT and self._status(exc) == 409:
-                try:
-                    self._raise_if_soft_deleted(certs)
-                except errors.DeployError as deleted:
-                    if deleted.code == errors.SOFT_DELETED:
-                        raise
+            failure = self._write_failure(exc, 'create', certs)
             if failure.code not in REFUSED and not failure.details.get('not_processed'):
                 failure.details['may_have_written'] = True
             raise failure

@@ -116,6 +116,18 @@ class KeyVaultTarget(RequestMethods, Target):
             return None
         return self.state_of(bundle)
 
+    def _write_failure(self, exc, operation, certs):
+        """The DeployError of a failed write (import, create). A 409 that does not say why is told apart by the name's
+        deleted certificate (read_latest may have skipped that read): a soft-deleted name raises soft_deleted here."""
+        failure = faults.classify(exc, operation, self._where)
+        if failure.code == errors.CONFLICT and self._status(exc) == 409:
+            try:
+                self._raise_if_soft_deleted(certs)
+            except errors.DeployError as exc_deleted:
+                if exc_deleted.code == errors.SOFT_DELETED:
+                    raise
+        return failure
+
     def _raise_if_soft_deleted(self, certs):
         try:
             deleted = certs.get_deleted_certificate(self.name)
@@ -327,16 +339,7 @@ class KeyVaultTarget(RequestMethods, Target):
             bundle = certs.import_certificate(self.name, payload, enabled=enabled, tags=tags, password=password,
                                               policy=policy, retry_total=0, **extra)
         except Exception as exc:  # every SDK/transport failure is classified, none escapes raw
-            failure = faults.classify(exc, 'import', self._where)
-            if failure.code == errors.CONFLICT and self._status(exc) == 409:
-                # A 409 that does not say why: a soft-deleted name is told apart by its deleted certificate
-                # (read_latest may have skipped that read), and reported as soft_deleted.
-                try:
-                    self._raise_if_soft_deleted(certs)
-                except errors.DeployError as exc_deleted:
-                    if exc_deleted.code == errors.SOFT_DELETED:
-                        raise
-            raise failure
+            raise self._write_failure(exc, 'import', certs)
         finally:
             del payload
         state = self.state_of(bundle)
