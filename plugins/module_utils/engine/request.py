@@ -473,11 +473,10 @@ class MergeEngine(object):
             result.verification['public_key'] = 'passed'
             before = {'certificate': issued.thumbprint, 'tags': dict(issued.tags)}
             if tag_rules.comparable(issued.tags) != tag_rules.comparable(wanted_tags) or issued.enabled is False:
-                result.changed = True
-                result.outcome = model.UPDATED
                 if not request.check_mode:
                     updated = self.target.update_properties(issued, wanted_tags, True)
                     result.certificate = _describe(updated, now)
+                result.changed, result.outcome = True, model.UPDATED
             result.diff = {'before': before, 'after': {'certificate': thumb, 'tags': dict(wanted_tags)}}
             return
         pending = self.target.read_pending()
@@ -518,23 +517,24 @@ class MergeEngine(object):
             result.warnings.append('The certificate does not carry DNS names the CSR asked for: %s. Clients connecting with '
                                    'those names will refuse it.' % ', '.join(missing))
         result.previous = issued.summary() if issued is not None else None
-        result.changed = True
         result.diff = {'before': {'certificate': issued.thumbprint if issued is not None else None, 'tags': dict(issued.tags) if issued else {}},
                        'after': {'certificate': thumb, 'tags': dict(wanted_tags)}}
         if request.check_mode:
-            result.outcome = model.MERGED
+            result.outcome, result.changed = model.MERGED, True
             return
         try:
             merged = self.target.merge(signed, wanted_tags)
         except errors.DeployError as exc:
             if not exc.details.get('may_have_written'):
-                raise
+                raise  # refused: nothing was merged
+            result.changed = True  # it may have been: the read below decides
             merged = None
             result.warnings.append('The merge answer was lost (%s: %s); the vault is read to tell whether it was merged.'
                                    % (exc.code, exc.message))
             failure = exc
         else:
             failure = None
+            result.changed = True
         self._verify(request, result, issued, merged, failure)
 
     def _verify(self, request, result, issued, merged, failure):
@@ -551,6 +551,7 @@ class MergeEngine(object):
             return
         if latest.thumbprint != thumb:
             if failure is not None:
+                result.changed = False  # the read shows it was not merged
                 raise failure
             result.outcome = model.CONCURRENT_WRITER
             result.verification['read_back'] = 'concurrent_writer'

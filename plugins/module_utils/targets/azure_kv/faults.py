@@ -236,7 +236,7 @@ def classify(exc, operation, subject=''):
     if status == 400:
         if any('tag' in code.lower() for code in codes) or _TAGS.search(message):
             return errors.DeployError(errors.INVALID_CONFIG, 'Key Vault rejected the tags%s: %s' % (where, message))
-        if operation == 'import':
+        if operation in ('import', 'merge'):
             return errors.DeployError(errors.INVALID_MATERIAL, 'Key Vault rejected the certificate%s: %s' % (where, message))
         return errors.DeployError(errors.INVALID_CONFIG, 'Key Vault rejected the %s request%s: %s' % (operation, where, message))
     return errors.DeployError(errors.SERVICE_ERROR, 'Key Vault answered HTTP %s during %s%s: %s' % (status, operation, where, message))

@@ -31,9 +31,11 @@ CONTENT_TYPES = {'pkcs12': 'application/x-pkcs12', 'pem': 'application/x-pem-fil
 _CONTENT_TYPE_NAMES = dict((v, k) for k, v in CONTENT_TYPES.items())
 # When Key Vault emails the certificate contacts about a coming expiry: the request has no issuer that could renew.
 EMAIL_AT_LIFETIME_PERCENTAGE = 80
-# Failures of a write that mean Key Vault refused it before acting on it.
+# Failures of a write that mean Key Vault refused it before acting on it (a 400 among them: the request or the
+# certificate was rejected).
 REFUSED = frozenset((errors.AUTH_FAILED, errors.FORBIDDEN, errors.NETWORK_DENIED, errors.UNREACHABLE, errors.VAULT_NOT_FOUND,
-                     errors.INVALID_CONFIG, errors.MISSING_DEPENDENCY, errors.SOFT_DELETED, errors.BEING_DELETED))
+                     errors.INVALID_CONFIG, errors.INVALID_MATERIAL, errors.MISSING_DEPENDENCY, errors.SOFT_DELETED,
+                     errors.BEING_DELETED))
 
 
 def policy_body(policy):

@@ -382,6 +382,7 @@ def check_step(step, out, before, after, merged_pems):
     kind, check_mode = step[0], step[-1]
     if out.get('failed'):
         assert out['error_code'] in allowed_failures(step, before), out
+        assert out['changed'] is False, 'a refusal reported a change: %r' % (out,)
     if check_mode or out.get('failed'):
         assert after == before, 'check mode or a refusal wrote to the vault: %r' % (out,)
         return
@@ -463,3 +464,16 @@ def test_requests_and_merges_leave_the_vault_as_their_results_say(vault, run, ca
         run_sequence(vault, run, ca, steps)
 
     rule()
+
+
+def test_a_certificate_the_vault_rejects_is_invalid_material_and_not_a_possible_write(vault, net, run, ca):
+    run(request_module, request_args())
+    _leaf, pem = signed_pem(vault, ca)
+    net.rules.append((lambda kind, method, path: kind == 'vault' and path.endswith('/pending/merge'),
+                      lambda kind, method, path: kv_model.error(400, 'BadParameter', 'Property x5c has invalid value.')))
+    before = len(net.vault_requests())
+    out = run(merge_module, args(certificate=pem))
+    assert out['failed'] and out['error_code'] == errors.INVALID_MATERIAL and 'x5c' in out['msg']
+    after = net.vault_requests()[before:]
+    assert after[-1][1:] == ('POST', '/certificates/%s/pending/merge' % NAME, 400)  # no read-back after a refusal
+    assert out['changed'] is False and vault.certs[NAME].pending.status == 'inProgress'
