@@ -214,6 +214,9 @@ options:
     description:
       - Manage a certificate that already exists without the C(certdeploy-managed-by) tag. Without it the module fails with
         C(error_code=not_owned) and changes nothing.
+      - Also needed to import over a certificate issued from requests (C(certdeploy-source=request), made with
+        M(certdeploy.cloud.azure_kv_certificate_request) and M(certdeploy.cloud.azure_kv_certificate_merge)); its key was made
+        in the vault, and without this option the module fails with C(error_code=conflict) and changes nothing.
     type: bool
     default: false
   rollback:

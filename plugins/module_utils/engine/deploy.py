@@ -85,6 +85,14 @@ def decide(current, request, wanted_tags, stored=None, order_kept=True):
             'Nothing was changed. Set take_ownership: true to manage it from now on.'
             % (current.version, tags.MANAGED_BY, tags.MANAGED_BY_VALUE),
         )
+    if current.tags.get(tags.SOURCE) == tags.SOURCE_REQUEST and tags.is_managed(current.tags) and not request.take_ownership:
+        # The opposite of the request module's switch_from_import: an import would replace a key the vault made.
+        raise errors.DeployError(
+            errors.CONFLICT,
+            'The certificate (version %s) is issued from requests (%s=%s): its key was made in the vault and never left it. '
+            'An import would replace that key with one from outside. Nothing was changed. Keep renewing it with '
+            'azure_kv_certificate_request and azure_kv_certificate_merge, or set take_ownership: true to deploy over it.'
+            % (current.version, tags.SOURCE, tags.SOURCE_REQUEST))
     if request.force:
         return Decision(IMPORT, [FORCE], wanted_tags)
     if current.thumbprint != request.material.thumbprint:

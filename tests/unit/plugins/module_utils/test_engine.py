@@ -163,6 +163,18 @@ def test_take_ownership_imports_new_certificate(target, material, other):
     assert run(target, material, take_ownership=True).outcome == model.ROTATED
 
 
+def test_a_certificate_issued_from_requests_is_not_imported_over_unless_taken_over(target, material, other):
+    # Its key was made in the vault (azure_kv_certificate_request and _merge): an import would replace it with one from outside.
+    made_in_vault = {tags.MANAGED_BY: tags.MANAGED_BY_VALUE, tags.CERTIFICATE_ID: 'www', tags.SOURCE: tags.SOURCE_REQUEST}
+    target.seed(other, made_in_vault, record=False)
+    for options in ({}, {'check_mode': True}, {'force': True}):
+        err = fail(target, material, **options)
+        assert err.code == errors.CONFLICT and 'take_ownership' in err.message and 'made in the vault' in err.message
+    assert target.writes == []
+    assert run(target, material, take_ownership=True).outcome == model.ROTATED
+    assert tags.SOURCE not in target.versions[-1]['tags']  # imported from now on
+
+
 # -- check mode -----------------------------------------------------------------------
 
 @pytest.mark.parametrize('setup,expected', [

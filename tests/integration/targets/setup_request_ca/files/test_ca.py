@@ -5,10 +5,11 @@
 
 Usage:
   test_ca.py init DIR                     make a root CA and an intermediate CA in DIR (keys 0600)
-  test_ca.py sign DIR [--other-key] [--days N] < CSR.pem
+  test_ca.py sign DIR [--other-key [--key-out NAME]] [--days N] < CSR.pem
                                           issue a leaf for the CSR (its subject and DNS names, serverAuth),
                                           signed by the intermediate; --other-key: over a fresh key of its own
-                                          instead of the CSR's (a certificate that does not belong to the request)
+                                          instead of the CSR's (a certificate that does not belong to the request);
+                                          --key-out: that key is written to DIR/NAME (0600, PKCS#8), for a deploy
   test_ca.py inspect < CSR.pem            what the CSR says, computed here, independently of the module
   test_ca.py cert < CERT.pem              the same facts of a certificate (first PEM block)
 
@@ -100,7 +101,10 @@ def cmd_sign(args):
     if not csr.is_signature_valid:
         sys.exit('test_ca.py: the CSR signature does not verify')
     root, inter, inter_key = load_ca(args.dir)
-    public_key = testpki.rsa_key().public_key() if args.other_key else csr.public_key()
+    if args.key_out and not args.other_key:
+        sys.exit('test_ca.py: --key-out needs --other-key (the CSR\'s key stays in the vault)')
+    own_key = testpki.rsa_key() if args.other_key else None
+    public_key = own_key.public_key() if own_key is not None else csr.public_key()
     start = testpki.NOW - datetime.timedelta(minutes=5)
     builder = (x509.CertificateBuilder()
                .subject_name(csr.subject)
@@ -117,10 +121,13 @@ def cmd_sign(args):
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
     leaf = builder.sign(inter_key, hashes.SHA256())
-    return {'certificate': testpki.pem(leaf).decode('ascii'), 'chain': testpki.pem(inter, root).decode('ascii'),
+    extra = {}
+    if args.key_out:
+        extra['private_key_path'] = testpki.Output(args.dir).write(args.key_out, testpki.key_pem(own_key), 0o600)
+    return dict(extra, **{'certificate': testpki.pem(leaf).decode('ascii'), 'chain': testpki.pem(inter, root).decode('ascii'),
             'thumbprint': testpki.thumbprint(leaf), 'public_key_sha256': spki_sha256(leaf.public_key()),
             'not_after': leaf.not_valid_after_utc.isoformat(), 'serial': format(leaf.serial_number, 'x'),
-            'dns_names': names}
+            'dns_names': names})
 
 
 def cmd_inspect(_args):
@@ -151,6 +158,7 @@ def main(argv):
     sign = commands.add_parser('sign')
     sign.add_argument('dir')
     sign.add_argument('--other-key', action='store_true')
+    sign.add_argument('--key-out')
     sign.add_argument('--days', type=int, default=90)
     sign.set_defaults(run=cmd_sign)
     commands.add_parser('inspect').set_defaults(run=cmd_inspect)
