@@ -124,10 +124,11 @@ def cmd_sign(args):
     extra = {}
     if args.key_out:
         extra['private_key_path'] = testpki.Output(args.dir).write(args.key_out, testpki.key_pem(own_key), 0o600)
-    return dict(extra, **{'certificate': testpki.pem(leaf).decode('ascii'), 'chain': testpki.pem(inter, root).decode('ascii'),
-            'thumbprint': testpki.thumbprint(leaf), 'public_key_sha256': spki_sha256(leaf.public_key()),
-            'not_after': leaf.not_valid_after_utc.isoformat(), 'serial': format(leaf.serial_number, 'x'),
-            'dns_names': names})
+    extra.update({'certificate': testpki.pem(leaf).decode('ascii'), 'chain': testpki.pem(inter, root).decode('ascii'),
+                  'thumbprint': testpki.thumbprint(leaf), 'public_key_sha256': spki_sha256(leaf.public_key()),
+                  'not_after': leaf.not_valid_after_utc.isoformat(), 'serial': format(leaf.serial_number, 'x'),
+                  'dns_names': names})
+    return extra
 
 
 def cmd_inspect(_args):
