@@ -167,19 +167,13 @@ def latest_issued(target, latest):
 
 
 def _days_left(state, now):
-    expires = state.facts.get('expires')
-    if not expires:
-        return None
-    try:
-        return (datetime.datetime.fromisoformat(expires) - now).total_seconds() / 86400.0
-    except ValueError:
-        return None
+    """Whole days left (rounded down, as azure_kv_certificate_info counts them): what renewal is decided on and reported."""
+    return cert_material.days_remaining(state.facts.get('expires'), now)
 
 
 def _describe(state, now):
     out = state.describe()
-    left = _days_left(state, now)
-    out['days_remaining'] = int(left) if left is not None else None
+    out['days_remaining'] = _days_left(state, now)
     return out
 
 
@@ -498,20 +492,21 @@ class MergeEngine(object):
             result.warnings.append(unknown_maker_note(self.target.labels.get('name')) + ' The merge makes it ours: the '
                                    'certificate carries the key the vault made for it.')
         csr = csr_material.load_csr(pending.csr)
-        if request.csr_sha256 and csr_material.csr_facts(csr)['csr_sha256'] != request.csr_sha256:
+        csr_facts = csr_material.csr_facts(csr)
+        if request.csr_sha256 and csr_facts['csr_sha256'] != request.csr_sha256:
             raise errors.DeployError(
                 errors.CONFLICT, 'The pending request of %s is not the one whose CSR was signed (CSR SHA-256 %s, pending %s): '
                 'it was replaced or renewed meanwhile. Nothing was merged. Have the pending CSR signed.'
-                % (self.target.labels.get('name'), request.csr_sha256, csr_material.csr_facts(csr)['csr_sha256']))
+                % (self.target.labels.get('name'), request.csr_sha256, csr_facts['csr_sha256']))
         if not csr_material.same_public_key(signed.leaf, csr):
             result.verification['public_key'] = 'failed'
             raise errors.DeployError(
                 errors.KEY_MISMATCH,
                 'The certificate (%s, thumbprint %s) was not signed over the pending request\'s key: its public key differs '
                 'from the CSR\'s (CSR SHA-256 %s). Nothing was merged. Have the current CSR signed.'
-                % (cert_material.describe_certificate(signed.leaf), thumb, csr_material.csr_facts(csr)['csr_sha256']))
+                % (cert_material.describe_certificate(signed.leaf), thumb, csr_facts['csr_sha256']))
         result.verification['public_key'] = 'passed'
-        missing = sorted(set(csr_material.csr_facts(csr)['dns_names']) -
+        missing = sorted(set(csr_facts['dns_names']) -
                          set(csr_material.certificate_policy_facts(signed.leaf)['dns_names']))
         if missing:
             result.warnings.append('The certificate does not carry DNS names the CSR asked for: %s. Clients connecting with '

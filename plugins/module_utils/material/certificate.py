@@ -128,6 +128,21 @@ def not_after(cert):
     return _utc(cert, 'not_valid_after')
 
 
+def days_remaining(expires, now):
+    """Whole days from ``now`` until ``expires`` (ISO text or datetime), rounded down: negative once expired.
+    None when ``expires`` is None or not a date."""
+    if expires is None:
+        return None
+    if isinstance(expires, str):
+        try:
+            expires = datetime.datetime.fromisoformat(expires)
+        except ValueError:
+            return None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=datetime.timezone.utc)
+    return (expires - now).days
+
+
 def subject_alternative_names(cert):
     try:
         ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value

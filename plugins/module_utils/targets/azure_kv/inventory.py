@@ -48,18 +48,8 @@ def iso(value):
     return value.isoformat()
 
 
-def days_remaining(expires, now):
-    """Whole days from ``now`` until ``expires`` (ISO text or datetime), rounded down: negative once expired."""
-    if expires is None:
-        return None
-    if isinstance(expires, str):
-        try:
-            expires = datetime.datetime.fromisoformat(expires)
-        except ValueError:
-            return None
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=datetime.timezone.utc)
-    return (expires - now).days
+# Whole days left, rounded down: the same count the request module renews by (material.certificate.days_remaining).
+days_remaining = cert_material.days_remaining
 
 
 def name_from_id(object_id):

@@ -542,3 +542,13 @@ def test_a_request_the_vault_refuses_reports_no_change():
     with pytest.raises(errors.DeployError) as failure:  # may have been written, and nothing pending: unknown, said as changed
         RequestEngine(target2).run(ask())
     assert failure.value.details['result']['changed'] is True
+
+
+def test_renewal_is_decided_on_the_whole_days_it_reports(ca):
+    # 30 days and 23 hours 55 minutes left: reported as 30 days (as azure_kv_certificate_info counts them), so with
+    # renew_days_before: 30 it is due. Before, the decision used fractional days and reported 30 while not renewing.
+    target = FakeRequestTarget()
+    issue(target, ca, days=31)
+    result = RequestEngine(target).run(ask(renew_days_before=30))
+    assert (result.certificate['days_remaining'], result.outcome, result.reason) == (30, 'requested', 'renewal_due')
+    assert RequestEngine(FakeRequestTarget()).run(ask()).reason == 'first_request'
