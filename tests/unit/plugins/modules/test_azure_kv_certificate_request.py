@@ -477,3 +477,43 @@ def test_a_certificate_the_vault_rejects_is_invalid_material_and_not_a_possible_
     after = net.vault_requests()[before:]
     assert after[-1][1:] == ('POST', '/certificates/%s/pending/merge' % NAME, 400)  # no read-back after a refusal
     assert out['changed'] is False and vault.certs[NAME].pending.status == 'inProgress'
+
+
+# -- a hostile network on the real SDK stack --------------------------------------------------------------------------------
+
+def test_a_garbled_create_answer_is_settled_by_reading_the_pending_request(vault, net, run):
+    def garble(path, answer):
+        if path.endswith('/create') and answer.status == 202:
+            return kv_model.Answer(202, {'unexpected': 'shape'})
+        return answer
+    net.rewrite = garble
+    out = run(request_module, request_args())
+    assert not out.get('failed'), out.get('msg')
+    assert out['outcome'] == 'requested' and out['csr_sha256'] == hashlib.sha256(vault.certs[NAME].pending.csr_der).hexdigest()
+    assert [w[:2] for w in vault_writes(net)] == [('POST', '/certificates/%s/create' % NAME)]
+
+
+def test_a_create_throttled_with_a_long_retry_after_fails_throttled_without_a_change(vault, net, run):
+    net.rules.append((lambda kind, method, path: kind == 'vault' and method == 'POST' and path.endswith('/create'),
+                      lambda kind, method, path: kv_model.error(429, 'Throttled', 'Too many requests.',
+                                                                headers={'Retry-After': '3600'})))
+    out = run(request_module, request_args(timeout=5))
+    assert out['failed'] and out['error_code'] == errors.THROTTLED and out['changed'] is False
+    assert len([r for r in net.vault_requests() if r[1] == 'POST']) == 1  # refused, not resent, never waited an hour
+    assert NAME not in vault.certs or vault.certs[NAME].pending is None
+
+
+def test_a_merge_answered_500_after_it_committed_is_read_back_and_reported_merged(vault, net, run, ca):
+    run(request_module, request_args())
+    leaf, pem = signed_pem(vault, ca)
+
+    def lose(path, answer):
+        if path.endswith('/pending/merge') and answer.status == 201:
+            return kv_model.error(500, 'InternalServerError', 'The server encountered an error.')
+        return answer
+    net.rewrite = lose
+    out = run(merge_module, args(certificate=pem))
+    assert not out.get('failed'), out.get('msg')
+    assert out['outcome'] == 'merged' and out['certificate']['thumbprint'] == m.thumbprint(leaf)
+    assert any('answer was lost' in w for w in out['warnings'])
+    assert len([r for r in net.vault_requests() if r[1] == 'POST' and r[2].endswith('/merge')]) == 1  # never resent
