@@ -166,8 +166,8 @@ options:
 notes:
   - Key Vault permissions (RBAC data actions) by step are read C(Microsoft.KeyVault/vaults/certificates/read) (the pending
     request, the certificate and its policy), request C(.../certificates/create/action), and to cancel and delete a
-    pending request (O(replace=true), or one whose cancellation still reads in progress) C(.../certificates/update/action). With access policies, certificate permissions
-    C(get), C(create) and C(update).
+    pending request (O(replace=true), or one whose cancellation still reads in progress) C(.../certificates/update/action).
+    With access policies, certificate permissions C(get), C(create) and C(update).
   - Key Vault keeps one pending request per name. Reading it back is how a rerun finds the same CSR.
 seealso:
   - module: certdeploy.cloud.azure_kv_certificate_merge
